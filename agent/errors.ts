@@ -1,0 +1,66 @@
+/**
+ * Failure classes of the agent: every failed attempt is put in one class,
+ * so that `status` and the server can say what kind of trouble it was.
+ */
+import { closeCodeName, CloseCode, TERMINAL_CLOSE_CODES } from '../common/close-codes.js';
+import { RollcallError } from '../common/errors.js';
+
+/** The classes, iterable. */
+export const FAILURE_CLASSES = ['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'REJECTED', 'PROTOCOL', 'CLOSED'] as const;
+export type FailureClass = (typeof FAILURE_CLASSES)[number];
+
+/** A classified failure. */
+export interface Failure {
+  readonly class: FailureClass;
+  /** A stable code: an errno, a TLS error code, one of our error codes or a close-code name. */
+  readonly code: string;
+  readonly message: string;
+  readonly retryable: boolean;
+  /** Delay the server asked for, in milliseconds. */
+  readonly retryAfterMs?: number;
+  /** True when this certificate can never connect again (revoked, unknown). */
+  readonly terminal?: boolean;
+}
+
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO_|CA_PIN|TLS_|HOSTNAME_MISMATCH|ERR_OSSL)/;
+
+/** Classifies an error thrown or emitted while connecting or talking. */
+export function classifyError(err: unknown): Failure {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : 'UNKNOWN';
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (err instanceof RollcallError && (err.code === 'REJECTED' || err.code.startsWith('ENROLL_TOKEN') || err.code.startsWith('CSR_'))) {
+    return { class: 'REJECTED', code, message, retryable: err.retryable };
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME' || code === 'EAI_FAIL') {
+    return { class: 'DNS', code, message, retryable: true };
+  }
+  if (code === 'ECONNREFUSED') return { class: 'REFUSED', code, message, retryable: true };
+  if (code === 'ETIMEDOUT' || code === 'TIMEOUT' || /timed out/i.test(message)) return { class: 'TIMEOUT', code, message, retryable: true };
+  if (TLS_CODE.test(code) || /certificate|TLS|SSL/i.test(message)) return { class: 'TLS', code, message, retryable: true };
+  if (code === 'MALFORMED_FRAME' || code === 'PROTOCOL') return { class: 'PROTOCOL', code, message, retryable: true };
+  return { class: 'CLOSED', code, message, retryable: true };
+}
+
+/** Classifies a WebSocket close with the given code and reason. */
+export function classifyClose(code: number, reason: string, retryAfterMs?: number): Failure {
+  const name = closeCodeName(code) ?? `CLOSE_${code}`;
+  const message = reason || `connection closed (${code})`;
+  const terminal = TERMINAL_CLOSE_CODES.has(code);
+  const protocol: number[] = [CloseCode.UNSUPPORTED_VERSION, CloseCode.MALFORMED_FRAME, CloseCode.UNEXPECTED_MESSAGE, 1002, 1003, 1007, 1009];
+  const cls: FailureClass = terminal || code === CloseCode.OVERLOADED || code === CloseCode.RATE_LIMITED ? 'REJECTED' : protocol.includes(code) ? 'PROTOCOL' : 'CLOSED';
+  return { class: cls, code: name, message, retryable: !terminal, terminal, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+}
+
+/** Classifies an HTTP refusal of the upgrade (the server checked our certificate first). */
+export function classifyUpgradeRefusal(status: number, body: { error?: { code?: string; message?: string; retryAfterMs?: number } }, closeHeader?: string): Failure {
+  const closeCode = closeHeader ? Number(closeHeader) : NaN;
+  const code = body.error?.code ?? `HTTP_${status}`;
+  const message = body.error?.message ?? `the server refused the connection (HTTP ${status})`;
+  const terminal = TERMINAL_CLOSE_CODES.has(closeCode);
+  if (status === 429 || status === 503) {
+    return { class: 'REJECTED', code, message, retryable: true, ...(body.error?.retryAfterMs === undefined ? {} : { retryAfterMs: body.error.retryAfterMs }) };
+  }
+  if (code.startsWith('CLIENT_CERT_')) return { class: 'TLS', code, message, retryable: code !== 'CLIENT_CERT_EXPIRED', terminal: code === 'CLIENT_CERT_EXPIRED' };
+  return { class: 'REJECTED', code, message, retryable: !terminal, terminal };
+}

@@ -1,0 +1,122 @@
+/**
+ * The agent's state directory: its private key, certificate, the CA it
+ * trusts, its identity, its last acknowledged sequence number and its
+ * status. Every file is written atomically (temp file + rename) with mode
+ * 0600; the directory itself is 0700.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { RollcallError } from '../common/errors.js';
+
+/** What enrollment leaves behind. */
+export interface Identity {
+  readonly deviceId: string;
+  /** `host:port` entries, tried in order. */
+  readonly servers: readonly string[];
+  readonly caPin: string;
+  readonly group: { readonly id: string; readonly path: string };
+  readonly enrolledAt: string;
+  readonly checkinPath: string;
+}
+
+/** File names inside the state directory. */
+export const STATE_FILES = {
+  key: 'agent.key',
+  cert: 'agent.crt',
+  ca: 'ca.crt',
+  identity: 'identity.json',
+  seq: 'seq.json',
+  status: 'status.json',
+  lock: 'agent.pid',
+} as const;
+
+/** Writes a file atomically with mode 0600. */
+export async function writePrivateFile(file: string, data: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await fs.open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(tmp, file);
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new RollcallError('STATE_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Access to one state directory. */
+export class AgentState {
+  constructor(readonly dir: string) {}
+
+  /** Path of a state file. */
+  file(name: keyof typeof STATE_FILES): string {
+    return path.join(this.dir, STATE_FILES[name]);
+  }
+
+  /** Creates the directory (0700) if needed. */
+  async ensureDir(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** True when the directory holds a complete enrollment. */
+  async isEnrolled(): Promise<boolean> {
+    const parts = await Promise.all((['key', 'cert', 'ca', 'identity'] as const).map((n) => readText(this.file(n))));
+    return parts.every((p) => p !== undefined);
+  }
+
+  /** Stores the result of an enrollment. */
+  async saveEnrollment(e: { keyPem: string; certPem: string; caPem: string; identity: Identity }): Promise<void> {
+    await this.ensureDir();
+    await writePrivateFile(this.file('key'), e.keyPem);
+    await writePrivateFile(this.file('cert'), e.certPem);
+    await writePrivateFile(this.file('ca'), e.caPem);
+    await writePrivateFile(this.file('identity'), JSON.stringify(e.identity, null, 2));
+  }
+
+  /** Loads the credentials for connecting; throws `NOT_ENROLLED` when incomplete. */
+  async loadCredentials(): Promise<{ keyPem: string; certPem: string; caPem: string; identity: Identity }> {
+    const [keyPem, certPem, caPem, identityText] = await Promise.all([
+      readText(this.file('key')),
+      readText(this.file('cert')),
+      readText(this.file('ca')),
+      readText(this.file('identity')),
+    ]);
+    if (!keyPem || !certPem || !caPem || !identityText) {
+      throw new RollcallError('NOT_ENROLLED', `this agent is not enrolled (no complete enrollment in ${this.dir}); run "rollcall-agent enroll" first`);
+    }
+    let identity: Identity;
+    try {
+      identity = JSON.parse(identityText) as Identity;
+    } catch (err) {
+      throw new RollcallError('STATE_UNREADABLE', `${this.file('identity')} is not valid JSON`, { cause: err });
+    }
+    return { keyPem, certPem, caPem, identity };
+  }
+
+  /** Last sequence number the server acknowledged (0 when none). */
+  async loadAckedSeq(): Promise<number> {
+    const text = await readText(this.file('seq'));
+    if (!text) return 0;
+    const n = Number((JSON.parse(text) as { ackedSeq?: unknown }).ackedSeq);
+    return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+  }
+
+  /** Records the last acknowledged sequence number. */
+  async saveAckedSeq(seq: number): Promise<void> {
+    await writePrivateFile(this.file('seq'), JSON.stringify({ ackedSeq: seq }));
+  }
+
+  /** Reads the status file written by a running agent. */
+  async readStatus<T>(): Promise<T | undefined> {
+    const text = await readText(this.file('status'));
+    return text ? (JSON.parse(text) as T) : undefined;
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Reconnect delay policy: exponential backoff with full jitter.
+ *
+ * The delay before attempt n (n = 0 for the first retry) is drawn uniformly
+ * from [0, min(cap, base * 2^n)]. Full jitter spreads a fleet that lost its
+ * server at the same moment over the whole window instead of in waves. A
+ * delay advised by the server is a floor: the agent never comes back sooner
+ * than it was told to.
+ */
+export interface BackoffPolicy {
+  /** First window in milliseconds. */
+  readonly baseMs: number;
+  /** Largest window in milliseconds. */
+  readonly capMs: number;
+}
+
+/** Default policy: 1 s base, 5 min cap. */
+export const DEFAULT_BACKOFF: BackoffPolicy = Object.freeze({ baseMs: 1000, capMs: 300_000 });
+
+/**
+ * Computes the delay before retry number `attempt`.
+ * @param random - a source of uniform numbers in [0, 1); a seam for tests.
+ * @param advisedMs - a delay the server asked for, used as a minimum.
+ */
+export function backoffDelay(
+  policy: BackoffPolicy,
+  attempt: number,
+  random: () => number = Math.random,
+  advisedMs = 0,
+): number {
+  const exp = Math.min(attempt, 30);
+  const window = Math.min(policy.capMs, policy.baseMs * 2 ** exp);
+  const jittered = Math.floor(random() * window);
+  return Math.max(jittered, Math.max(0, advisedMs));
+}

@@ -1,0 +1,168 @@
+/**
+ * The check-in wire protocol: JSON text frames, a union on `type`.
+ *
+ * Every message is defined once here as a TypeBox schema; the server and the
+ * agent validate every frame they receive against it with Ajv. Field-by-field
+ * documentation lives in docs/protocol.md.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { RollcallError } from './errors.js';
+
+/** Largest frame either side accepts, in bytes (ws enforces it with close 1009). */
+export const MAX_FRAME_BYTES = 64 * 1024;
+
+/** URL path of the check-in WebSocket on the agent port. */
+export const CHECKIN_PATH = '/v1/agent/ws';
+
+const Id = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$' });
+const Seq = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+const ShortText = Type.String({ maxLength: 256 });
+
+/** What the agent reports about its computer in `hello`. */
+export const Inventory = Type.Object(
+  {
+    os: ShortText,
+    release: ShortText,
+    arch: Type.String({ maxLength: 32 }),
+    cpus: Type.Integer({ minimum: 0, maximum: 65536 }),
+    memoryBytes: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type Inventory = Static<typeof Inventory>;
+
+/** Agent → server: first frame on every connection. */
+export const Hello = Type.Object(
+  {
+    type: Type.Literal('hello'),
+    protocol: Type.Integer({ minimum: 1, maximum: 1000 }),
+    deviceId: Id,
+    agentVersion: Type.String({ minLength: 1, maxLength: 64 }),
+    hostname: Type.String({ minLength: 1, maxLength: 253 }),
+    fingerprint: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    inventory: Inventory,
+    /** Highest sequence number the agent has already used (0 when none). */
+    lastSeq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  },
+  { additionalProperties: false },
+);
+export type Hello = Static<typeof Hello>;
+
+/** Agent → server: a periodic check-in. */
+export const Checkin = Type.Object(
+  {
+    type: Type.Literal('checkin'),
+    seq: Seq,
+    /** Agent clock, Unix milliseconds, when the check-in was made. */
+    sentAt: Type.Integer({ minimum: 0 }),
+    uptimeSec: Type.Number({ minimum: 0 }),
+    load1: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type Checkin = Static<typeof Checkin>;
+
+/** Server → agent: answer to `hello`. */
+export const Welcome = Type.Object(
+  {
+    type: Type.Literal('welcome'),
+    protocol: Type.Integer({ minimum: 1 }),
+    deviceId: Id,
+    intervalSec: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    group: Type.Object({ id: Id, path: Type.String({ maxLength: 4096 }) }, { additionalProperties: false }),
+    /** Server clock, Unix milliseconds. */
+    serverTime: Type.Integer({ minimum: 0 }),
+    /** Highest check-in sequence the server holds durably for this device. */
+    lastSeq: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type Welcome = Static<typeof Welcome>;
+
+/** Server → agent: the check-in with this sequence number is durable. */
+export const Ack = Type.Object({ type: Type.Literal('ack'), seq: Seq }, { additionalProperties: false });
+export type Ack = Static<typeof Ack>;
+
+/** Server → agent: new settings, applied at once. */
+export const Config = Type.Object(
+  { type: Type.Literal('config'), intervalSec: Type.Integer({ minimum: 1, maximum: 86_400 }) },
+  { additionalProperties: false },
+);
+export type Config = Static<typeof Config>;
+
+/** Either side: why the connection is about to close, or a recoverable problem. */
+export const ErrorMessage = Type.Object(
+  {
+    type: Type.Literal('error'),
+    code: Type.String({ minLength: 1, maxLength: 64 }),
+    message: Type.String({ maxLength: 1024 }),
+    retryAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type ErrorMessage = Static<typeof ErrorMessage>;
+
+/** Messages the agent may send. */
+export type AgentMessage = Hello | Checkin | ErrorMessage;
+/** Messages the server may send. */
+export type ServerMessage = Welcome | Ack | Config | ErrorMessage;
+
+const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = { hello: Hello, checkin: Checkin, error: ErrorMessage };
+const SERVER_SCHEMAS: Record<ServerMessage['type'], TSchema> = {
+  welcome: Welcome,
+  ack: Ack,
+  config: Config,
+  error: ErrorMessage,
+};
+
+/** A compiled decoder for one direction of the protocol. */
+export interface Decoder<T> {
+  /** Parses and validates one text frame; throws RollcallError `MALFORMED_FRAME`. */
+  decode(frame: string | Buffer): T;
+}
+
+function buildDecoder<T extends { type: string }>(schemas: Record<string, TSchema>): Decoder<T> {
+  const ajv = new Ajv({ allErrors: false, strict: true });
+  const validators = new Map<string, ValidateFunction>();
+  for (const [type, schema] of Object.entries(schemas)) validators.set(type, ajv.compile(schema));
+  return {
+    decode(frame) {
+      const text = typeof frame === 'string' ? frame : frame.toString('utf8');
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (err) {
+        throw new RollcallError('MALFORMED_FRAME', 'frame is not valid JSON', { cause: err });
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        throw new RollcallError('MALFORMED_FRAME', 'frame is not a JSON object');
+      }
+      const type = (value as { type?: unknown }).type;
+      if (typeof type !== 'string') throw new RollcallError('MALFORMED_FRAME', 'frame has no string "type"');
+      const validate = validators.get(type);
+      if (!validate) throw new RollcallError('MALFORMED_FRAME', `unknown message type "${type.slice(0, 40)}"`);
+      if (!validate(value)) {
+        const first = validate.errors?.[0];
+        const where = first?.instancePath || '/';
+        throw new RollcallError('MALFORMED_FRAME', `invalid "${type}" message: ${where} ${first?.message ?? 'is invalid'}`);
+      }
+      return value as T;
+    },
+  };
+}
+
+/** Builds the decoder the server uses for frames from agents. */
+export function agentMessageDecoder(): Decoder<AgentMessage> {
+  return buildDecoder<AgentMessage>(AGENT_SCHEMAS);
+}
+
+/** Builds the decoder the agent uses for frames from the server. */
+export function serverMessageDecoder(): Decoder<ServerMessage> {
+  return buildDecoder<ServerMessage>(SERVER_SCHEMAS);
+}
+
+/** Serialises a message for the wire. */
+export function encode(message: AgentMessage | ServerMessage): string {
+  return JSON.stringify(message);
+}

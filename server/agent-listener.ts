@@ -1,0 +1,133 @@
+/**
+ * The agent port: enrollment (token, no client certificate yet), the CA
+ * certificate, the identification probe, and the check-in WebSocket.
+ *
+ * TLS asks every client for a certificate but does not abort the handshake
+ * without one, because enrollment must work before the agent has one. The
+ * check-in route therefore checks the certificate itself, in an `onRequest`
+ * hook that runs before the upgrade: no trusted certificate, an unknown
+ * serial or a revoked device is answered with an HTTP error (and the close
+ * code it stands for in `x-rollcall-close-code`), and never gets a socket.
+ */
+import type { TLSSocket } from 'node:tls';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { CloseCode } from '../common/close-codes.js';
+import { checkEnrollRequest, ENROLL_PATH, MAX_ENROLL_BODY_BYTES } from '../common/enroll-api.js';
+import { RollcallError } from '../common/errors.js';
+import { normalizeSerial, type KeyedCert } from '../common/pki.js';
+import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
+import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
+import { enroll, type EnrollDeps } from './enroll.js';
+import { SERVER_ERRORS, type ServerErrorCode } from './errors.js';
+import type { FailureLimiter } from './failure-limiter.js';
+import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
+import type { Storage } from './storage/index.js';
+
+/** What the agent listener needs. */
+export interface AgentListenerDeps {
+  readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
+  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId'>;
+  readonly ca: KeyedCert;
+  readonly enrollLimiter: FailureLimiter;
+  readonly session: SessionDeps;
+  readonly now: () => number;
+  readonly log: Logger;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    rollcallDevice: SessionDevice | null;
+  }
+}
+
+const REJECT_CLOSE_CODES: Partial<Record<ServerErrorCode, number>> = {
+  DEVICE_UNKNOWN: CloseCode.UNKNOWN_DEVICE,
+  DEVICE_REVOKED: CloseCode.REVOKED,
+};
+
+function reject(req: FastifyRequest, reply: FastifyReply, log: Logger, code: ServerErrorCode, message: string): FastifyReply {
+  log.warn({ reason: code, address: req.socket.remoteAddress, detail: message }, 'agent rejected');
+  const closeCode = REJECT_CLOSE_CODES[code];
+  if (closeCode !== undefined) void reply.header('x-rollcall-close-code', String(closeCode));
+  return reply.code(SERVER_ERRORS[code]).send({ error: { code, message } });
+}
+
+/** Checks the client certificate of a check-in upgrade and finds its device. */
+async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps: AgentListenerDeps): Promise<void> {
+  const socket = req.raw.socket as TLSSocket;
+  const cert = socket.getPeerCertificate();
+  if (!cert || !cert.serialNumber) return void reject(req, reply, deps.log, 'CLIENT_CERT_MISSING', 'a client certificate is required');
+  if (!socket.authorized) {
+    const why = String(socket.authorizationError ?? 'untrusted');
+    if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
+    return void reject(req, reply, deps.log, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
+  }
+  const device = await deps.storage.devices.findBySerial(normalizeSerial(cert.serialNumber));
+  if (!device || cert.subject?.CN !== device.id) {
+    return void reject(req, reply, deps.log, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
+  }
+  if (device.revokedAt !== null) return void reject(req, reply, deps.log, 'DEVICE_REVOKED', 'the device was revoked');
+  const group = await deps.storage.groups.get(device.groupId);
+  req.rollcallDevice = { id: device.id, group: { id: device.groupId, path: group?.path ?? '' }, lastSeq: device.lastSeq };
+}
+
+/** Builds (but does not start) the agent listener. */
+export async function buildAgentListener(deps: AgentListenerDeps): Promise<HttpsApp> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_ENROLL_BODY_BYTES,
+    https: {
+      key: deps.tls.server.keyPem,
+      cert: deps.tls.server.certPem + deps.tls.caCertPem,
+      ca: [deps.tls.caCertPem],
+      requestCert: true,
+      rejectUnauthorized: false, // the check-in route checks the certificate itself; enrollment has none yet
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: deps.tls.handshakeTimeoutMs,
+    },
+  });
+  app.server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    deps.log.info({ reason: err.code ?? err.message, address: socket.remoteAddress }, 'TLS handshake failed');
+  });
+  installErrorHandling(app);
+  app.decorateRequest('rollcallDevice', null);
+  addIdentifyRoute(app, 'agent', deps.storage.instanceId);
+
+  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
+
+  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now };
+  app.post(ENROLL_PATH, async (req, reply) => {
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const blockedMs = deps.enrollLimiter.blockedFor(address, deps.now());
+    if (blockedMs > 0) {
+      deps.log.warn({ reason: 'RATE_LIMITED', address }, 'enrollment refused');
+      void reply.header('retry-after', String(Math.ceil(blockedMs / 1000)));
+      return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: 'too many failed enrollments; retry later', retryAfterMs: blockedMs } });
+    }
+    try {
+      const result = await enroll(checkEnrollRequest(req.body), enrollDeps);
+      deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
+      return result;
+    } catch (err) {
+      if (err instanceof RollcallError && err.code !== 'STORAGE_ERROR') {
+        deps.enrollLimiter.fail(address, deps.now());
+        deps.log.warn({ reason: err.code, address }, 'enrollment refused');
+      }
+      throw err;
+    }
+  });
+
+  await app.register(fastifyWebsocket, {
+    options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
+  });
+  app.get(CHECKIN_PATH, { websocket: true, onRequest: async (req, reply) => authenticateAgent(req, reply, deps) }, (socket, req) => {
+    const device = req.rollcallDevice!;
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const log = deps.log.child({ deviceId: device.id, connId: req.id });
+    new AgentSession(socket, device, address, deps.session, log);
+  });
+  return app;
+}

@@ -1,0 +1,225 @@
+/**
+ * One agent's check-in channel, from the upgrade to the close.
+ *
+ * The certificate was checked before the upgrade (see agent-listener.ts),
+ * so the session starts knowing which device it serves. It then waits for
+ * `hello` (with a deadline), answers `welcome`, and acks every check-in
+ * once it is durable. Any protocol violation closes the channel with one
+ * of our close codes after an `error` frame that says why.
+ */
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { CloseCode } from '../common/close-codes.js';
+import { describeError, RollcallError } from '../common/errors.js';
+import { encode, type AgentMessage, type Checkin, type Decoder, type Hello, type ServerMessage } from '../common/protocol.js';
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../common/version.js';
+import type { CheckinRecord } from './checkin-writer.js';
+import { FrameBudget } from './frame-budget.js';
+import type { LiveSession, SessionRegistry } from './session-registry.js';
+import type { ConnectFacts } from './storage/devices-store.js';
+
+/** What a session needs from the rest of the server. */
+export interface SessionDeps {
+  readonly decoder: Decoder<AgentMessage>;
+  readonly registry: SessionRegistry<AgentSession>;
+  readonly recordConnect: (deviceId: string, facts: ConnectFacts) => Promise<void>;
+  readonly flagPossibleClone: (deviceId: string, at: number) => Promise<void>;
+  readonly recordCheckin: (r: CheckinRecord) => Promise<void>;
+  readonly pendingSeq: (deviceId: string) => number;
+  readonly settings: { readonly helloTimeoutMs: number; readonly checkinIntervalSec: number; readonly maxFramesPerSec: number; readonly frameBurst: number };
+  readonly now: () => number;
+  /** Observes lifecycle events (live feed, metrics). */
+  readonly onEvent?: (e: SessionEvent) => void;
+}
+
+/** A lifecycle event of a session. */
+export type SessionEvent =
+  | { readonly kind: 'connect'; readonly deviceId: string; readonly address: string; readonly at: number }
+  | { readonly kind: 'checkin'; readonly deviceId: string; readonly seq: number; readonly at: number }
+  | { readonly kind: 'disconnect'; readonly deviceId: string; readonly code: number; readonly reason: string; readonly at: number };
+
+/** The device facts known before the upgrade. */
+export interface SessionDevice {
+  readonly id: string;
+  readonly group: { readonly id: string; readonly path: string };
+  readonly lastSeq: number;
+}
+
+/** One live agent channel. */
+export class AgentSession implements LiveSession {
+  readonly deviceId: string;
+  fingerprint = '';
+  alive = true;
+  private state: 'awaiting_hello' | 'ready' | 'closed' = 'awaiting_hello';
+  private lastSeq: number;
+  private readonly budget: FrameBudget;
+  private helloTimer: NodeJS.Timeout | null;
+  private readonly openedAt: number;
+  private closedByServer = false;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly device: SessionDevice,
+    private readonly address: string,
+    private readonly deps: SessionDeps,
+    private readonly log: Logger,
+  ) {
+    this.deviceId = device.id;
+    this.lastSeq = device.lastSeq;
+    this.openedAt = deps.now();
+    this.budget = new FrameBudget(deps.settings.maxFramesPerSec, deps.settings.frameBurst, this.openedAt);
+    this.helloTimer = setTimeout(() => this.fail(CloseCode.HELLO_TIMEOUT, 'HELLO_TIMEOUT', 'no hello before the deadline'), deps.settings.helloTimeoutMs);
+    socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    socket.on('pong', () => {
+      this.alive = true;
+    });
+    socket.on('close', (code, reason) => this.onClose(code, reason.toString()));
+    socket.on('error', (err) => this.log.warn({ err: describeError(err) }, 'agent socket error'));
+  }
+
+  /** Closes the channel with a code; safe to call more than once. */
+  close(code: number, reason: string): void {
+    if (this.socket.readyState === this.socket.CLOSED || this.socket.readyState === this.socket.CLOSING) return;
+    this.closedByServer = true;
+    this.socket.close(code, reason.slice(0, 120));
+  }
+
+  /** Pings the peer; terminates it if it did not answer the previous ping. */
+  heartbeat(): void {
+    if (!this.alive) {
+      this.log.info({ reason: 'no pong' }, 'agent unresponsive; terminating');
+      this.socket.terminate();
+      return;
+    }
+    this.alive = false;
+    this.socket.ping();
+  }
+
+  private send(msg: ServerMessage): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(encode(msg));
+  }
+
+  private fail(code: number, errorCode: string, message: string, retryAfterMs?: number): void {
+    if (this.state === 'closed') return;
+    this.log.warn({ closeCode: code, errorCode, reason: message }, 'closing agent channel');
+    this.send({ type: 'error', code: errorCode, message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+    this.close(code, message);
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closed') return;
+    this.alive = true;
+    if (!this.budget.take(this.deps.now())) {
+      this.fail(CloseCode.RATE_LIMITED, 'RATE_LIMITED', 'too many frames; slow down', 1000);
+      return;
+    }
+    if (isBinary) {
+      this.fail(CloseCode.MALFORMED_FRAME, 'MALFORMED_FRAME', 'binary frames are not accepted');
+      return;
+    }
+    let msg: AgentMessage;
+    try {
+      msg = this.deps.decoder.decode(data);
+    } catch (err) {
+      this.fail(CloseCode.MALFORMED_FRAME, 'MALFORMED_FRAME', err instanceof RollcallError ? err.message : 'malformed frame');
+      return;
+    }
+    switch (msg.type) {
+      case 'hello':
+        this.onHello(msg);
+        break;
+      case 'checkin':
+        this.onCheckin(msg);
+        break;
+      case 'error':
+        this.log.warn({ agentErrorCode: msg.code, agentError: msg.message }, 'agent reported an error');
+        break;
+    }
+  }
+
+  private onHello(hello: Hello): void {
+    if (this.state !== 'awaiting_hello') {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'hello was already received');
+      return;
+    }
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    if (hello.protocol < MIN_PROTOCOL_VERSION || hello.protocol > PROTOCOL_VERSION) {
+      this.fail(
+        CloseCode.UNSUPPORTED_VERSION,
+        'UNSUPPORTED_VERSION',
+        `protocol ${hello.protocol} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}-${PROTOCOL_VERSION}`,
+      );
+      return;
+    }
+    if (hello.deviceId !== this.deviceId) {
+      this.fail(CloseCode.UNKNOWN_DEVICE, 'UNKNOWN_DEVICE', 'hello names a device other than the certificate');
+      return;
+    }
+    this.state = 'ready';
+    this.fingerprint = hello.fingerprint;
+    const now = this.deps.now();
+    const { replaced, possibleClone } = this.deps.registry.register(this, CloseCode.REPLACED);
+    if (replaced) this.log.warn({ possibleClone }, 'device connected again; older connection replaced');
+    if (possibleClone) {
+      this.deps.flagPossibleClone(this.deviceId, now).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot flag possible clone'));
+    }
+    this.lastSeq = Math.max(this.lastSeq, this.deps.pendingSeq(this.deviceId));
+    const interval = this.deps.settings.checkinIntervalSec;
+    this.deps
+      .recordConnect(this.deviceId, {
+        at: now,
+        address: this.address,
+        hostname: hello.hostname,
+        fingerprint: hello.fingerprint,
+        agentVersion: hello.agentVersion,
+        os: `${hello.inventory.os} ${hello.inventory.release} ${hello.inventory.arch}`.trim(),
+        intervalSec: interval,
+      })
+      .catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot record connect'));
+    this.send({
+      type: 'welcome',
+      protocol: Math.min(hello.protocol, PROTOCOL_VERSION),
+      deviceId: this.deviceId,
+      intervalSec: interval,
+      group: { id: this.device.group.id, path: this.device.group.path },
+      serverTime: now,
+      lastSeq: this.lastSeq,
+    });
+    this.log.info({ hostname: hello.hostname, agentVersion: hello.agentVersion, protocol: hello.protocol }, 'agent connected');
+    this.deps.onEvent?.({ kind: 'connect', deviceId: this.deviceId, address: this.address, at: now });
+  }
+
+  private onCheckin(c: Checkin): void {
+    if (this.state !== 'ready') {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'check-in before hello');
+      return;
+    }
+    const now = this.deps.now();
+    const fresh = c.seq > this.lastSeq;
+    if (fresh) this.lastSeq = c.seq;
+    this.deps
+      .recordCheckin({ deviceId: this.deviceId, seq: c.seq, at: now, address: this.address, count: fresh ? 1 : 0 })
+      .then(
+        () => {
+          this.send({ type: 'ack', seq: c.seq });
+          if (fresh) this.deps.onEvent?.({ kind: 'checkin', deviceId: this.deviceId, seq: c.seq, at: now });
+        },
+        (err: unknown) => {
+          this.log.error({ err: describeError(err), seq: c.seq }, 'check-in not stored; closing so the agent resends');
+          this.close(1011, 'check-in could not be stored');
+        },
+      );
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    const wasReady = this.state === 'ready';
+    this.state = 'closed';
+    const now = this.deps.now();
+    this.deps.registry.unregister(this, { at: now, clean: !this.closedByServer && (code === 1000 || code === 1001) });
+    this.log.info({ closeCode: code, reason, seconds: Math.round((now - this.openedAt) / 1000), afterHello: wasReady }, 'agent disconnected');
+    if (wasReady) this.deps.onEvent?.({ kind: 'disconnect', deviceId: this.deviceId, code, reason, at: now });
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Write-behind for check-ins with group commit.
+ *
+ * Check-ins are coalesced in memory per device and written as multi-row
+ * statements in one transaction. While a batch is being written, new
+ * check-ins gather for the next one, so under load each transaction carries
+ * many check-ins and at rest a lone check-in is written at once. `record`
+ * resolves only when the check-in is durable: that is when it may be acked.
+ */
+import type { CheckinUpdate } from './storage/devices-store.js';
+
+/** One check-in as the session reports it. */
+export interface CheckinRecord {
+  readonly deviceId: string;
+  readonly seq: number;
+  readonly at: number;
+  readonly address: string;
+  /** 1 for a new check-in, 0 for a redelivered one (dedupe). */
+  readonly count: 0 | 1;
+}
+
+/** The narrow storage seam the writer needs. */
+export type ApplyCheckins = (updates: readonly CheckinUpdate[]) => Promise<void>;
+
+/** Options for {@link CheckinWriter}. */
+export interface CheckinWriterOptions {
+  /** Extra wait before a batch is written, to gather more (0: group commit only). */
+  readonly flushDelayMs: number;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/** Coalesces check-ins and writes them in batches. */
+export class CheckinWriter {
+  private pending = new Map<string, { seq: number; at: number; address: string; count: number }>();
+  private waiters: Waiter[] = [];
+  private writing: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** Totals, for metrics and benchmarks. */
+  readonly stats = { batches: 0, checkins: 0, rows: 0 };
+
+  constructor(
+    private readonly apply: ApplyCheckins,
+    private readonly opts: CheckinWriterOptions,
+  ) {}
+
+  /** Queues a check-in; resolves once it is durable, rejects if the write failed. */
+  record(r: CheckinRecord): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('check-in writer is closed'));
+    const prev = this.pending.get(r.deviceId);
+    this.pending.set(r.deviceId, {
+      seq: Math.max(prev?.seq ?? 0, r.seq),
+      at: Math.max(prev?.at ?? 0, r.at),
+      address: r.address,
+      count: (prev?.count ?? 0) + r.count,
+    });
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.schedule();
+    return done;
+  }
+
+  /** Highest sequence number queued but not yet written for a device (0 when none). */
+  pendingSeq(deviceId: string): number {
+    return this.pending.get(deviceId)?.seq ?? 0;
+  }
+
+  /** Writes everything queued; resolves when it is durable. */
+  async flush(): Promise<void> {
+    while (this.writing || this.pending.size > 0) {
+      if (this.writing) await this.writing.catch(() => undefined); // its waiters already got the error
+      else this.startWrite();
+    }
+  }
+
+  /** Flushes, then refuses further check-ins. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+  }
+
+  private schedule(): void {
+    if (this.writing || this.timer) return;
+    if (this.opts.flushDelayMs > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.startWrite();
+      }, this.opts.flushDelayMs);
+    } else {
+      this.startWrite();
+    }
+  }
+
+  private startWrite(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.writing || this.pending.size === 0) return;
+    const batch = this.pending;
+    const waiters = this.waiters;
+    this.pending = new Map();
+    this.waiters = [];
+    const updates: CheckinUpdate[] = [];
+    for (const [deviceId, u] of batch) updates.push({ deviceId, ...u });
+    this.writing = this.apply(updates).then(
+      () => {
+        this.stats.batches += 1;
+        this.stats.rows += updates.length;
+        this.stats.checkins += waiters.length;
+        for (const w of waiters) w.resolve();
+      },
+      (err: unknown) => {
+        for (const w of waiters) w.reject(err);
+        throw err;
+      },
+    );
+    this.writing
+      .catch(() => undefined) // reported to every waiter above
+      .finally(() => {
+        this.writing = null;
+        if (this.pending.size > 0) this.schedule();
+      });
+  }
+}

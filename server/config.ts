@@ -1,0 +1,143 @@
+/**
+ * Server configuration: read once from flags, `ROLLCALL_*` environment
+ * variables and defaults (in that order of precedence), validated, frozen.
+ * On failure every problem is listed at once. Nothing else in the server
+ * reads process.env.
+ */
+import net from 'node:net';
+import path from 'node:path';
+import { RollcallError } from '../common/errors.js';
+
+/** The validated server configuration. */
+export interface ServerConfig {
+  readonly dataDir: string;
+  readonly listenHost: string;
+  readonly agentPort: number;
+  readonly consolePort: number;
+  /** Host names / addresses agents use to reach us; all go into the server certificate. */
+  readonly publicHosts: readonly string[];
+  readonly checkinIntervalSec: number;
+  readonly helloTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly pingIntervalMs: number;
+  /** Per-connection frame budget: sustained rate and burst. */
+  readonly maxFramesPerSec: number;
+  readonly frameBurst: number;
+  /** Failed enrollments allowed per source address per window. */
+  readonly enrollFailuresPerWindow: number;
+  readonly enrollFailureWindowMs: number;
+  /** Longest a check-in waits in memory before its batch is written. */
+  readonly flushDelayMs: number;
+  readonly synchronous: 'FULL' | 'NORMAL';
+  readonly logLevel: string;
+}
+
+/** Defaults for every field. */
+export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
+  dataDir: './data',
+  listenHost: '0.0.0.0',
+  agentPort: 2222,
+  consolePort: 8443,
+  publicHosts: Object.freeze([]) as readonly string[],
+  checkinIntervalSec: 60,
+  helloTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  pingIntervalMs: 30_000,
+  maxFramesPerSec: 5,
+  frameBurst: 20,
+  enrollFailuresPerWindow: 10,
+  enrollFailureWindowMs: 60_000,
+  flushDelayMs: 0,
+  synchronous: 'FULL',
+  logLevel: 'info',
+});
+
+const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
+  dataDir: 'ROLLCALL_DATA_DIR',
+  listenHost: 'ROLLCALL_LISTEN_HOST',
+  agentPort: 'ROLLCALL_AGENT_PORT',
+  consolePort: 'ROLLCALL_CONSOLE_PORT',
+  publicHosts: 'ROLLCALL_PUBLIC_HOST',
+  checkinIntervalSec: 'ROLLCALL_CHECKIN_INTERVAL',
+  logLevel: 'ROLLCALL_LOG_LEVEL',
+};
+
+/** Environment variable names, for --help and docs. */
+export const SERVER_ENV_NAMES: Readonly<Partial<Record<keyof ServerConfig, string>>> = Object.freeze(ENV_NAMES);
+
+type RawConfig = { [K in keyof ServerConfig]?: unknown };
+
+function intIn(problems: string[], name: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    problems.push(`${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`);
+    return min;
+  }
+  return n;
+}
+
+function hostList(problems: string[], value: unknown): string[] {
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  const hosts: string[] = [];
+  for (const item of list) {
+    const h = String(item).trim();
+    if (!h) continue;
+    if (!net.isIP(h) && !/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(h)) {
+      problems.push(`public host "${h}" is neither a host name nor an IP address`);
+      continue;
+    }
+    hosts.push(h.toLowerCase());
+  }
+  return [...new Set(hosts)];
+}
+
+/**
+ * Builds a validated, frozen configuration from explicit values (flags or
+ * a caller's overrides) and the environment. Throws RollcallError
+ * `CONFIG_INVALID` listing every problem.
+ */
+export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<string, string | undefined>> = {}): ServerConfig {
+  const pick = (key: keyof ServerConfig): unknown => {
+    if (given[key] !== undefined) return given[key];
+    const envName = ENV_NAMES[key];
+    if (envName && env[envName] !== undefined && env[envName] !== '') return env[envName];
+    return DEFAULT_SERVER_CONFIG[key];
+  };
+  const problems: string[] = [];
+  const listenHost = String(pick('listenHost'));
+  if (!net.isIP(listenHost) && listenHost !== 'localhost') problems.push(`listen host "${listenHost}" must be an IP address`);
+  const agentPort = intIn(problems, 'agent port', pick('agentPort'), 0, 65535);
+  const consolePort = intIn(problems, 'console port', pick('consolePort'), 0, 65535);
+  if (agentPort !== 0 && agentPort === consolePort) problems.push('agent port and console port must differ');
+  const synchronous = String(pick('synchronous')).toUpperCase();
+  if (synchronous !== 'FULL' && synchronous !== 'NORMAL') problems.push('synchronous must be FULL or NORMAL');
+  const logLevel = String(pick('logLevel'));
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`log level "${logLevel}" is not a pino level`);
+  const config: ServerConfig = {
+    dataDir: path.resolve(String(pick('dataDir'))),
+    listenHost,
+    agentPort,
+    consolePort,
+    publicHosts: Object.freeze(hostList(problems, pick('publicHosts'))),
+    checkinIntervalSec: intIn(problems, 'check-in interval', pick('checkinIntervalSec'), 1, 86_400),
+    helloTimeoutMs: intIn(problems, 'hello timeout', pick('helloTimeoutMs'), 10, 600_000),
+    handshakeTimeoutMs: intIn(problems, 'handshake timeout', pick('handshakeTimeoutMs'), 10, 600_000),
+    pingIntervalMs: intIn(problems, 'ping interval', pick('pingIntervalMs'), 10, 3_600_000),
+    maxFramesPerSec: intIn(problems, 'max frames per second', pick('maxFramesPerSec'), 1, 1_000_000),
+    frameBurst: intIn(problems, 'frame burst', pick('frameBurst'), 1, 1_000_000),
+    enrollFailuresPerWindow: intIn(problems, 'enrollment failures per window', pick('enrollFailuresPerWindow'), 1, 1_000_000),
+    enrollFailureWindowMs: intIn(problems, 'enrollment failure window', pick('enrollFailureWindowMs'), 10, 86_400_000),
+    flushDelayMs: intIn(problems, 'flush delay', pick('flushDelayMs'), 0, 10_000),
+    synchronous: synchronous as 'FULL' | 'NORMAL',
+    logLevel,
+  };
+  if (problems.length > 0) {
+    throw new RollcallError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+  return Object.freeze(config);
+}
+
+/** Every host the server certificate must cover: the public hosts plus loopback names. */
+export function certificateHosts(config: Pick<ServerConfig, 'publicHosts'>): string[] {
+  return [...new Set([...config.publicHosts, 'localhost', '127.0.0.1'])];
+}

@@ -1,0 +1,151 @@
+/**
+ * Builds one Rollcall server from a validated configuration: storage, PKI,
+ * the agent listener, the console API and the live session registry. No
+ * module-level state: everything hangs off the returned object.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { agentMessageDecoder } from '../common/protocol.js';
+import { ROLLCALL_VERSION } from '../common/version.js';
+import { buildAgentListener } from './agent-listener.js';
+import type { AgentSession, SessionEvent } from './agent-session.js';
+import { CheckinWriter } from './checkin-writer.js';
+import { certificateHosts, type ServerConfig } from './config.js';
+import { buildConsoleApi } from './console-api.js';
+import { FailureLimiter } from './failure-limiter.js';
+import type { HttpsApp } from './http-common.js';
+import { ensureServerPki, type ServerPki } from './pki-store.js';
+import { SessionRegistry } from './session-registry.js';
+import { openStorage, type Storage } from './storage/index.js';
+
+/** Seams for tests and embedding. */
+export interface ServerOptions {
+  readonly log: Logger;
+  readonly now?: () => number;
+  /** Observes session lifecycle events. */
+  readonly onEvent?: (e: SessionEvent) => void;
+}
+
+/** A running (or ready to run) server. */
+export interface RollcallServer {
+  readonly config: ServerConfig;
+  readonly storage: Storage;
+  readonly pki: ServerPki;
+  readonly registry: SessionRegistry<AgentSession>;
+  readonly writer: CheckinWriter;
+  /** Binds both listeners. */
+  start(): Promise<void>;
+  /** Bound ports (valid after start). */
+  readonly agentPort: number;
+  readonly consolePort: number;
+  /** Stops listening, closes every agent channel with 1001, flushes, closes storage. */
+  close(): Promise<void>;
+  /** Makes the first admin API token on a fresh install; returns its secret, or undefined if one exists. */
+  createInitialAdminToken(): Promise<string | undefined>;
+  /** Writes `<data-dir>/cli.json` (mode 0600) so admin commands on this machine find the API. */
+  writeLocalCliCredentials(): Promise<string>;
+}
+
+/** The file admin commands read when given --data-dir. */
+export const LOCAL_CLI_FILE = 'cli.json';
+
+/** Creates storage and PKI and wires the listeners; call start() to listen. */
+export async function buildServer(config: ServerConfig, opts: ServerOptions): Promise<RollcallServer> {
+  const now = opts.now ?? Date.now;
+  const log = opts.log;
+  await fs.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const pki = await ensureServerPki(path.join(config.dataDir, 'pki'), certificateHosts(config));
+  if (pki.createdCa) log.info({ caPin: pki.caPin }, 'created a new certification authority');
+  if (pki.issuedServerCert) log.info({ hosts: certificateHosts(config) }, 'issued a server certificate');
+  const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
+  const registry = new SessionRegistry<AgentSession>();
+  const writer = new CheckinWriter((updates) => storage.db.transaction((tx) => storage.devices.applyCheckins(updates, tx)), {
+    flushDelayMs: config.flushDelayMs,
+  });
+  const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
+  let agentApp: HttpsApp | undefined;
+  let consoleApp: HttpsApp | undefined;
+  const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
+
+  agentApp = await buildAgentListener({
+    tls,
+    storage,
+    ca: pki.ca,
+    enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
+    now,
+    log: log.child({ listener: 'agent' }),
+    session: {
+      decoder: agentMessageDecoder(),
+      registry,
+      recordConnect: (id, facts) => storage.devices.recordConnect(id, facts),
+      flagPossibleClone: (id, at) => storage.devices.flagPossibleClone(id, at),
+      recordCheckin: (r) => writer.record(r),
+      pendingSeq: (id) => writer.pendingSeq(id),
+      settings: config,
+      now,
+      onEvent: opts.onEvent,
+    },
+  });
+  consoleApp = await buildConsoleApi({
+    tls,
+    storage,
+    registry,
+    now,
+    log: log.child({ listener: 'console' }),
+    facts: {
+      instanceId: storage.instanceId,
+      version: ROLLCALL_VERSION,
+      caPin: pki.caPin,
+      publicHosts: config.publicHosts,
+      agentPort: () => portOf(agentApp),
+      consolePort: () => portOf(consoleApp),
+      checkinIntervalSec: config.checkinIntervalSec,
+    },
+  });
+
+  const server: RollcallServer = {
+    config,
+    storage,
+    pki,
+    registry,
+    writer,
+    get agentPort() {
+      return portOf(agentApp);
+    },
+    get consolePort() {
+      return portOf(consoleApp);
+    },
+    async start() {
+      await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
+      await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
+      registry.startHeartbeat(config.pingIntervalMs);
+      log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
+    },
+    async close() {
+      registry.closeAll(1001, 'server shutting down');
+      await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);
+      agentApp = undefined;
+      consoleApp = undefined;
+      await writer.close();
+      await storage.db.close();
+      log.info('server stopped');
+    },
+    async createInitialAdminToken() {
+      if ((await storage.apiTokens.count()) > 0) return undefined;
+      const { secret } = await storage.apiTokens.create('initial-admin', now());
+      return secret;
+    },
+    async writeLocalCliCredentials() {
+      const { secret } = await storage.apiTokens.create('local-cli', now());
+      const host = config.listenHost === '0.0.0.0' || config.listenHost === '::' ? '127.0.0.1' : config.listenHost;
+      const file = path.join(config.dataDir, LOCAL_CLI_FILE);
+      const body = JSON.stringify({ server: `https://${host}:${server.consolePort}`, token: secret, caFile: path.join(config.dataDir, 'pki', 'ca.crt') }, null, 2);
+      await fs.writeFile(`${file}.tmp`, body, { mode: 0o600 });
+      await fs.rename(`${file}.tmp`, file);
+      return file;
+    },
+  };
+  return server;
+}

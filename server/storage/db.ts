@@ -1,0 +1,110 @@
+/**
+ * A small promise wrapper around one sqlite3 connection. This directory is
+ * the only place that imports sqlite3.
+ *
+ * sqlite3 runs statements on a worker thread but in the order they were
+ * queued on the connection; `transaction` additionally keeps other callers'
+ * statements out of an open transaction by queueing whole units of work.
+ */
+import sqlite3 from 'sqlite3';
+import { RollcallError } from '../../common/errors.js';
+
+/** A value that can be bound to a statement parameter. */
+export type SqlValue = string | number | bigint | null | Buffer;
+
+/** The operations stores need; narrower than the whole connection. */
+export interface Sql {
+  run(sql: string, params?: readonly SqlValue[]): Promise<{ changes: number; lastID: number }>;
+  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]>;
+  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined>;
+  exec(sql: string): Promise<void>;
+}
+
+/** An open database. */
+export interface Database extends Sql {
+  /** Runs `work` inside BEGIN IMMEDIATE … COMMIT, rolling back if it throws. */
+  transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+function wrapError(err: Error, sql: string): RollcallError {
+  return new RollcallError('STORAGE_ERROR', `storage error: ${err.message} (in: ${sql.slice(0, 80)})`, { cause: err });
+}
+
+function sqlOf(db: sqlite3.Database): Sql {
+  return {
+    run: (sql, params = []) =>
+      new Promise((resolve, reject) => {
+        db.run(sql, params as unknown[], function (this: sqlite3.RunResult, err: Error | null) {
+          if (err) reject(wrapError(err, sql));
+          else resolve({ changes: this.changes, lastID: this.lastID });
+        });
+      }),
+    all: <T>(sql: string, params: readonly SqlValue[] = []) =>
+      new Promise<T[]>((resolve, reject) => {
+        db.all(sql, params as unknown[], (err: Error | null, rows: T[]) => (err ? reject(wrapError(err, sql)) : resolve(rows)));
+      }),
+    get: <T>(sql: string, params: readonly SqlValue[] = []) =>
+      new Promise<T | undefined>((resolve, reject) => {
+        db.get(sql, params as unknown[], (err: Error | null, row: T | undefined) => (err ? reject(wrapError(err, sql)) : resolve(row)));
+      }),
+    exec: (sql) =>
+      new Promise<void>((resolve, reject) => {
+        db.exec(sql, (err: Error | null) => (err ? reject(wrapError(err, sql)) : resolve()));
+      }),
+  };
+}
+
+/** Options for {@link openDatabase}. */
+export interface OpenOptions {
+  /** `FULL` survives power loss; `NORMAL` (WAL) survives a process crash. */
+  readonly synchronous?: 'FULL' | 'NORMAL';
+}
+
+/** Opens (creating if needed) a SQLite file in WAL mode with foreign keys on. */
+export async function openDatabase(file: string, opts: OpenOptions = {}): Promise<Database> {
+  const db = await new Promise<sqlite3.Database>((resolve, reject) => {
+    const handle = new sqlite3.Database(file, (err: Error | null) => (err ? reject(wrapError(err, `open ${file}`)) : resolve(handle)));
+  });
+  const sql = sqlOf(db);
+  await sql.exec(
+    `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous ?? 'FULL'}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;`,
+  );
+  let queue: Promise<unknown> = Promise.resolve();
+  const enqueue = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = queue.then(work, work);
+    queue = next.catch(() => undefined);
+    return next;
+  };
+  return {
+    run: (s, p) => enqueue(() => sql.run(s, p)),
+    all: <T>(s: string, p?: readonly SqlValue[]) => enqueue(() => sql.all<T>(s, p)),
+    get: <T>(s: string, p?: readonly SqlValue[]) => enqueue(() => sql.get<T>(s, p)),
+    exec: (s) => enqueue(() => sql.exec(s)),
+    transaction: <T>(work: (inner: Sql) => Promise<T>) =>
+      enqueue(async () => {
+        await sql.exec('BEGIN IMMEDIATE');
+        try {
+          const result = await work(sql);
+          await sql.exec('COMMIT');
+          return result;
+        } catch (err) {
+          try {
+            await sql.exec('ROLLBACK');
+          } catch (rollbackErr) {
+            throw new RollcallError('STORAGE_ERROR', 'rollback failed after an error', {
+              cause: new AggregateError([err, rollbackErr]),
+            });
+          }
+          throw err;
+        }
+      }),
+    close: () =>
+      enqueue(
+        () =>
+          new Promise<void>((resolve, reject) => {
+            db.close((err: Error | null) => (err ? reject(wrapError(err, 'close')) : resolve()));
+          }),
+      ),
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * Opens the server's storage: one SQLite file, migrated, behind typed stores.
+ */
+import crypto from 'node:crypto';
+import { openDatabase, type Database } from './db.js';
+import { migrate } from './migrations.js';
+import { GroupsStore } from './groups-store.js';
+import { DevicesStore } from './devices-store.js';
+import { ApiTokensStore, EnrollmentTokensStore } from './tokens-store.js';
+
+/** Every store of one server. */
+export interface Storage {
+  readonly db: Database;
+  readonly groups: GroupsStore;
+  readonly devices: DevicesStore;
+  readonly enrollTokens: EnrollmentTokensStore;
+  readonly apiTokens: ApiTokensStore;
+  /** Stable id of this server instance, made on first start. */
+  readonly instanceId: string;
+}
+
+/** Opens or creates the database file and applies migrations. */
+export async function openStorage(file: string, opts: { synchronous?: 'FULL' | 'NORMAL' } = {}): Promise<Storage> {
+  const db = await openDatabase(file, opts);
+  try {
+    await migrate(db);
+    let row = await db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'instance_id'");
+    if (!row) {
+      await db.run("INSERT INTO meta (key, value) VALUES ('instance_id', ?)", [`srv_${crypto.randomBytes(8).toString('hex')}`]);
+      row = await db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'instance_id'");
+    }
+    return {
+      db,
+      groups: new GroupsStore(db),
+      devices: new DevicesStore(db),
+      enrollTokens: new EnrollmentTokensStore(db),
+      apiTokens: new ApiTokensStore(db),
+      instanceId: row!.value,
+    };
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+}
+
+export type { Database } from './db.js';
