@@ -1,0 +1,40 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, waitFor } from '../../test/support/harness.js';
+
+const h = new Harness();
+afterEach(() => h.cleanup());
+
+describe('check-in channel', () => {
+  it('welcomes an enrolled agent, acks its check-ins once stored, and shows it online', async () => {
+    const s = await h.startServer({ checkinIntervalSec: 30 });
+    const agent = await s.enrollAgent({ group: 'Customers/Acme' });
+    const c = await s.rawClient(agent);
+    await c.open();
+    c.hello(agent.deviceId);
+    const welcome = await c.waitMessage('welcome');
+    expect(welcome).toMatchObject({ deviceId: agent.deviceId, intervalSec: 30, lastSeq: 0, group: { path: 'All/Customers/Acme' } });
+    c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 10 });
+    expect(await c.waitMessage('ack')).toEqual({ type: 'ack', seq: 1 });
+    const stored = await s.server.storage.devices.get(agent.deviceId);
+    expect(stored).toMatchObject({ lastSeq: 1, checkinCount: 1 });
+    const res = await s.api<{ status: string; connected: boolean; groupPath: string }>('GET', `/api/v1/devices/${agent.deviceId}`);
+    expect(res.body).toMatchObject({ status: 'online', connected: true, groupPath: 'All/Customers/Acme' });
+    expect(s.logs.some((l) => l.msg === 'agent connected' && l.deviceId === agent.deviceId)).toBe(true);
+  });
+
+  it('acks a redelivered sequence number without counting it twice', async () => {
+    const s = await h.startServer();
+    const agent = await s.enrollAgent();
+    const c = await s.rawClient(agent);
+    await c.open();
+    c.hello(agent.deviceId);
+    await c.waitMessage('welcome');
+    c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
+    await c.waitMessage('ack');
+    c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
+    await waitFor(() => c.messages.filter((m) => m.type === 'ack').length === 2, 'second ack');
+    c.send({ type: 'checkin', seq: 2, sentAt: Date.now(), uptimeSec: 2 });
+    await waitFor(() => c.messages.filter((m) => m.type === 'ack').length === 3, 'third ack');
+    expect(await s.server.storage.devices.get(agent.deviceId)).toMatchObject({ lastSeq: 2, checkinCount: 2 });
+  });
+});
