@@ -78,6 +78,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     bodyLimit: MAX_ENROLL_BODY_BYTES,
     https: {
       key: deps.tls.server.keyPem,

@@ -78,6 +78,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     bodyLimit: 64 * 1024,
     https: { key: deps.tls.server.keyPem, cert: deps.tls.server.certPem + deps.tls.caCertPem, minVersion: 'TLSv1.2', handshakeTimeout: deps.tls.handshakeTimeoutMs },
   });

@@ -1,0 +1,38 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RollcallError } from '../../common/errors.js';
+import { certificateHosts, DEFAULT_SERVER_CONFIG, resolveServerConfig } from '../config.js';
+
+describe('server configuration', () => {
+  it('uses the documented defaults: ./data, 2222, 8443, 60 s', () => {
+    const c = resolveServerConfig();
+    expect(c).toMatchObject({ dataDir: path.resolve('./data'), agentPort: 2222, consolePort: 8443, checkinIntervalSec: 60, listenHost: '0.0.0.0' });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.publicHosts)).toBe(true);
+  });
+
+  it('takes flags over ROLLCALL_* environment variables over defaults', () => {
+    const env = { ROLLCALL_AGENT_PORT: '3000', ROLLCALL_CONSOLE_PORT: '3001', ROLLCALL_PUBLIC_HOST: 'a.example.net, 198.51.100.4', ROLLCALL_DATA_DIR: '/tmp/x' };
+    const c = resolveServerConfig({ agentPort: '4000' }, env);
+    expect(c).toMatchObject({ agentPort: 4000, consolePort: 3001, dataDir: '/tmp/x', publicHosts: ['a.example.net', '198.51.100.4'] });
+    expect(certificateHosts(c)).toEqual(['a.example.net', '198.51.100.4', 'localhost', '127.0.0.1']);
+  });
+
+  it('lists every problem at once', () => {
+    let err: unknown;
+    try {
+      resolveServerConfig({ agentPort: '70000', consolePort: 'x', publicHosts: ['bad host'], listenHost: 'nowhere', logLevel: 'loud', checkinIntervalSec: 0 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RollcallError);
+    const message = (err as RollcallError).message;
+    expect((err as RollcallError).code).toBe('CONFIG_INVALID');
+    for (const part of ['agent port', 'console port', 'public host "bad host"', 'listen host', 'log level', 'check-in interval']) expect(message).toContain(part);
+  });
+
+  it('refuses the same port for both listeners, and does not change the defaults object', () => {
+    expect(() => resolveServerConfig({ agentPort: 9000, consolePort: 9000 })).toThrow(/must differ/);
+    expect(DEFAULT_SERVER_CONFIG.agentPort).toBe(2222);
+  });
+});
