@@ -38,7 +38,7 @@ const toGroup = (r: GroupRow): Group => ({ id: r.id, parentId: r.parent_id, name
 /** Checks a group name given by a user. */
 export function validateGroupName(name: string): string {
   const trimmed = name.trim();
-  if (trimmed.length === 0 || trimmed.length > 128 || trimmed.includes('/') || /[\u0000-\u001f]/.test(trimmed)) {
+  if (trimmed.length === 0 || trimmed.length > 128 || trimmed.includes('/') || [...trimmed].some((ch) => ch.charCodeAt(0) < 0x20)) {
     throw new RollcallError('GROUP_NAME_INVALID', 'a group name is 1-128 characters and contains no "/" or control characters');
   }
   return trimmed;
