@@ -1,0 +1,31 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, waitFor } from '../../test/support/harness.js';
+
+const h = new Harness();
+afterEach(() => h.cleanup());
+
+describe('heartbeat', () => {
+  it('pings live agents and terminates one that stops answering, leaving the others connected', async () => {
+    const s = await h.startServer({ pingIntervalMs: 100 });
+    const quiet = await s.enrollAgent();
+    const healthy = await s.enrollAgent();
+    const q = await s.rawClient(quiet);
+    const ok = await s.rawClient(healthy);
+    await q.open();
+    await ok.open();
+    q.hello(quiet.deviceId);
+    ok.hello(healthy.deviceId);
+    await q.waitMessage('welcome');
+    await ok.waitMessage('welcome');
+    let pings = 0;
+    ok.ws.on('ping', () => (pings += 1));
+    // Stop reading: no pong will be sent, as with a peer behind a dead NAT mapping.
+    q.ws.pause();
+    await waitFor(() => !s.server.registry.get(quiet.deviceId), 'the silent agent to be dropped', 5000);
+    expect(s.logs.some((l) => l.msg === 'agent unresponsive; terminating' && l.deviceId === quiet.deviceId)).toBe(true);
+    expect(pings).toBeGreaterThanOrEqual(2);
+    expect(s.server.registry.get(healthy.deviceId)).toBeDefined();
+    ok.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
+    expect(await ok.waitMessage('ack')).toEqual({ type: 'ack', seq: 1 });
+  });
+});
