@@ -26,7 +26,16 @@ export interface SessionDeps {
   readonly flagPossibleClone: (deviceId: string, at: number) => Promise<void>;
   readonly recordCheckin: (r: CheckinRecord) => Promise<void>;
   readonly pendingSeq: (deviceId: string) => number;
-  readonly settings: { readonly helloTimeoutMs: number; readonly checkinIntervalSec: number; readonly maxFramesPerSec: number; readonly frameBurst: number };
+  readonly settings: {
+    readonly helloTimeoutMs: number;
+    readonly checkinIntervalSec: number;
+    readonly maxFramesPerSec: number;
+    readonly frameBurst: number;
+    readonly maxAgents: number;
+    readonly overloadRetryAfterMs: number;
+  };
+  /** Uniform random numbers in [0, 1); a seam for tests. */
+  readonly random?: () => number;
   readonly now: () => number;
   /** Observes lifecycle events (live feed, metrics). */
   readonly onEvent?: (e: SessionEvent) => void;
@@ -154,6 +163,12 @@ export class AgentSession implements LiveSession {
     }
     if (hello.deviceId !== this.deviceId) {
       this.fail(CloseCode.UNKNOWN_DEVICE, 'UNKNOWN_DEVICE', 'hello names a device other than the certificate');
+      return;
+    }
+    const { maxAgents, overloadRetryAfterMs } = this.deps.settings;
+    if (!this.deps.registry.get(this.deviceId) && this.deps.registry.size >= maxAgents) {
+      const retryAfterMs = Math.round(overloadRetryAfterMs * (1 + (this.deps.random ?? Math.random)()));
+      this.fail(CloseCode.OVERLOADED, 'OVERLOADED', `server at capacity (${maxAgents} agents); retry later`, retryAfterMs);
       return;
     }
     this.state = 'ready';

@@ -23,6 +23,10 @@ export interface ServerConfig {
   /** Per-connection frame budget: sustained rate and burst. */
   readonly maxFramesPerSec: number;
   readonly frameBurst: number;
+  /** Most agent channels held at once; beyond that new ones are closed with OVERLOADED. */
+  readonly maxAgents: number;
+  /** Base of the retry delay advised to shed agents (each gets base plus a random part up to base). */
+  readonly overloadRetryAfterMs: number;
   /** Failed enrollments allowed per source address per window. */
   readonly enrollFailuresPerWindow: number;
   readonly enrollFailureWindowMs: number;
@@ -45,6 +49,8 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   pingIntervalMs: 30_000,
   maxFramesPerSec: 5,
   frameBurst: 20,
+  maxAgents: 200_000,
+  overloadRetryAfterMs: 30_000,
   enrollFailuresPerWindow: 10,
   enrollFailureWindowMs: 60_000,
   flushDelayMs: 0,
@@ -125,6 +131,8 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     pingIntervalMs: intIn(problems, 'ping interval', pick('pingIntervalMs'), 10, 3_600_000),
     maxFramesPerSec: intIn(problems, 'max frames per second', pick('maxFramesPerSec'), 1, 1_000_000),
     frameBurst: intIn(problems, 'frame burst', pick('frameBurst'), 1, 1_000_000),
+    maxAgents: intIn(problems, 'max agents', pick('maxAgents'), 1, 10_000_000),
+    overloadRetryAfterMs: intIn(problems, 'overload retry delay', pick('overloadRetryAfterMs'), 0, 3_600_000),
     enrollFailuresPerWindow: intIn(problems, 'enrollment failures per window', pick('enrollFailuresPerWindow'), 1, 1_000_000),
     enrollFailureWindowMs: intIn(problems, 'enrollment failure window', pick('enrollFailureWindowMs'), 10, 86_400_000),
     flushDelayMs: intIn(problems, 'flush delay', pick('flushDelayMs'), 0, 10_000),
