@@ -38,7 +38,8 @@ export function classifyError(err: unknown): Failure {
   if (code === 'ECONNREFUSED') return { class: 'REFUSED', code, message, retryable: true };
   if (code === 'ETIMEDOUT' || code === 'TIMEOUT' || /timed out/i.test(message)) return { class: 'TIMEOUT', code, message, retryable: true };
   if (TLS_CODE.test(code) || /certificate|TLS|SSL/i.test(message)) return { class: 'TLS', code, message, retryable: true };
-  if (code === 'MALFORMED_FRAME' || code === 'PROTOCOL') return { class: 'PROTOCOL', code, message, retryable: true };
+  // ws reports frame-level violations by the peer (oversized, bad opcode, bad UTF-8, bad close code) as WS_ERR_*.
+  if (code === 'MALFORMED_FRAME' || code === 'PROTOCOL' || code.startsWith('WS_ERR_')) return { class: 'PROTOCOL', code, message, retryable: true };
   return { class: 'CLOSED', code, message, retryable: true };
 }
 

@@ -61,9 +61,11 @@ export class AgentState {
     return path.join(this.dir, STATE_FILES[name]);
   }
 
-  /** Creates the directory (0700) if needed. */
+  /** Creates the directory (0700) if needed, and takes group and other access away from one that exists. */
   async ensureDir(): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // mkdir leaves an existing directory's mode alone; the private key must not sit in a listable one.
+    if (((await fs.stat(this.dir)).mode & 0o077) !== 0) await fs.chmod(this.dir, 0o700);
   }
 
   /** True when the directory holds a complete enrollment. */

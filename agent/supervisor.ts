@@ -83,6 +83,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const abort = new AbortController();
   const log = opts.log.child({ deviceId: identity.deviceId });
 
+  let seqWrites: Promise<void> = Promise.resolve();
   const loop = async (): Promise<RunOutcome> => {
     let attempt = 0;
     let serverIndex = 0;
@@ -110,13 +111,17 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
           welcomed = true;
           attempt = 0;
           ackedSeq = Math.max(ackedSeq, w.lastSeq);
-          log.info({ server, group: w.group.path, intervalSec: w.intervalSec }, 'connected');
-          status.update({ state: 'connected', connectedSince: new Date().toISOString(), intervalSec: w.intervalSec, group: w.group.path, failedAttempts: 0 });
+          const intervalSec = opts.intervalOverrideSec ?? w.intervalSec; // the interval in use, as runConnection applies it
+          log.info({ server, group: w.group.path, intervalSec }, 'connected');
+          status.update({ state: 'connected', connectedSince: new Date().toISOString(), intervalSec, group: w.group.path, failedAttempts: 0 });
         },
         onAck: (seq, at) => {
           ackedSeq = seq;
           status.update({ lastCheckinAt: new Date(at).toISOString(), lastAckedSeq: seq });
-          opts.state.saveAckedSeq(seq).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save sequence number'));
+          // Writes are chained so two never share the temp file; each writes the newest value.
+          seqWrites = seqWrites
+            .then(() => opts.state.saveAckedSeq(ackedSeq))
+            .catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save sequence number'));
         },
       });
       if (failure === null) break;
@@ -144,6 +149,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   };
 
   const done = loop().then(async (outcome) => {
+    await seqWrites;
     await status.flushed();
     return outcome;
   });

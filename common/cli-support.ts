@@ -16,7 +16,9 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw usageError(describeError(err));
+    // Node's own sentence for this case goes on to advise about positional arguments, which only confuses.
+    const unknown = (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'([^']+)'/.exec(describeError(err))?.[1] : undefined;
+    throw usageError(unknown ? `unknown option "${unknown}"; see --help` : describeError(err));
   }
 }
 
