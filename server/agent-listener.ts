@@ -30,6 +30,7 @@ export interface AgentListenerDeps {
   readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
   readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId'>;
   readonly ca: KeyedCert;
+  readonly placementProblem?: EnrollDeps['placementProblem'];
   readonly enrollLimiter: FailureLimiter;
   readonly session: SessionDeps;
   readonly now: () => number;
@@ -90,7 +91,8 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       handshakeTimeout: deps.tls.handshakeTimeoutMs,
     },
   });
-  app.server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+  // Prepended: the https server's own listener destroys the socket, after which its address is gone.
+  app.server.prependListener('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     deps.log.info({ reason: err.code ?? err.message, address: socket.remoteAddress }, 'TLS handshake failed');
   });
   installErrorHandling(app);
@@ -99,7 +101,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
 
   app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
 
-  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now };
+  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now, placementProblem: deps.placementProblem };
   app.post(ENROLL_PATH, async (req, reply) => {
     const address = req.socket.remoteAddress ?? 'unknown';
     const blockedMs = deps.enrollLimiter.blockedFor(address, deps.now());

@@ -12,6 +12,7 @@ import { deviceView, type ViewContext } from './device-view.js';
 import { httpError } from './errors.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { AgentSession } from './agent-session.js';
+import type { GroupAdmin } from './group-admin.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Device } from './storage/devices-store.js';
@@ -32,6 +33,7 @@ export interface ServerFacts {
 export interface ConsoleApiDeps {
   readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
   readonly storage: Storage;
+  readonly groupAdmin: GroupAdmin;
   readonly registry: SessionRegistry<AgentSession>;
   readonly facts: ServerFacts;
   readonly now: () => number;
@@ -49,6 +51,9 @@ const CreateToken = Type.Object(
   { additionalProperties: false },
 );
 const CreateGroup = Type.Object({ path: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
+const RenameGroup = Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false });
+const MoveGroup = Type.Object({ parent: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
+const GroupParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 1024 }) });
 const MoveDevice = Type.Object({ group: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
 const DeviceQuery = Type.Object({ group: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false });
 
@@ -148,6 +153,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     async (req) => {
       const device = await mustGetDevice(req.params.id);
       const group = await storage.groups.resolve(req.body.group);
+      await deps.groupAdmin.assertCanHoldDevices(group);
       await storage.devices.move(device.id, group.id);
       deps.log.info({ deviceId: device.id, group: group.path }, 'device moved');
       return deviceView((await storage.devices.get(device.id))!, await viewContext());
@@ -160,17 +166,40 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   });
 
   app.post<{ Body: Static<typeof CreateGroup> }>('/api/v1/groups', { schema: { body: CreateGroup } }, async (req, reply) => {
-    const group = await storage.groups.ensurePath(req.body.path);
+    const group = await deps.groupAdmin.create(req.body.path);
     deps.log.info({ group: group.path }, 'group created');
     return reply.code(201).send({ ...group, createdAt: new Date(group.createdAt).toISOString(), devices: 0 });
   });
 
-  app.delete<{ Params: Static<typeof IdParam> }>('/api/v1/groups/:id', { schema: { params: IdParam } }, async (req, reply) => {
-    const group = await storage.groups.resolve(req.params.id);
-    await storage.groups.delete(group.id);
+  app.delete<{ Params: Static<typeof GroupParam> }>('/api/v1/groups/:id', { schema: { params: GroupParam } }, async (req, reply) => {
+    const group = await deps.groupAdmin.delete(req.params.id);
     deps.log.info({ group: group.path }, 'group deleted');
     return reply.code(204).send();
   });
+
+  const groupOut = async (id: string) => {
+    const counts = await storage.devices.countByGroup();
+    const g = (await storage.groups.get(id))!;
+    return { ...g, createdAt: new Date(g.createdAt).toISOString(), devices: counts.get(g.id) ?? 0 };
+  };
+  app.post<{ Params: Static<typeof GroupParam>; Body: Static<typeof RenameGroup> }>(
+    '/api/v1/groups/:id/rename',
+    { schema: { params: GroupParam, body: RenameGroup } },
+    async (req) => {
+      const group = await deps.groupAdmin.rename(req.params.id, req.body.name);
+      deps.log.info({ group: group.path }, 'group renamed');
+      return groupOut(group.id);
+    },
+  );
+  app.post<{ Params: Static<typeof GroupParam>; Body: Static<typeof MoveGroup> }>(
+    '/api/v1/groups/:id/move',
+    { schema: { params: GroupParam, body: MoveGroup } },
+    async (req) => {
+      const group = await deps.groupAdmin.move(req.params.id, req.body.parent);
+      deps.log.info({ group: group.path }, 'group moved');
+      return groupOut(group.id);
+    },
+  );
 
   app.get('/api/v1/enrollment-tokens', async () => {
     const paths = new Map((await storage.groups.list()).map((g) => [g.id, g.path]));
@@ -179,6 +208,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
 
   app.post<{ Body: Static<typeof CreateToken> }>('/api/v1/enrollment-tokens', { schema: { body: CreateToken } }, async (req, reply) => {
     const group = await storage.groups.resolve(req.body.group);
+    await deps.groupAdmin.assertCanHoldDevices(group);
     const now = deps.now();
     const { token, secret } = await storage.enrollTokens.create({
       groupId: group.id,

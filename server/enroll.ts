@@ -12,12 +12,15 @@ import { httpError } from './errors.js';
 import type { Storage } from './storage/index.js';
 import { LOST_FOUND_GROUP_ID } from './storage/migrations.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
+import type { GroupWithPath } from './storage/groups-store.js';
 
 /** What enrollment needs. */
 export interface EnrollDeps {
   readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens'>;
   readonly ca: KeyedCert;
   readonly now: () => number;
+  /** Why a computer cannot go into a group (it then lands in Lost & found), or null. */
+  readonly placementProblem?: (group: GroupWithPath) => Promise<string | null>;
 }
 
 function tokenProblem(t: EnrollmentToken, now: number): RollcallError | undefined {
@@ -41,8 +44,10 @@ export async function enroll(req: EnrollRequest, deps: EnrollDeps): Promise<Enro
 
   const groups = await deps.storage.groups.list();
   const target = token.groupId ? groups.find((g) => g.id === token.groupId) : undefined;
-  const group = target ?? groups.find((g) => g.id === LOST_FOUND_GROUP_ID)!;
-  const placementReason = target ? null : "the enrollment token's group no longer exists";
+  const blocked = target && deps.placementProblem ? await deps.placementProblem(target) : null;
+  const placed = target && !blocked ? target : undefined;
+  const group = placed ?? groups.find((g) => g.id === LOST_FOUND_GROUP_ID)!;
+  const placementReason = placed ? null : (blocked ?? "the enrollment token's group no longer exists");
 
   await deps.storage.db.transaction(async (tx) => {
     if (!(await deps.storage.enrollTokens.consume(token.id, now, tx))) {

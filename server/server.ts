@@ -15,6 +15,7 @@ import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
 import { buildConsoleApi } from './console-api.js';
 import { FailureLimiter } from './failure-limiter.js';
+import { GroupAdmin } from './group-admin.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
@@ -61,6 +62,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   if (pki.issuedServerCert) log.info({ hosts: certificateHosts(config) }, 'issued a server certificate');
   const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
   const registry = new SessionRegistry<AgentSession>();
+  const groupAdmin = new GroupAdmin(storage);
   const writer = new CheckinWriter((updates) => storage.db.transaction((tx) => storage.devices.applyCheckins(updates, tx)), {
     flushDelayMs: config.flushDelayMs,
   });
@@ -73,6 +75,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     tls,
     storage,
     ca: pki.ca,
+    placementProblem: (g) => groupAdmin.placementProblem(g),
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
@@ -91,6 +94,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   consoleApp = await buildConsoleApi({
     tls,
     storage,
+    groupAdmin,
     registry,
     now,
     log: log.child({ listener: 'console' }),

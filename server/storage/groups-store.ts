@@ -125,6 +125,43 @@ export class GroupsStore {
     return current;
   }
 
+  /** Renames a non-built-in group; fails if a sibling has the name. */
+  async rename(id: string, name: string): Promise<GroupWithPath> {
+    const clean = validateGroupName(name);
+    const g = await this.get(id);
+    if (!g) throw new RollcallError('GROUP_NOT_FOUND', `no group "${id}"`);
+    if (g.kind !== 'static') throw new RollcallError('GROUP_BUILTIN', `"${g.path}" is built in and cannot be renamed`);
+    await this.runUnique(() => this.sql.run('UPDATE groups SET name = ? WHERE id = ?', [clean, id]), g.parentId, clean);
+    return (await this.get(id))!;
+  }
+
+  /** Moves a non-built-in group (with its subgroups and devices) under another group. */
+  async move(id: string, parentId: string): Promise<GroupWithPath> {
+    const groups = await this.list();
+    const g = groups.find((x) => x.id === id);
+    const parent = groups.find((x) => x.id === parentId);
+    if (!g || !parent) throw new RollcallError('GROUP_NOT_FOUND', `no group "${g ? parentId : id}"`);
+    if (g.kind !== 'static') throw new RollcallError('GROUP_BUILTIN', `"${g.path}" is built in and cannot be moved`);
+    if (parent.kind === 'lost_found') throw new RollcallError('GROUP_BUILTIN', 'Lost & found cannot hold subgroups');
+    if (parent.id === g.id || parent.path.startsWith(`${g.path}/`)) {
+      throw new RollcallError('GROUP_MOVE_INTO_ITSELF', `"${g.path}" cannot move into itself or its own subgroup`);
+    }
+    await this.runUnique(() => this.sql.run('UPDATE groups SET parent_id = ? WHERE id = ?', [parentId, id]), parentId, g.name);
+    return (await this.get(id))!;
+  }
+
+  private async runUnique(write: () => Promise<unknown>, parentId: string | null, name: string): Promise<void> {
+    try {
+      await write();
+    } catch (err) {
+      if (/UNIQUE/.test(String(err))) {
+        const parent = parentId ? await this.get(parentId) : undefined;
+        throw new RollcallError('GROUP_EXISTS', `"${parent?.path ?? 'All'}" already has a group "${name}"`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
   /** Deletes an empty, non-built-in group with no subgroups. */
   async delete(id: string): Promise<void> {
     const g = await this.get(id);

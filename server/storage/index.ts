@@ -7,6 +7,9 @@ import { migrate } from './migrations.js';
 import { GroupsStore } from './groups-store.js';
 import { DevicesStore } from './devices-store.js';
 import { ApiTokensStore, EnrollmentTokensStore } from './tokens-store.js';
+import { MspStore } from './msp-store.js';
+import { UsersStore } from './users-store.js';
+import { MetaStore } from './meta-store.js';
 
 /** Every store of one server. */
 export interface Storage {
@@ -15,6 +18,9 @@ export interface Storage {
   readonly devices: DevicesStore;
   readonly enrollTokens: EnrollmentTokensStore;
   readonly apiTokens: ApiTokensStore;
+  readonly msp: MspStore;
+  readonly users: UsersStore;
+  readonly meta: MetaStore;
   /** Stable id of this server instance, made on first start. */
   readonly instanceId: string;
 }
@@ -35,6 +41,9 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       devices: new DevicesStore(db),
       enrollTokens: new EnrollmentTokensStore(db),
       apiTokens: new ApiTokensStore(db),
+      msp: new MspStore(db),
+      users: new UsersStore(db),
+      meta: new MetaStore(db),
       instanceId: row!.value,
     };
   } catch (err) {

@@ -77,6 +77,73 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'MSP accounts, synced companies, sync runs, users',
+    sql: `
+      CREATE TABLE msp_accounts (
+        id TEXT PRIMARY KEY,
+        portal TEXT NOT NULL CHECK (portal IN ('msp', 'business')),
+        source TEXT NOT NULL CHECK (source IN ('file', 'api')),
+        external_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        entity_type INTEGER NOT NULL,
+        root_group_id TEXT NOT NULL UNIQUE REFERENCES groups(id),
+        api_base_url TEXT,
+        api_user TEXT,
+        api_secret TEXT,
+        file_path TEXT,
+        linked INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        linked_at INTEGER NOT NULL,
+        unlinked_at INTEGER,
+        UNIQUE (portal, external_id)
+      );
+      CREATE TABLE msp_companies (
+        group_id TEXT PRIMARY KEY REFERENCES groups(id),
+        account_id TEXT NOT NULL REFERENCES msp_accounts(id),
+        external_id TEXT NOT NULL,
+        entity_type INTEGER NOT NULL,
+        upstream_name TEXT NOT NULL,
+        upstream_status TEXT NOT NULL,
+        email TEXT,
+        present INTEGER NOT NULL DEFAULT 1,
+        setup TEXT CHECK (setup IN ('done', 'skipped')),
+        setup_at INTEGER,
+        removed_at INTEGER,
+        UNIQUE (account_id, external_id)
+      );
+      CREATE INDEX msp_companies_account ON msp_companies(account_id);
+      CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id TEXT NOT NULL REFERENCES msp_accounts(id),
+        source TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('succeeded', 'failed')),
+        error_code TEXT,
+        reason TEXT,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        added INTEGER NOT NULL DEFAULT 0,
+        renamed INTEGER NOT NULL DEFAULT 0,
+        moved INTEGER NOT NULL DEFAULT 0,
+        unlinked INTEGER NOT NULL DEFAULT 0,
+        relinked INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX sync_runs_account ON sync_runs(account_id, id);
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'customer_admin')),
+        home_group_id TEXT REFERENCES groups(id),
+        created_at INTEGER NOT NULL,
+        disabled_at INTEGER
+      );
+    `,
+  },
 ];
 
 /** Applies every migration newer than the database's; returns how many ran. */

@@ -1,0 +1,131 @@
+/**
+ * The sync planner: compares a validated portal tree with what is stored and
+ * says what must change. Pure, so every sync rule is tested without I/O.
+ *
+ * Rules: a new company becomes a group (customers start "not set up"); an
+ * upstream rename renames the group (same id); a move moves the group with
+ * its subgroups and devices; a company gone upstream is unlinked, never
+ * deleted; one that comes back is relinked with its old group; status and
+ * e-mail changes are recorded. Sibling groups need distinct names, so when
+ * two companies under one parent share a name the later one (by id) gets
+ * its portal id appended; a group that already holds a name keeps it.
+ */
+import type { PortalCompany, PortalTree } from './tree.js';
+
+/** A synced company as stored. */
+export interface StoredCompany {
+  readonly groupId: string;
+  readonly externalId: string;
+  readonly type: number;
+  readonly upstreamName: string;
+  readonly status: string;
+  readonly email: string | null;
+  readonly present: boolean;
+  /** The group's current name and parent group. */
+  readonly groupName: string;
+  readonly parentGroupId: string;
+}
+
+/** A group to create. */
+export interface PlannedCreate {
+  readonly externalId: string;
+  /** External id of the parent company (the account's id for top level). */
+  readonly parentExternalId: string;
+  readonly name: string;
+  readonly company: PortalCompany;
+}
+
+/** A change of an existing group's name and/or parent. */
+export interface PlannedGroupChange {
+  readonly groupId: string;
+  readonly name: string;
+  readonly parentExternalId: string;
+  readonly renamed: boolean;
+  readonly moved: boolean;
+}
+
+/** What a sync will do. */
+export interface SyncPlan {
+  readonly creates: readonly PlannedCreate[];
+  readonly groupChanges: readonly PlannedGroupChange[];
+  /** Stored companies whose upstream facts (name, type, status, e-mail, presence) change. */
+  readonly companyUpdates: readonly { readonly groupId: string; readonly company: PortalCompany; readonly relink: boolean }[];
+  readonly unlinks: readonly string[];
+  readonly counts: { added: number; renamed: number; moved: number; unlinked: number; relinked: number; updated: number };
+}
+
+/** True when the plan changes nothing. */
+export function isEmptyPlan(p: SyncPlan): boolean {
+  return p.creates.length + p.groupChanges.length + p.companyUpdates.length + p.unlinks.length === 0;
+}
+
+/** Computes the plan for one account. `rootGroupId` is the account's root group. */
+export function planSync(tree: PortalTree, stored: readonly StoredCompany[], rootGroupId: string): SyncPlan {
+  const accountId = tree.account.id;
+  const byExternal = new Map(stored.map((s) => [s.externalId, s]));
+  const externalOfGroup = new Map<string, string>([[rootGroupId, accountId], ...stored.map((s) => [s.groupId, s.externalId] as [string, string])]);
+  const fetchedIds = new Set(tree.companies.map((c) => c.id));
+
+  // Names held under each parent by groups that stay where they are (unlinked ones).
+  const taken = new Map<string, Set<string>>();
+  const take = (parent: string, name: string): void => {
+    let set = taken.get(parent);
+    if (!set) taken.set(parent, (set = new Set()));
+    set.add(name);
+  };
+  for (const s of stored) {
+    if (!fetchedIds.has(s.externalId)) take(externalOfGroup.get(s.parentGroupId) ?? `group:${s.parentGroupId}`, s.groupName);
+  }
+
+  // Assign final names per parent: groups that already hold their plain name keep it.
+  const finalName = new Map<string, string>();
+  const byParent = new Map<string, PortalCompany[]>();
+  for (const c of tree.companies) {
+    const list = byParent.get(c.parentId!) ?? [];
+    list.push(c);
+    byParent.set(c.parentId!, list);
+  }
+  for (const [parent, children] of byParent) {
+    const keeps = (c: PortalCompany): boolean => {
+      const s = byExternal.get(c.id);
+      return !!s && s.groupName === c.name && externalOfGroup.get(s.parentGroupId) === parent;
+    };
+    const ordered = [...children].sort((a, b) => Number(keeps(b)) - Number(keeps(a)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const c of ordered) {
+      const used = taken.get(parent) ?? new Set<string>();
+      let name = c.name;
+      for (let n = 1; used.has(name); n += 1) name = n === 1 ? `${c.name} (${c.id})` : `${c.name} (${c.id}-${n})`;
+      take(parent, name);
+      finalName.set(c.id, name);
+    }
+  }
+
+  const creates: PlannedCreate[] = [];
+  const groupChanges: PlannedGroupChange[] = [];
+  const companyUpdates: { groupId: string; company: PortalCompany; relink: boolean }[] = [];
+  const counts = { added: 0, renamed: 0, moved: 0, unlinked: 0, relinked: 0, updated: 0 };
+  for (const c of tree.companies) {
+    const s = byExternal.get(c.id);
+    const name = finalName.get(c.id)!;
+    if (!s) {
+      creates.push({ externalId: c.id, parentExternalId: c.parentId!, name, company: c });
+      counts.added += 1;
+      continue;
+    }
+    const renamed = s.groupName !== name;
+    const moved = externalOfGroup.get(s.parentGroupId) !== c.parentId;
+    if (renamed || moved) groupChanges.push({ groupId: s.groupId, name, parentExternalId: c.parentId!, renamed, moved });
+    if (renamed) counts.renamed += 1;
+    if (moved) counts.moved += 1;
+    const relink = !s.present;
+    const factsChanged = s.upstreamName !== c.name || s.type !== c.type || s.status !== c.status || s.email !== c.email;
+    if (relink || factsChanged) {
+      companyUpdates.push({ groupId: s.groupId, company: c, relink });
+      if (relink) counts.relinked += 1;
+      else if (!renamed) counts.updated += 1;
+    }
+  }
+  const unlinks = stored.filter((s) => s.present && !fetchedIds.has(s.externalId)).map((s) => s.groupId);
+  counts.unlinked = unlinks.length;
+  return { creates, groupChanges, companyUpdates, unlinks, counts };
+}
