@@ -20,7 +20,7 @@ import { normalizeSerial, type KeyedCert } from '../common/pki.js';
 import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
 import { enroll, type EnrollDeps } from './enroll.js';
-import { SERVER_ERRORS, type ServerErrorCode } from './errors.js';
+import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { Storage } from './storage/index.js';
@@ -53,6 +53,14 @@ function reject(req: FastifyRequest, reply: FastifyReply, log: Logger, code: Ser
   const closeCode = REJECT_CLOSE_CODES[code];
   if (closeCode !== undefined) void reply.header('x-rollcall-close-code', String(closeCode));
   return reply.code(SERVER_ERRORS[code]).send({ error: { code, message } });
+}
+
+/** The error code of an enrollment refused for the client's fault (4xx); undefined for server faults. */
+function enrollRefusalReason(err: unknown): string | undefined {
+  if (err instanceof RollcallError) return statusOf(err) < 500 ? err.code : undefined;
+  const status = (err as { statusCode?: unknown }).statusCode;
+  if (typeof status !== 'number' || status < 400 || status >= 500) return undefined;
+  return status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST'; // as installErrorHandling answers them
 }
 
 /** Checks the client certificate of a check-in upgrade and finds its device. */
@@ -102,7 +110,15 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
   app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
 
   const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now, placementProblem: deps.placementProblem };
-  app.post(ENROLL_PATH, async (req, reply) => {
+  const onEnrollError = async (req: FastifyRequest, _reply: FastifyReply, err: unknown): Promise<void> => {
+    const reason = enrollRefusalReason(err);
+    if (reason === undefined) return;
+    const address = req.socket.remoteAddress ?? 'unknown';
+    deps.enrollLimiter.fail(address, deps.now());
+    deps.log.warn({ reason, address }, 'enrollment refused');
+  };
+  // onError also sees bodies the parser refuses (too large, not JSON), so every refusal is counted and logged.
+  app.post(ENROLL_PATH, { onError: onEnrollError }, async (req, reply) => {
     const address = req.socket.remoteAddress ?? 'unknown';
     const blockedMs = deps.enrollLimiter.blockedFor(address, deps.now());
     if (blockedMs > 0) {
@@ -110,17 +126,9 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       void reply.header('retry-after', String(Math.ceil(blockedMs / 1000)));
       return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: 'too many failed enrollments; retry later', retryAfterMs: blockedMs } });
     }
-    try {
-      const result = await enroll(checkEnrollRequest(req.body), enrollDeps);
-      deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
-      return result;
-    } catch (err) {
-      if (err instanceof RollcallError && err.code !== 'STORAGE_ERROR') {
-        deps.enrollLimiter.fail(address, deps.now());
-        deps.log.warn({ reason: err.code, address }, 'enrollment refused');
-      }
-      throw err;
-    }
+    const result = await enroll(checkEnrollRequest(req.body), enrollDeps);
+    deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
+    return result;
   });
 
   await app.register(fastifyWebsocket, {

@@ -25,7 +25,8 @@ export interface SessionDeps {
   readonly recordConnect: (deviceId: string, facts: ConnectFacts) => Promise<void>;
   readonly flagPossibleClone: (deviceId: string, at: number) => Promise<void>;
   readonly recordCheckin: (r: CheckinRecord) => Promise<void>;
-  readonly pendingSeq: (deviceId: string) => number;
+  /** Highest check-in sequence accepted for a device since the server started (0 when none). */
+  readonly latestSeq: (deviceId: string) => number;
   readonly settings: {
     readonly helloTimeoutMs: number;
     readonly checkinIntervalSec: number;
@@ -109,14 +110,15 @@ export class AgentSession implements LiveSession {
   }
 
   private fail(code: number, errorCode: string, message: string, retryAfterMs?: number): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.socket.readyState !== this.socket.OPEN) return; // one error frame and log line per channel
     this.log.warn({ closeCode: code, errorCode, reason: message }, 'closing agent channel');
     this.send({ type: 'error', code: errorCode, message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
     this.close(code, message);
   }
 
   private onFrame(data: Buffer, isBinary: boolean): void {
-    if (this.state === 'closed') return;
+    // Frames that arrive after we started closing (a violation, replacement, revocation) are not acted on.
+    if (this.state === 'closed' || this.socket.readyState !== this.socket.OPEN) return;
     this.alive = true;
     if (!this.budget.take(this.deps.now())) {
       this.fail(CloseCode.RATE_LIMITED, 'RATE_LIMITED', 'too many frames; slow down', 1000);
@@ -179,7 +181,7 @@ export class AgentSession implements LiveSession {
     if (possibleClone) {
       this.deps.flagPossibleClone(this.deviceId, now).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot flag possible clone'));
     }
-    this.lastSeq = Math.max(this.lastSeq, this.deps.pendingSeq(this.deviceId));
+    this.lastSeq = Math.max(this.lastSeq, this.deps.latestSeq(this.deviceId));
     const interval = this.deps.settings.checkinIntervalSec;
     this.deps
       .recordConnect(this.deviceId, {

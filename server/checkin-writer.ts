@@ -38,6 +38,10 @@ export class CheckinWriter {
   private pending = new Map<string, { seq: number; at: number; address: string; count: number }>();
   private waiters: Waiter[] = [];
   private writing: Promise<void> | null = null;
+  /** The batch being written now, so its sequence numbers stay visible until durable. */
+  private inflight = new Map<string, { seq: number }>();
+  /** Highest sequence number written per device since start: fresher than a row read before a write finished. */
+  private readonly written = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   /** Totals, for metrics and benchmarks. */
@@ -66,6 +70,14 @@ export class CheckinWriter {
   /** Highest sequence number queued but not yet written for a device (0 when none). */
   pendingSeq(deviceId: string): number {
     return this.pending.get(deviceId)?.seq ?? 0;
+  }
+
+  /**
+   * Highest sequence number accepted for a device since start, whether
+   * queued, being written or written (0 when none).
+   */
+  latestSeq(deviceId: string): number {
+    return Math.max(this.pending.get(deviceId)?.seq ?? 0, this.inflight.get(deviceId)?.seq ?? 0, this.written.get(deviceId) ?? 0);
   }
 
   /** Writes everything queued; resolves when it is durable. */
@@ -102,12 +114,14 @@ export class CheckinWriter {
     if (this.writing || this.pending.size === 0) return;
     const batch = this.pending;
     const waiters = this.waiters;
+    this.inflight = batch;
     this.pending = new Map();
     this.waiters = [];
     const updates: CheckinUpdate[] = [];
     for (const [deviceId, u] of batch) updates.push({ deviceId, ...u });
     this.writing = this.apply(updates).then(
       () => {
+        for (const u of updates) this.written.set(u.deviceId, Math.max(this.written.get(u.deviceId) ?? 0, u.seq));
         this.stats.batches += 1;
         this.stats.rows += updates.length;
         this.stats.checkins += waiters.length;
@@ -122,6 +136,7 @@ export class CheckinWriter {
       .catch(() => undefined) // reported to every waiter above
       .finally(() => {
         this.writing = null;
+        this.inflight = new Map();
         if (this.pending.size > 0) this.schedule();
       });
   }

@@ -8,6 +8,8 @@ import { parseDuration } from '../common/duration.js';
 import { RollcallError } from '../common/errors.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { connectAdmin, type AdminClient } from './admin-client.js';
+import { ADMIN_FLAGS, adminTarget, when } from './cli-common.js';
+import { customersCommand, instanceCommand, mspCommand } from './cli-msp.js';
 import { resolveServerConfig } from './config.js';
 import type { DeviceView } from './device-view.js';
 import { buildServer } from './server.js';
@@ -34,6 +36,17 @@ Admin commands (talk to the console API):
   rollcall groups [--json]
   rollcall groups create PATH
   rollcall groups delete PATH|ID
+  rollcall groups rename PATH|ID NEW_NAME
+  rollcall groups move PATH|ID NEW_PARENT
+  rollcall msp link --file TREE.json | --api URL --user NAME --password-env VAR  [--portal msp|business]
+  rollcall msp sync [--account A]
+  rollcall msp status [--json]
+  rollcall msp unlink [--account A]
+  rollcall customers [--json]
+  rollcall customers setup CUSTOMER [--ttl 30d] [--json]
+  rollcall customers skip CUSTOMER | --all-new
+  rollcall instance [--json]
+  rollcall instance delete --confirm INSTANCE_ID (--file TREE.json | --api URL --user NAME --password-env VAR)
   Reaching the API: --data-dir DIR on the server machine (default ./data), or
   --server https://HOST:8443 with ROLLCALL_API_TOKEN and --ca-pin sha256:… (ROLLCALL_CA_PIN) or --ca-file FILE.
 
@@ -41,14 +54,6 @@ Exit codes: 0 ok; 1 unexpected error; 2 usage; 3 server unreachable; 4 unauthori
 5 not found; 6 refused (conflict or invalid request); 7 server error; 8 server cannot start.
 Add --debug for stack traces.`;
 
-const ADMIN_FLAGS = {
-  'data-dir': { type: 'string' },
-  server: { type: 'string' },
-  'ca-pin': { type: 'string' },
-  'ca-file': { type: 'string' },
-  json: { type: 'boolean' },
-  debug: { type: 'boolean' },
-} as const;
 
 function exitCodeOf(err: unknown): number {
   if (!(err instanceof RollcallError)) {
@@ -127,17 +132,7 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
   return CLI_EXIT.OK;
 }
 
-function adminTarget(values: { 'data-dir'?: string; server?: string; 'ca-pin'?: string; 'ca-file'?: string }, env: NodeJS.ProcessEnv) {
-  return {
-    dataDir: values['data-dir'] ?? env.ROLLCALL_DATA_DIR,
-    server: values.server ?? env.ROLLCALL_SERVER,
-    caPin: values['ca-pin'] ?? env.ROLLCALL_CA_PIN,
-    caFile: values['ca-file'],
-    token: env.ROLLCALL_API_TOKEN,
-  };
-}
 
-const when = (iso: string | null): string => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 
 function deviceRows(devices: readonly DeviceView[]): string[][] {
   return devices.map((d) => [d.id, d.hostname, d.groupPath, d.status, when(d.lastCheckinAt), d.agentVersion ?? '-', d.address ?? '-']);
@@ -246,6 +241,13 @@ async function groupsCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     io.out(`group "${arg}" deleted`);
     return CLI_EXIT.OK;
   }
+  if (sub === 'rename' || sub === 'move') {
+    const target = positionals[2];
+    if (!target) throw usageError(sub === 'rename' ? 'groups rename needs PATH|ID NEW_NAME' : 'groups move needs PATH|ID NEW_PARENT');
+    const g = await api.call<GroupOut>('POST', `/api/v1/groups/${encodeURIComponent(arg)}/${sub}`, sub === 'rename' ? { name: target } : { parent: target });
+    io.out(values.json ? JSON.stringify(g) : `group is now "${g.path}"`);
+    return CLI_EXIT.OK;
+  }
   throw usageError(`unknown groups command "${sub}"`);
 }
 
@@ -271,6 +273,12 @@ export async function rollcallMain(argv: string[], env: NodeJS.ProcessEnv = proc
           return devicesCommand(rest, env, io);
         case 'groups':
           return groupsCommand(rest, env, io);
+        case 'msp':
+          return mspCommand(rest, env, io);
+        case 'customers':
+          return customersCommand(rest, env, io);
+        case 'instance':
+          return instanceCommand(rest, env, io);
         default:
           throw usageError(`unknown command "${command}"; see rollcall --help`);
       }

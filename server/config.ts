@@ -33,6 +33,8 @@ export interface ServerConfig {
   /** Longest a check-in waits in memory before its batch is written. */
   readonly flushDelayMs: number;
   readonly synchronous: 'FULL' | 'NORMAL';
+  /** Automatic MSP sync interval, in seconds (default 24 h). */
+  readonly mspSyncIntervalSec: number;
   readonly logLevel: string;
 }
 
@@ -55,6 +57,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   enrollFailureWindowMs: 60_000,
   flushDelayMs: 0,
   synchronous: 'FULL',
+  mspSyncIntervalSec: 86_400,
   logLevel: 'info',
 });
 
@@ -66,6 +69,7 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   publicHosts: 'ROLLCALL_PUBLIC_HOST',
   checkinIntervalSec: 'ROLLCALL_CHECKIN_INTERVAL',
   logLevel: 'ROLLCALL_LOG_LEVEL',
+  mspSyncIntervalSec: 'ROLLCALL_MSP_SYNC_INTERVAL',
 };
 
 /** Environment variable names, for --help and docs. */
@@ -137,6 +141,7 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     enrollFailureWindowMs: intIn(problems, 'enrollment failure window', pick('enrollFailureWindowMs'), 10, 86_400_000),
     flushDelayMs: intIn(problems, 'flush delay', pick('flushDelayMs'), 0, 10_000),
     synchronous: synchronous as 'FULL' | 'NORMAL',
+    mspSyncIntervalSec: intIn(problems, 'MSP sync interval (seconds)', pick('mspSyncIntervalSec'), 60, 30 * 86_400),
     logLevel,
   };
   if (problems.length > 0) {

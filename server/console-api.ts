@@ -13,6 +13,9 @@ import { httpError } from './errors.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { AgentSession } from './agent-session.js';
 import type { GroupAdmin } from './group-admin.js';
+import type { Customers } from './msp/customers.js';
+import type { MspSync } from './msp/sync-service.js';
+import { registerMspRoutes } from './msp-api.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Device } from './storage/devices-store.js';
@@ -34,6 +37,8 @@ export interface ConsoleApiDeps {
   readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
   readonly storage: Storage;
   readonly groupAdmin: GroupAdmin;
+  readonly msp: MspSync;
+  readonly customers: Customers;
   readonly registry: SessionRegistry<AgentSession>;
   readonly facts: ServerFacts;
   readonly now: () => number;
@@ -230,5 +235,6 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     return tokenView((await storage.enrollTokens.get(existing.id))!, paths);
   });
 
+  registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
   return app;
 }

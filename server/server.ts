@@ -13,9 +13,15 @@ import { buildAgentListener } from './agent-listener.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
-import { buildConsoleApi } from './console-api.js';
+import { agentCommand, buildConsoleApi } from './console-api.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { GroupAdmin } from './group-admin.js';
+import { Customers } from './msp/customers.js';
+import { defaultFetchTree } from './msp/fetch-tree.js';
+import { loadSecretBox } from './msp/secret-box.js';
+import { MspSync, type FetchTree } from './msp/sync-service.js';
+import { computePresence, lastContact } from './presence.js';
+import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
@@ -27,6 +33,8 @@ export interface ServerOptions {
   readonly now?: () => number;
   /** Observes session lifecycle events. */
   readonly onEvent?: (e: SessionEvent) => void;
+  /** Fetches MSP portal trees (default: file exports and the portal API). */
+  readonly fetchTree?: FetchTree;
 }
 
 /** A running (or ready to run) server. */
@@ -36,6 +44,8 @@ export interface RollcallServer {
   readonly pki: ServerPki;
   readonly registry: SessionRegistry<AgentSession>;
   readonly writer: CheckinWriter;
+  readonly msp: MspSync;
+  readonly customers: Customers;
   /** Binds both listeners. */
   start(): Promise<void>;
   /** Bound ports (valid after start). */
@@ -63,6 +73,27 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
   const registry = new SessionRegistry<AgentSession>();
   const groupAdmin = new GroupAdmin(storage);
+  const msp = new MspSync({
+    storage,
+    fetchTree: opts.fetchTree ?? defaultFetchTree,
+    secrets: await loadSecretBox(path.join(config.dataDir, 'secret.key')),
+    now,
+    log: log.child({ component: 'msp' }),
+    syncIntervalMs: config.mspSyncIntervalSec * 1000,
+  });
+  const presenceOf = (d: Device) => {
+    const disconnect = registry.lastDisconnect(d.id);
+    const last = lastContact(d);
+    const connected = registry.get(d.id) !== undefined;
+    return computePresence({
+      connected,
+      closedCleanly: !connected && !!disconnect?.clean && (last === null || disconnect.at >= last),
+      lastCheckinAt: d.lastCheckinAt,
+      lastConnectedAt: d.lastConnectedAt,
+      intervalSec: d.intervalSec ?? config.checkinIntervalSec,
+      now: now(),
+    });
+  };
   const writer = new CheckinWriter((updates) => storage.db.transaction((tx) => storage.devices.applyCheckins(updates, tx)), {
     flushDelayMs: config.flushDelayMs,
   });
@@ -85,28 +116,32 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       recordConnect: (id, facts) => storage.devices.recordConnect(id, facts),
       flagPossibleClone: (id, at) => storage.devices.flagPossibleClone(id, at),
       recordCheckin: (r) => writer.record(r),
-      pendingSeq: (id) => writer.pendingSeq(id),
+      latestSeq: (id) => writer.latestSeq(id),
       settings: config,
       now,
       onEvent: opts.onEvent,
     },
   });
+  const facts = {
+    instanceId: storage.instanceId,
+    version: ROLLCALL_VERSION,
+    caPin: pki.caPin,
+    publicHosts: config.publicHosts,
+    agentPort: () => portOf(agentApp),
+    consolePort: () => portOf(consoleApp),
+    checkinIntervalSec: config.checkinIntervalSec,
+  };
+  const customers = new Customers({ storage, presenceOf, agentCommand: (secret) => agentCommand(facts, secret), now });
   consoleApp = await buildConsoleApi({
     tls,
     storage,
     groupAdmin,
+    msp,
+    customers,
     registry,
     now,
     log: log.child({ listener: 'console' }),
-    facts: {
-      instanceId: storage.instanceId,
-      version: ROLLCALL_VERSION,
-      caPin: pki.caPin,
-      publicHosts: config.publicHosts,
-      agentPort: () => portOf(agentApp),
-      consolePort: () => portOf(consoleApp),
-      checkinIntervalSec: config.checkinIntervalSec,
-    },
+    facts,
   });
 
   const server: RollcallServer = {
@@ -115,6 +150,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     pki,
     registry,
     writer,
+    msp,
+    customers,
     get agentPort() {
       return portOf(agentApp);
     },
@@ -125,9 +162,11 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
       await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
       registry.startHeartbeat(config.pingIntervalMs);
+      msp.startScheduler();
       log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
     },
     async close() {
+      await msp.close();
       registry.closeAll(1001, 'server shutting down');
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);
       agentApp = undefined;

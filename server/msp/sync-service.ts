@@ -76,7 +76,7 @@ export class MspSync {
     const tree = validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
     const sealed = spec.kind === 'api' ? this.deps.secrets.seal(spec.password) : null;
     const account = await storage.db.transaction(async (tx) => {
-      const siblings = (await storage.groups.list()).filter((g) => g.parentId === ROOT_GROUP_ID);
+      const siblings = await tx.all<{ id: string; name: string }>('SELECT id, name FROM groups WHERE parent_id = ?', [ROOT_GROUP_ID]);
       const existing = (await storage.msp.accounts(tx)).find((a) => a.portal === portal && a.externalId === tree.account.id);
       const clash = siblings.some((g) => g.name === tree.account.name && g.id !== existing?.rootGroupId);
       const rootName = clash ? `${tree.account.name} (${tree.account.id})` : tree.account.name;
@@ -101,6 +101,11 @@ export class MspSync {
     this.deps.log.info({ accountId: account.id, account: account.name, portal, source: spec.kind }, 'MSP account linked');
     const run = await this.applyTree(account, tree, 'link', startedAt);
     return { account: (await storage.msp.account(account.id))!, run };
+  }
+
+  /** Asks a portal (or reads an export) which account the given credentials belong to. */
+  async identify(spec: FetchSpec): Promise<PortalTree['account']> {
+    return validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal)).account;
   }
 
   /** Syncs one linked account now (joining a sync already running). */

@@ -74,3 +74,22 @@ describe('check-in write-behind', () => {
     await expect(w.record(rec('d1', 2))).rejects.toThrow(/closed/);
   });
 });
+
+describe('latest sequence', () => {
+  it('stays visible while queued, while being written and after it is written', async () => {
+    const c = controllable();
+    const w = new CheckinWriter(c.apply, { flushDelayMs: 0 });
+    const first = w.record(rec('d1', 4));
+    expect(w.latestSeq('d1')).toBe(4);
+    void w.record(rec('d1', 5));
+    expect(w.latestSeq('d1')).toBe(5);
+    c.gates[0]!.resolve();
+    await first;
+    expect(w.latestSeq('d1')).toBe(5);
+    await new Promise((r) => setImmediate(r));
+    c.gates[1]!.resolve();
+    await w.flush();
+    expect(w.latestSeq('d1')).toBe(5);
+    expect(w.latestSeq('d2')).toBe(0);
+  });
+});
