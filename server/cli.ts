@@ -21,9 +21,11 @@ const HELP = `rollcall ${ROLLCALL_VERSION}: agent-connectivity server and admin 
 
 Server:
   rollcall server [--data-dir ./data] [--agent-port 2222] [--console-port 8443]
-                  [--public-host NAME …] [--listen-host 0.0.0.0] [--interval 60] [--log-level info]
+                  [--public-host NAME …] [--listen-host 0.0.0.0] [--interval 60] [--msp-sync-interval 24h]
+                  [--log-level info]
     Environment: ROLLCALL_DATA_DIR, ROLLCALL_AGENT_PORT, ROLLCALL_CONSOLE_PORT,
-    ROLLCALL_PUBLIC_HOST (comma-separated), ROLLCALL_LISTEN_HOST, ROLLCALL_CHECKIN_INTERVAL, ROLLCALL_LOG_LEVEL.
+    ROLLCALL_PUBLIC_HOST (comma-separated), ROLLCALL_LISTEN_HOST, ROLLCALL_CHECKIN_INTERVAL,
+    ROLLCALL_MSP_SYNC_INTERVAL, ROLLCALL_LOG_LEVEL.
 
 Admin commands (talk to the console API):
   rollcall token create --group PATH|ID [--ttl 7d] [--uses N] [--note TEXT] [--json]
@@ -77,9 +79,11 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'public-host': { type: 'string', multiple: true },
     'listen-host': { type: 'string' },
     interval: { type: 'string' },
+    'msp-sync-interval': { type: 'string' },
     'log-level': { type: 'string' },
     debug: { type: 'boolean' },
   });
+  const mspSync = values['msp-sync-interval'] ?? env.ROLLCALL_MSP_SYNC_INTERVAL;
   const config = resolveServerConfig(
     {
       dataDir: values['data-dir'],
@@ -88,6 +92,7 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       publicHosts: values['public-host'],
       listenHost: values['listen-host'],
       checkinIntervalSec: values.interval,
+      mspSyncIntervalSec: mspSync === undefined ? undefined : /^\d+$/.test(mspSync) ? mspSync : Math.round(parseDuration(mspSync) / 1000),
       logLevel: values['log-level'],
     },
     env,
