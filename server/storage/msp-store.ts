@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import type { StoredCompany, SyncPlan } from '../msp/plan.js';
 import type { PortalCompany } from '../msp/tree.js';
-import type { Sql } from './db.js';
+import type { Sql, SqlValue } from './db.js';
 
 /** A linked (or once linked) account. */
 export interface MspAccount {
@@ -124,6 +124,17 @@ export interface LinkFacts {
 
 const newGroupId = (): string => `grp_${crypto.randomBytes(8).toString('hex')}`;
 
+/** Rows per multi-row statement (8 parameters each stays far below SQLite's limit). */
+const ROWS_PER_STATEMENT = 500;
+
+async function insertRows(sql: Sql, into: string, rows: readonly SqlValue[][]): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
+    const placeholders = chunk.map((r) => `(${r.map(() => '?').join(', ')})`).join(', ');
+    await sql.run(`INSERT INTO ${into} VALUES ${placeholders}`, chunk.flat());
+  }
+}
+
 /** Storage of MSP accounts, companies and sync runs. */
 export class MspStore {
   constructor(private readonly sql: Sql) {}
@@ -193,18 +204,19 @@ export class MspStore {
     for (const c of await this.companies(account.id, sql)) groupOf.set(c.externalId, c.groupId);
     // Park every changing group under a unique temporary name, so that swaps and moves never collide.
     for (const ch of plan.groupChanges) await sql.run('UPDATE groups SET name = ? WHERE id = ?', [`~sync~${ch.groupId}`, ch.groupId]);
+    // New groups: ids are made here, parents come before children, and rows go in as multi-row inserts.
+    const groupRows: SqlValue[][] = [];
+    const companyRows: SqlValue[][] = [];
     for (const c of plan.creates) {
       const id = newGroupId();
       const parent = groupOf.get(c.parentExternalId);
       if (!parent) throw new Error(`sync plan names an unknown parent ${c.parentExternalId}`);
-      await sql.run("INSERT INTO groups (id, parent_id, name, kind, created_at) VALUES (?, ?, ?, 'static', ?)", [id, parent, c.name, now]);
-      await sql.run(
-        `INSERT INTO msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 1)`,
-        [id, account.id, c.externalId, c.company.type, c.company.name, c.company.status, c.company.email],
-      );
+      groupRows.push([id, parent, c.name, 'static', now]);
+      companyRows.push([id, account.id, c.externalId, c.company.type, c.company.name, c.company.status, c.company.email, 1]);
       groupOf.set(c.externalId, id);
     }
+    await insertRows(sql, 'groups (id, parent_id, name, kind, created_at)', groupRows);
+    await insertRows(sql, 'msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)', companyRows);
     for (const ch of plan.groupChanges) {
       const parent = groupOf.get(ch.parentExternalId);
       if (!parent) throw new Error(`sync plan names an unknown parent ${ch.parentExternalId}`);
@@ -217,7 +229,10 @@ export class MspStore {
         [u.company.type, u.company.name, u.company.status, u.company.email, u.relink ? 1 : 0, u.groupId],
       );
     }
-    for (const groupId of plan.unlinks) await sql.run('UPDATE msp_companies SET present = 0, removed_at = ? WHERE group_id = ?', [now, groupId]);
+    for (let i = 0; i < plan.unlinks.length; i += ROWS_PER_STATEMENT) {
+      const chunk = plan.unlinks.slice(i, i + ROWS_PER_STATEMENT);
+      await sql.run(`UPDATE msp_companies SET present = 0, removed_at = ? WHERE group_id IN (${chunk.map(() => '?').join(',')})`, [now, ...chunk]);
+    }
   }
 
   /** Records a finished sync. */
