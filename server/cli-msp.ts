@@ -23,8 +23,8 @@ const LINK_FLAGS = {
 
 /** Builds the portal credentials body from --file or --api/--user/--password-env. */
 function credentialsOf(values: { file?: string; api?: string; user?: string; 'password-env'?: string; portal?: string }, env: NodeJS.ProcessEnv) {
-  const portal = values.portal ?? 'msp';
-  if (portal !== 'msp' && portal !== 'business') throw usageError('--portal is msp or business');
+  const portal = values.portal as 'msp' | 'business' | undefined;
+  if (portal !== undefined && portal !== 'msp' && portal !== 'business') throw usageError('--portal is msp or business');
   if (values.file && values.api) throw usageError('give either --file or --api, not both');
   if (values.file) return { source: 'file' as const, file: path.resolve(values.file), portal };
   if (!values.api) throw usageError('give --file tree.json, or --api URL --user NAME --password-env VAR');

@@ -82,7 +82,7 @@ export function registerMspRoutes(app: HttpsApp, deps: MspApiDeps): void {
   app.get('/api/v1/msp/accounts', async () => ({ accounts: await msp.status() }));
 
   app.post<{ Body: Static<typeof LinkBody> }>('/api/v1/msp/link', { schema: { body: LinkBody } }, async (req, reply) => {
-    const { account, run } = await msp.link(specOf(req.body), req.body.portal ?? 'msp');
+    const { account, run } = await msp.link(specOf(req.body), req.body.portal);
     const { apiSecret: _hidden, ...visible } = account;
     return reply.code(201).send({ account: visible, run });
   });
@@ -122,8 +122,7 @@ export function registerMspRoutes(app: HttpsApp, deps: MspApiDeps): void {
     const b = req.body;
     if (b.confirm !== deps.instanceId) throw new RollcallError('INSTANCE_CONFIRM_MISMATCH', `confirm with the instance id (${deps.instanceId})`);
     // The requester proves which account it is by the portal itself: its credentials (or export) name the account.
-    const portal = b.credentials.portal ?? 'msp';
-    const requester = await msp.identify(specOf(b.credentials));
+    const { account: requester, portal } = await msp.identify(specOf(b.credentials), b.credentials.portal);
     if (!creator || creator.portal !== portal || creator.accountExternalId !== requester.id) {
       const who = creator ? `the ${creator.portal === 'msp' ? 'MSP' : 'business'} portal account ${creator.accountExternalId} (${creator.accountName})` : 'no portal account (none was ever linked)';
       throw new RollcallError('INSTANCE_NOT_CREATOR', `only the account that created this instance may delete it: ${who}`);

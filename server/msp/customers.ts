@@ -54,10 +54,16 @@ function statusOf(c: MspCompany, accountLinked: boolean): CustomerStatus {
   return c.setup ? 'normal' : 'not_set_up';
 }
 
+/** The admin user name made for a customer: its name in lower-case ASCII words, then `-admin`. */
+export function adminUserName(customerName: string): string {
+  return `${slug(customerName)}-admin`;
+}
+
 function slug(name: string): string {
   return (
     name
       .normalize('NFKD')
+      .replace(/\p{M}+/gu, '')
       .toLowerCase()
       .replace(/[^a-z0-9]+/g, '-')
       .replace(/^-+|-+$/g, '')
@@ -120,7 +126,7 @@ export class Customers {
     const t = now();
     const expiresAt = t + (opts.ttlMs ?? 30 * 86_400_000);
     const { token, secret } = await storage.enrollTokens.create({ groupId: customer.groupId, expiresAt, maxUses: null, note: `setup of ${customer.name}`, now: t });
-    const base = `${slug(customer.name)}-admin`;
+    const base = adminUserName(customer.name);
     const existing = (await storage.users.list()).find((u) => u.role === 'customer_admin' && u.homeGroupId === customer.groupId);
     let user: SetupResult['user'];
     if (existing) {

@@ -175,6 +175,7 @@ export function parseTreeExport(text: string, source?: string): PortalTree {
   const doc = decodeTreeExport(text, source);
   const a = doc.account;
   return {
+    portal: doc.portal,
     account: { id: a.id, name: a.name, type: a.type, parentId: null, status: a.status ?? 'Active', email: a.email ?? null },
     companies: doc.companies.map((c) => ({ id: c.id, name: c.name, type: c.type, parentId: c.parentId, status: c.status ?? 'Active', email: c.email ?? null })),
   };

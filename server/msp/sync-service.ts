@@ -59,6 +59,13 @@ export interface InstanceCreator {
 /** Meta key of the instance creator. */
 export const INSTANCE_CREATOR_KEY = 'instance_creator';
 
+function portalOf(tree: PortalTree, requested: 'msp' | 'business' | undefined): 'msp' | 'business' {
+  if (requested && tree.portal && requested !== tree.portal) {
+    throw new RollcallError('SYNC_PORTAL_MISMATCH', `the source is an export of the ${tree.portal} portal, but the ${requested} portal was asked for`);
+  }
+  return requested ?? tree.portal ?? 'msp';
+}
+
 type Ongoing = { phase: 'fetching' | 'applying'; fetched: number; startedAt: number; done: Promise<SyncRun> };
 
 /** Links accounts and keeps them in sync. */
@@ -69,11 +76,16 @@ export class MspSync {
 
   constructor(private readonly deps: MspSyncDeps) {}
 
-  /** Links an account from a file or the API: fetches, creates its root group, syncs. */
-  async link(spec: FetchSpec, portal: 'msp' | 'business'): Promise<{ account: MspAccount; run: SyncRun }> {
+  /**
+   * Links an account from a file or the API: fetches, creates its root group,
+   * syncs. The portal is the one asked for, else the one the source names,
+   * else the MSP portal; a source naming another portal than asked is refused.
+   */
+  async link(spec: FetchSpec, requested?: 'msp' | 'business'): Promise<{ account: MspAccount; run: SyncRun }> {
     const { storage, now } = this.deps;
     const startedAt = now();
     const tree = validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
+    const portal = portalOf(tree, requested);
     const sealed = spec.kind === 'api' ? this.deps.secrets.seal(spec.password) : null;
     const account = await storage.db.transaction(async (tx) => {
       const siblings = await tx.all<{ id: string; name: string }>('SELECT id, name FROM groups WHERE parent_id = ?', [ROOT_GROUP_ID]);
@@ -103,9 +115,10 @@ export class MspSync {
     return { account: (await storage.msp.account(account.id))!, run };
   }
 
-  /** Asks a portal (or reads an export) which account the given credentials belong to. */
-  async identify(spec: FetchSpec): Promise<PortalTree['account']> {
-    return validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal)).account;
+  /** Asks a portal (or reads an export) which account, of which portal, the given credentials belong to. */
+  async identify(spec: FetchSpec, requested?: 'msp' | 'business'): Promise<{ account: PortalTree['account']; portal: 'msp' | 'business' }> {
+    const tree = validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
+    return { account: tree.account, portal: portalOf(tree, requested) };
   }
 
   /** Syncs one linked account now (joining a sync already running). */
@@ -248,7 +261,10 @@ export class MspSync {
     for (const s of await this.status()) {
       if (s.state === 'disconnected' || s.state === 'ongoing' || s.nextSyncAt === null || s.nextSyncAt > this.deps.now()) continue;
       started += 1;
-      void this.sync(s.account.id, 'schedule');
+      // The account may be unlinked between the status read and the sync; a rejection here must not go unhandled (it would stop the server).
+      this.sync(s.account.id, 'schedule').catch((err: unknown) => {
+        this.deps.log.warn({ accountId: s.account.id, err: describeError(err) }, 'scheduled MSP sync did not run');
+      });
     }
     return started;
   }

@@ -52,6 +52,8 @@ export interface PortalCompany {
 
 /** A whole fetched structure. */
 export interface PortalTree {
+  /** Which portal the source says it comes from, when it says so (file exports do). */
+  readonly portal?: 'msp' | 'business';
   /** The linked account (MSP Manager, MSP or Managed MSP). */
   readonly account: PortalCompany;
   /** Every company below the account, in any order. */
@@ -126,5 +128,5 @@ export function validateTree(tree: PortalTree): PortalTree {
       companies.push(c);
     }
   }
-  return { account, companies };
+  return { ...(tree.portal ? { portal: tree.portal } : {}), account, companies };
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { adminUserName } from '../msp/customers.js';
 import { planSync, type StoredCompany } from '../msp/plan.js';
 import { validateTree, type PortalCompany, type PortalTree } from '../msp/tree.js';
 
@@ -99,5 +100,13 @@ describe('sync plan', () => {
       ['g:c1', 'Beta'],
       ['g:c2', 'Acme'],
     ]);
+  });
+});
+
+describe('admin user names', () => {
+  it('keep the letters of accented customer names and fall back for names without any', () => {
+    expect(adminUserName('Müller & Söhne GmbH')).toBe('muller-sohne-gmbh-admin');
+    expect(adminUserName('Crème Brûlée Café')).toBe('creme-brulee-cafe-admin');
+    expect(adminUserName('日本')).toBe('customer-admin');
   });
 });

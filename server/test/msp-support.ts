@@ -20,9 +20,15 @@ export const company = (id: string, parentId: string, type = 1007, name = `Custo
 });
 
 /** Writes an export file (format version 1) and returns its path. */
-export async function writeExport(dir: string, companies: readonly PortalCompany[], file = 'tree.json', account: object = ACCOUNT): Promise<string> {
+export async function writeExport(
+  dir: string,
+  companies: readonly PortalCompany[],
+  file = 'tree.json',
+  account: object = ACCOUNT,
+  portal: 'msp' | 'business' = file.startsWith('business') ? 'business' : 'msp',
+): Promise<string> {
   const p = path.join(dir, file);
-  await fs.writeFile(p, JSON.stringify({ format: 'rollcall-msp-tree', version: 1, portal: 'msp', account, companies }));
+  await fs.writeFile(p, JSON.stringify({ format: 'rollcall-msp-tree', version: 1, portal, account, companies }));
   return p;
 }
 

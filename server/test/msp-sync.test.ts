@@ -181,3 +181,19 @@ describe('unlinking an account', () => {
     expect((await s.api<Err>('POST', '/api/v1/msp/sync', {})).body.error.code).toBe('MSP_ACCOUNT_UNLINKED');
   });
 });
+
+describe('the portal of a linked account', () => {
+  it('comes from the export file unless asked for, and a contradiction is refused', async () => {
+    const s = await h.startServer();
+    const dir = await h.tempDir();
+    const file = await writeExport(dir, base);
+    const text = JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+    await fs.writeFile(file, JSON.stringify({ ...text, portal: 'business' }));
+    const refused = await s.api<Err>('POST', '/api/v1/msp/link', { source: 'file', file, portal: 'msp' });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('SYNC_PORTAL_MISMATCH');
+    const ok = await s.api<{ account: { portal: string } }>('POST', '/api/v1/msp/link', { source: 'file', file });
+    expect(ok.body.account.portal).toBe('business');
+    expect((await s.api<{ creator: { portal: string } }>('GET', '/api/v1/instance')).body.creator.portal).toBe('business');
+  });
+});
