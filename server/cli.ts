@@ -140,7 +140,9 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
 
 
 function deviceRows(devices: readonly DeviceView[]): string[][] {
-  return devices.map((d) => [d.id, d.hostname, d.groupPath, d.status, when(d.lastCheckinAt), d.agentVersion ?? '-', d.address ?? '-']);
+  const note = (d: DeviceView): string =>
+    [d.placementReason ? `in Lost & found: ${d.placementReason}` : '', d.possibleCloneAt ? `possible clone since ${when(d.possibleCloneAt)}` : ''].filter(Boolean).join('; ');
+  return devices.map((d) => [d.id, d.hostname, d.groupPath, d.status, when(d.lastCheckinAt), d.agentVersion ?? '-', d.address ?? '-', note(d)]);
 }
 
 async function tokenCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
@@ -196,7 +198,7 @@ async function devicesCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo)
     const q = values.group ? `?group=${encodeURIComponent(values.group)}` : '';
     const { devices } = await api.call<{ devices: DeviceView[] }>('GET', `/api/v1/devices${q}`);
     if (values.json) io.out(JSON.stringify({ devices }));
-    else io.out(formatTable(['ID', 'HOSTNAME', 'GROUP', 'STATUS', 'LAST CHECK-IN', 'VERSION', 'ADDRESS'], deviceRows(devices)));
+    else io.out(formatTable(['ID', 'HOSTNAME', 'GROUP', 'STATUS', 'LAST CHECK-IN', 'VERSION', 'ADDRESS', 'NOTE'], deviceRows(devices)));
     return CLI_EXIT.OK;
   }
   if (!id) throw usageError(`devices ${sub} needs DEVICE_ID`);

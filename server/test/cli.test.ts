@@ -30,7 +30,7 @@ describe('rollcall admin CLI', () => {
     expect(human.out).toContain('rollcall-agent enroll --server');
     const agent = await s.enrollAgent({ token: t.token, hostname: 'acme-pc-1' });
     const list = await run(['devices', ...d]);
-    expect(list.out.split('\n')[0]).toMatch(/^ID\s+HOSTNAME\s+GROUP\s+STATUS\s+LAST CHECK-IN\s+VERSION\s+ADDRESS$/);
+    expect(list.out.split('\n')[0]).toMatch(/^ID\s+HOSTNAME\s+GROUP\s+STATUS\s+LAST CHECK-IN\s+VERSION\s+ADDRESS\s+NOTE$/);
     expect(list.out).toMatch(new RegExp(`${agent.deviceId}\\s+acme-pc-1\\s+All/Customers/Acme\\s+never_connected`));
     const json = JSON.parse((await run(['devices', '--json', ...d])).out) as { devices: { id: string }[] };
     expect(json.devices.map((x) => x.id)).toEqual([agent.deviceId]);

@@ -184,3 +184,15 @@ describe('rollcall instance', () => {
     expect((await run(['msp', 'sync', ...d])).err).toContain('[MSP_ACCOUNT_AMBIGUOUS]');
   });
 });
+
+describe('rollcall devices', () => {
+  it('shows why a device landed in Lost & found', async () => {
+    const s = await h.startServer();
+    await s.server.writeLocalCliCredentials();
+    const token = await s.enrollmentToken('Temp/Doomed');
+    await s.api('DELETE', `/api/v1/groups/${encodeURIComponent('Temp/Doomed')}`);
+    const agent = await s.enrollAgent({ token, hostname: 'stray-1' });
+    const out = (await run(['devices', '--data-dir', s.dataDir])).out;
+    expect(out).toMatch(new RegExp(`${agent.deviceId}\\s+stray-1\\s+All/Lost & found\\s+never_connected.*in Lost & found: the enrollment token's group no longer exists`));
+  });
+});
