@@ -1,0 +1,157 @@
+/**
+ * The driver's handle on one server under test, which runs in its own child
+ * process (scripts/bench-targets.ts) so that its CPU time and RSS are its
+ * own. The two talk over Node's IPC channel with the messages below.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { withDeadline } from './bench-deadline.js';
+import type { BenchPki } from './bench-pki.js';
+
+/** Which server runs in the child: Rollcall, or the bare ws + https echo baseline. */
+export type TargetKind = 'ours' | 'bare';
+
+/** One resource sample taken inside the server process. */
+export interface TargetSample {
+  /** process.cpuUsage() user + system, microseconds, taken before the forced GC. */
+  readonly cpuUs: number;
+  /** The same, taken after the forced GC (so phases can leave the GC out). */
+  readonly cpuAfterGcUs: number;
+  /** RSS in bytes after a full GC (when the child runs with --expose-gc). */
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  /** True when global.gc was available, so RSS was taken after a full collection. */
+  readonly gcForced: boolean;
+  /** WebSocket channels the server holds open right now. */
+  readonly openChannels: number;
+  /** Target-specific counters (ours: check-in writer batches and rows). */
+  readonly counters: Readonly<Record<string, number>>;
+}
+
+/** Driver → child. */
+export type ToTarget =
+  | { readonly type: 'start'; readonly pki: BenchPki; readonly dataDir: string }
+  | { readonly type: 'sample'; readonly id: number }
+  | { readonly type: 'stop' };
+
+/** Child → driver. */
+export type FromTarget =
+  | { readonly type: 'ready'; readonly port: number }
+  | { readonly type: 'sample'; readonly id: number; readonly sample: TargetSample }
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'stopped' };
+
+/** A started server under test. */
+export interface TargetHandle {
+  readonly kind: TargetKind;
+  readonly port: number;
+  readonly pid: number;
+  /** Asks the child for a resource sample. */
+  sample(): Promise<TargetSample>;
+  /** Closes the server cleanly and waits for the child to exit; kills it if it does not. */
+  stop(): Promise<void>;
+  /** Kills the child at once (failure path). */
+  kill(): void;
+}
+
+/** Options for {@link startTarget}. */
+export interface StartTargetOptions {
+  /** Data directory for our server (the caller creates and removes it). */
+  readonly dataDir: string;
+  /** Child entry; defaults to bench-targets next to this module (.ts runs through tsx). */
+  readonly entry?: string;
+  /** Deadline for start, each sample and stop. */
+  readonly timeoutMs?: number;
+  /** Extra node flags for the child (e.g. --cpu-prof). */
+  readonly execArgv?: readonly string[];
+}
+
+/** The child entry next to this module: dist/scripts/bench-targets.js, or the .ts source under tsx/vitest. */
+export function defaultTargetEntry(): string {
+  const self = fileURLToPath(import.meta.url);
+  return self.replace(/bench-target-process\.(ts|js)$/, 'bench-targets.$1');
+}
+
+/** Forks the child, sends it the certificates and waits until its server listens. */
+export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTargetOptions): Promise<TargetHandle> {
+  const entry = opts.entry ?? defaultTargetEntry();
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  const execArgv = ['--expose-gc', ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), ...(opts.execArgv ?? [])];
+  const child: ChildProcess = fork(entry, [kind], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const pending = new Map<number, { resolve(s: TargetSample): void; reject(e: Error): void }>();
+  let nextId = 1;
+  let exited = false;
+  let onReady: { resolve(port: number): void; reject(e: Error): void } | undefined;
+  let onStopped: (() => void) | undefined;
+  const exitPromise = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  const failAll = (err: Error): void => {
+    onReady?.reject(err);
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+  child.on('message', (raw) => {
+    const msg = raw as FromTarget;
+    if (msg.type === 'ready') onReady?.resolve(msg.port);
+    else if (msg.type === 'sample') {
+      pending.get(msg.id)?.resolve(msg.sample);
+      pending.delete(msg.id);
+    } else if (msg.type === 'failed') failAll(new Error(`${kind} server failed: ${msg.message}`));
+    else if (msg.type === 'stopped') onStopped?.();
+  });
+  child.once('exit', (code, signal) => {
+    exited = true;
+    failAll(new Error(`${kind} server process exited (code ${code}, signal ${signal})`));
+  });
+  child.once('error', (err) => failAll(new Error(`${kind} server process error: ${err.message}`, { cause: err })));
+
+  const kill = (): void => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  const send = (msg: ToTarget): void => {
+    if (!exited && child.connected) child.send(msg);
+  };
+  let port: number;
+  try {
+    port = await withDeadline(
+      new Promise<number>((resolve, reject) => {
+        onReady = { resolve, reject };
+        send({ type: 'start', pki, dataDir: opts.dataDir });
+      }),
+      timeoutMs,
+      `starting the ${kind} server took too long`,
+    );
+  } catch (err) {
+    kill();
+    throw err;
+  }
+  onReady = undefined;
+
+  return {
+    kind,
+    port,
+    pid: child.pid ?? -1,
+    sample: () => {
+      if (exited) return Promise.reject(new Error(`${kind} server process has exited`));
+      const id = nextId++;
+      const answer = new Promise<TargetSample>((resolve, reject) => pending.set(id, { resolve, reject }));
+      send({ type: 'sample', id });
+      return withDeadline(answer, timeoutMs, `sampling the ${kind} server took too long`);
+    },
+    stop: async () => {
+      if (exited) return;
+      const stopped = new Promise<void>((resolve) => {
+        onStopped = resolve;
+      });
+      send({ type: 'stop' });
+      try {
+        await withDeadline(Promise.race([stopped, exitPromise]), timeoutMs, `stopping the ${kind} server took too long`);
+        await withDeadline(exitPromise, 10_000, `waiting for the ${kind} server process to exit took too long`);
+      } catch (err) {
+        kill();
+        throw err;
+      }
+    },
+    kill,
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * Child-process entry of `npm run bench`: runs ONE server under test so its
+ * CPU time and RSS can be measured from inside, and answers the driver's
+ * IPC requests (see bench-target-process.ts).
+ *
+ *   node --expose-gc dist/scripts/bench-targets.js ours|bare   (forked by bench.js)
+ *
+ * `ours` is a full Rollcall server (storage, PKI files, agent and console
+ * listeners) whose devices table already holds one row per bench
+ * certificate. `bare` is node https + ws with the same certificates and TLS
+ * settings that answers `hello` with a welcome-shaped JSON and `checkin`
+ * with an ack: the floor any mutual-TLS WebSocket server pays.
+ */
+import fs from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { WebSocketServer, type RawData } from 'ws';
+import { describeError } from '../common/errors.js';
+import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
+import { PROTOCOL_VERSION } from '../common/version.js';
+import { resolveServerConfig } from '../server/config.js';
+import { buildServer } from '../server/server.js';
+import { ROOT_GROUP_ID } from '../server/storage/migrations.js';
+import { openStorage } from '../server/storage/index.js';
+import type { BenchPki } from './bench-pki.js';
+import type { FromTarget, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
+
+/** A listening server under test. */
+interface RunningTarget {
+  readonly port: number;
+  openChannels(): number;
+  counters(): Record<string, number>;
+  /** Resolves once work the server queued (storage writes) is done, so a sample includes its cost. */
+  settle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Settings that keep Rollcall's protective limits out of the benchmark's way. */
+const BENCH_LIMITS = {
+  maxFramesPerSec: 1_000_000,
+  frameBurst: 1_000_000,
+  helloTimeoutMs: 600_000,
+  handshakeTimeoutMs: 60_000,
+  pingIntervalMs: 3_600_000,
+} as const;
+
+/** Writes the pre-made PKI where ensureServerPki looks for it, so the server makes none. */
+async function writeServerPki(dataDir: string, pki: BenchPki): Promise<void> {
+  const dir = path.join(dataDir, 'pki');
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.writeFile(path.join(dir, 'ca.crt'), pki.ca.certPem, { mode: 0o644 });
+  await fs.writeFile(path.join(dir, 'ca.key'), pki.ca.keyPem, { mode: 0o600 });
+  await fs.writeFile(path.join(dir, 'server.crt'), pki.server.certPem, { mode: 0o644 });
+  await fs.writeFile(path.join(dir, 'server.key'), pki.server.keyPem, { mode: 0o600 });
+}
+
+/** Inserts one device row per bench certificate, in one transaction, before the server starts. */
+async function insertDevices(dataDir: string, pki: BenchPki): Promise<void> {
+  const storage = await openStorage(path.join(dataDir, 'rollcall.db'));
+  try {
+    const now = Date.now();
+    await storage.db.transaction(async (tx) => {
+      for (const a of pki.agents) {
+        await storage.devices.insert(
+          {
+            id: a.deviceId,
+            certSerial: a.serial,
+            certNotAfter: a.notAfter,
+            groupId: ROOT_GROUP_ID,
+            placementReason: null,
+            hostname: a.deviceId.replace(/^dev_/, ''),
+            fingerprint: null,
+            agentVersion: null,
+            enrolledAt: now,
+            tokenId: null,
+          },
+          tx,
+        );
+      }
+    });
+  } finally {
+    await storage.db.close();
+  }
+}
+
+async function startOurs(pki: BenchPki, dataDir: string, log: Logger): Promise<RunningTarget> {
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writeServerPki(dataDir, pki);
+  await insertDevices(dataDir, pki);
+  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: 0, consolePort: 0, ...BENCH_LIMITS });
+  const server = await buildServer(config, { log });
+  await server.start();
+  return {
+    port: server.agentPort,
+    openChannels: () => server.registry.size,
+    counters: () => ({ writerBatches: server.writer.stats.batches, writerCheckins: server.writer.stats.checkins, writerRows: server.writer.stats.rows }),
+    settle: async () => {
+      await server.writer.flush();
+      await server.storage.db.get('SELECT 1'); // queued behind every statement already queued (connect writes)
+    },
+    close: () => server.close(),
+  };
+}
+
+/** The bare baseline's answer to one frame: comparable JSON work, no validation, no storage. */
+function bareAnswer(data: RawData): string | undefined {
+  const msg = JSON.parse(data.toString()) as { type?: unknown; deviceId?: unknown; seq?: unknown };
+  if (msg.type === 'hello') {
+    return JSON.stringify({
+      type: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      deviceId: msg.deviceId,
+      intervalSec: 60,
+      group: { id: ROOT_GROUP_ID, path: 'All' },
+      serverTime: Date.now(),
+      lastSeq: 0,
+    });
+  }
+  if (msg.type === 'checkin') return JSON.stringify({ type: 'ack', seq: msg.seq });
+  return undefined;
+}
+
+async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
+  const server = https.createServer({
+    key: pki.server.keyPem,
+    cert: pki.server.certPem + pki.ca.certPem, // the same chain our agent listener sends
+    ca: [pki.ca.certPem],
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: BENCH_LIMITS.handshakeTimeoutMs,
+  });
+  const wss = new WebSocketServer({ server, path: CHECKIN_PATH, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  let open = 0;
+  wss.on('connection', (ws) => {
+    open += 1;
+    ws.on('close', () => {
+      open -= 1;
+    });
+    ws.on('error', (err) => log.warn({ err: describeError(err) }, 'bare socket error'));
+    ws.on('message', (data) => {
+      try {
+        const answer = bareAnswer(data);
+        if (answer !== undefined) ws.send(answer);
+      } catch (err) {
+        log.warn({ err: describeError(err) }, 'bare server got a bad frame');
+        ws.close(1007, 'bad frame');
+      }
+    });
+  });
+  server.on('tlsClientError', (err) => log.warn({ err: describeError(err) }, 'bare TLS handshake failed'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    openChannels: () => open,
+    counters: () => ({}),
+    settle: async () => undefined,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => wss.close(() => server.close(() => resolve())));
+    },
+  };
+}
+
+/** Measures this process: CPU before and after a full GC, then memory. */
+function takeSample(target: RunningTarget): TargetSample {
+  const before = process.cpuUsage();
+  const gc = globalThis.gc;
+  if (gc) gc();
+  const after = process.cpuUsage();
+  const mem = process.memoryUsage();
+  return {
+    cpuUs: before.user + before.system,
+    cpuAfterGcUs: after.user + after.system,
+    rssBytes: mem.rss,
+    heapUsedBytes: mem.heapUsed,
+    gcForced: gc !== undefined,
+    openChannels: target.openChannels(),
+    counters: target.counters(),
+  };
+}
+
+function main(): void {
+  const kind = process.argv[2] as TargetKind;
+  const send = (msg: FromTarget): void => {
+    if (process.connected) process.send!(msg);
+  };
+  if (!process.send || (kind !== 'ours' && kind !== 'bare')) {
+    process.stderr.write('bench-targets is started by the bench driver: node dist/scripts/bench.js\n');
+    process.exit(2);
+  }
+  const log = pino({ level: 'warn', base: { target: kind } });
+  let target: RunningTarget | undefined;
+  const fail = (err: unknown): void => {
+    log.error({ err: describeError(err) }, 'bench target failed');
+    send({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
+    process.exitCode = 1;
+  };
+  // The driver owns this process: when it goes away, so do we.
+  process.on('disconnect', () => process.exit(process.exitCode ?? 0));
+  process.on('message', (raw) => {
+    const msg = raw as ToTarget;
+    if (msg.type === 'start') {
+      const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log) : startBare(msg.pki, log);
+      started.then((t) => {
+        target = t;
+        send({ type: 'ready', port: t.port });
+      }, fail);
+    } else if (msg.type === 'sample') {
+      const t = target;
+      if (!t) return fail(new Error('sample requested before the server started'));
+      t.settle().then(() => send({ type: 'sample', id: msg.id, sample: takeSample(t) }), fail);
+    } else if (msg.type === 'stop') {
+      // Leave in any case: the driver sees the exit (and the error on stdout if closing failed).
+      (target ? target.close() : Promise.resolve())
+        .then(() => send({ type: 'stopped' }), fail)
+        .finally(() => process.disconnect());
+    }
+  });
+}
+
+main();
