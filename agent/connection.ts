@@ -36,6 +36,8 @@ export interface ConnectionParams {
   readonly log: Logger;
   readonly onWelcome: (w: Welcome) => void;
   readonly onAck: (seq: number, at: number) => void;
+  /** The server changed the interval with a `config` message (the value in use is passed). */
+  readonly onInterval?: (intervalSec: number) => void;
 }
 
 /** Builds the inventory sent in `hello`. */
@@ -127,6 +129,7 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
           return;
         case 'config':
           intervalSec = p.intervalOverrideSec ?? msg.intervalSec;
+          p.onInterval?.(intervalSec);
           if (checkinTimer) clearTimeout(checkinTimer);
           checkinTimer = setTimeout(sendCheckin, intervalSec * 1000);
           return;

@@ -115,6 +115,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
           log.info({ server, group: w.group.path, intervalSec }, 'connected');
           status.update({ state: 'connected', connectedSince: new Date().toISOString(), intervalSec, group: w.group.path, failedAttempts: 0 });
         },
+        onInterval: (intervalSec) => status.update({ intervalSec }),
         onAck: (seq, at) => {
           ackedSeq = seq;
           status.update({ lastCheckinAt: new Date(at).toISOString(), lastAckedSeq: seq });

@@ -133,6 +133,12 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
 
   await app.register(fastifyWebsocket, {
     options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
+    // Socket errors (oversized frames, resets) are the client's doing and the session logs them at warn;
+    // anything else reaching here is our bug.
+    errorHandler: (error, socket, request) => {
+      if (typeof (error as { code?: unknown }).code !== 'string') request.log.error({ err: error.message, stack: error.stack }, 'check-in handler failed');
+      socket.terminate();
+    },
   });
   app.get(CHECKIN_PATH, { websocket: true, onRequest: async (req, reply) => authenticateAgent(req, reply, deps) }, (socket, req) => {
     const device = req.rollcallDevice!;
