@@ -118,6 +118,9 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       `  CA pin:        ${server.pki.caPin}`,
       ...(adminToken ? [`  admin API token (shown once, store it now): ${adminToken}`] : []),
       `  local admin commands use ${cliFile}`,
+      ...(config.publicHosts.length === 0
+        ? ['  note: no --public-host given, so the certificate names only localhost and 127.0.0.1;', '        for agents on other computers, restart with --public-host <the name they will dial>']
+        : []),
       '',
       'Next: create a group and an enrollment token, then run the printed command on a computer:',
       `  npx rollcall groups create Customers/Example --data-dir ${config.dataDir}`,
