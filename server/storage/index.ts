@@ -10,6 +10,7 @@ import { ApiTokensStore, EnrollmentTokensStore } from './tokens-store.js';
 import { MspStore } from './msp-store.js';
 import { UsersStore } from './users-store.js';
 import { MetaStore } from './meta-store.js';
+import { EvidenceStore } from './evidence-store.js';
 
 /** Every store of one server. */
 export interface Storage {
@@ -21,6 +22,7 @@ export interface Storage {
   readonly msp: MspStore;
   readonly users: UsersStore;
   readonly meta: MetaStore;
+  readonly evidence: EvidenceStore;
   /** Stable id of this server instance, made on first start. */
   readonly instanceId: string;
 }
@@ -44,6 +46,7 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       msp: new MspStore(db),
       users: new UsersStore(db),
       meta: new MetaStore(db),
+      evidence: new EvidenceStore(db),
       instanceId: row!.value,
     };
   } catch (err) {

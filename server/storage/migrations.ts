@@ -144,6 +144,40 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    description: 'port and visibility evidence: observations and sightings',
+    sql: `
+      CREATE TABLE observations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL CHECK (source IN ('agent_probe', 'portcheck', 'failed_attempt')),
+        device_id TEXT,
+        group_id TEXT,
+        target_host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        role TEXT,
+        ok INTEGER NOT NULL,
+        failure_class TEXT,
+        step TEXT,
+        detail TEXT,
+        source_address TEXT,
+        observed_at INTEGER NOT NULL,
+        reported_at INTEGER NOT NULL
+      );
+      CREATE INDEX observations_time ON observations(observed_at);
+      CREATE INDEX observations_group ON observations(group_id, port, observed_at);
+      CREATE TABLE sightings (
+        role TEXT NOT NULL,
+        address TEXT NOT NULL,
+        device_id TEXT NOT NULL DEFAULT '',
+        group_id TEXT,
+        first_seen_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        PRIMARY KEY (role, address, device_id)
+      );
+      CREATE INDEX sightings_time ON sightings(last_seen_at);
+    `,
+  },
 ];
 
 /** Applies every migration newer than the database's; returns how many ran. */
