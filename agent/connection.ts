@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../common/close-codes.js';
 import { RollcallError } from '../common/errors.js';
-import { encode, MAX_FRAME_BYTES, serverMessageDecoder, type Inventory, type ServerMessage, type Welcome } from '../common/protocol.js';
+import { encode, MAX_FRAME_BYTES, serverMessageDecoder, type Inventory, type Report, type ServerMessage, type Welcome } from '../common/protocol.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
 import { classifyClose, classifyError, classifyUpgradeRefusal, type Failure } from './errors.js';
 
@@ -38,6 +38,16 @@ export interface ConnectionParams {
   readonly onAck: (seq: number, at: number) => void;
   /** The server changed the interval with a `config` message (the value in use is passed). */
   readonly onInterval?: (intervalSec: number) => void;
+  /** Reports to deliver once the channel works (protocol 2 servers only). */
+  readonly reports?: ReportSource;
+}
+
+/** Where the connection takes reports from; see report-queue.ts. */
+export interface ReportSource {
+  next(): Report | null;
+  acked(id: number): void;
+  lost(): void;
+  onChange(fn: () => void): () => void;
 }
 
 /** Builds the inventory sent in `hello`. */
@@ -59,6 +69,12 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
     let ackTimer: NodeJS.Timeout | null = null;
     let welcomed = false;
     let settled = false;
+    let unsubscribe: (() => void) | null = null;
+    const sendReport = (): void => {
+      if (ws.readyState !== ws.OPEN) return;
+      const report = p.reports?.next();
+      if (report) ws.send(encode(report));
+    };
 
     const ws = new WebSocket(`wss://${net.isIPv6(p.host) ? `[${p.host}]` : p.host}:${p.port}${p.path}`, {
       secureContext: p.secureContext,
@@ -81,6 +97,8 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
       if (settled) return;
       settled = true;
       clearTimers();
+      unsubscribe?.();
+      p.reports?.lost();
       p.signal.removeEventListener('abort', onAbort);
       resolve(result);
     };
@@ -118,7 +136,17 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
           intervalSec = p.intervalOverrideSec ?? msg.intervalSec;
           p.onWelcome(msg);
           sendCheckin();
+          if (msg.protocol >= 2 && p.reports) {
+            unsubscribe = p.reports.onChange(sendReport);
+            sendReport();
+          }
           return;
+        case 'report_ack':
+          p.reports?.acked(msg.id);
+          sendReport();
+          return;
+        case 'diagnose_ack':
+          return protocolFailure('unexpected diagnose_ack');
         case 'ack':
           if (msg.seq === pendingSeq) {
             pendingSeq = null;

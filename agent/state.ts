@@ -27,6 +27,7 @@ export const STATE_FILES = {
   identity: 'identity.json',
   seq: 'seq.json',
   status: 'status.json',
+  attempts: 'attempts.json',
   lock: 'agent.pid',
 } as const;
 

@@ -63,6 +63,13 @@ export const Checkin = Type.Object(
 );
 export type Checkin = Static<typeof Checkin>;
 
+/** A listener port as the server advertises it. */
+export const ListenerPort = Type.Object(
+  { port: Type.Integer({ minimum: 1, maximum: 65535 }), role: Type.Union([Type.Literal('agent'), Type.Literal('console')]), required: Type.Boolean() },
+  { additionalProperties: false },
+);
+export type ListenerPort = Static<typeof ListenerPort>;
+
 /** Server → agent: answer to `hello`. */
 export const Welcome = Type.Object(
   {
@@ -75,6 +82,8 @@ export const Welcome = Type.Object(
     serverTime: Type.Integer({ minimum: 0 }),
     /** Highest check-in sequence the server holds durably for this device. */
     lastSeq: Type.Integer({ minimum: 0 }),
+    /** Protocol 2: the server's listener ports, for the agent's reachability probes. */
+    ports: Type.Optional(Type.Array(ListenerPort, { maxItems: 16 })),
   },
   { additionalProperties: false },
 );
@@ -103,16 +112,89 @@ export const ErrorMessage = Type.Object(
 );
 export type ErrorMessage = Static<typeof ErrorMessage>;
 
-/** Messages the agent may send. */
-export type AgentMessage = Hello | Checkin | ErrorMessage;
-/** Messages the server may send. */
-export type ServerMessage = Welcome | Ack | Config | ErrorMessage;
+const Millis = Type.Integer({ minimum: 0 });
 
-const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = { hello: Hello, checkin: Checkin, error: ErrorMessage };
+/** One probe of one server port, as an agent saw it. */
+export const ProbeResult = Type.Object(
+  {
+    host: Type.String({ minLength: 1, maxLength: 253 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    role: Type.Union([Type.Literal('agent'), Type.Literal('console')]),
+    ok: Type.Boolean(),
+    /** A failure class of common/portcheck/types.ts. */
+    failure: Type.Optional(Type.String({ maxLength: 64 })),
+    step: Type.Optional(Type.String({ maxLength: 32 })),
+    ms: Type.Number({ minimum: 0 }),
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type ProbeResult = Static<typeof ProbeResult>;
+
+/** One connection attempt that failed before `welcome`, recorded by the agent. */
+export const FailedAttempt = Type.Object(
+  {
+    server: Type.String({ minLength: 1, maxLength: 300 }),
+    /** The agent's failure class: DNS, REFUSED, TIMEOUT, TLS, REJECTED, PROTOCOL or CLOSED. */
+    class: Type.String({ minLength: 1, maxLength: 16 }),
+    code: Type.String({ maxLength: 64 }),
+    message: Type.String({ maxLength: 256 }),
+    at: Millis,
+  },
+  { additionalProperties: false },
+);
+export type FailedAttempt = Static<typeof FailedAttempt>;
+
+/** Agent → server (protocol 2): probe results and failed attempts since the last report. */
+export const Report = Type.Object(
+  {
+    type: Type.Literal('report'),
+    id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    probes: Type.Array(ProbeResult, { maxItems: 64 }),
+    attempts: Type.Array(FailedAttempt, { maxItems: 256 }),
+    /** Attempts dropped because the agent's bounded list was full. */
+    droppedAttempts: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type Report = Static<typeof Report>;
+
+/** Server → agent (protocol 2): report `id` is stored. */
+export const ReportAck = Type.Object({ type: Type.Literal('report_ack'), id: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
+export type ReportAck = Static<typeof ReportAck>;
+
+/** Agent → server (protocol 2), instead of `hello`: a diagnostic round trip that does not take the device's place. */
+export const Diagnose = Type.Object(
+  { type: Type.Literal('diagnose'), nonce: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }) },
+  { additionalProperties: false },
+);
+export type Diagnose = Static<typeof Diagnose>;
+
+/** Server → agent (protocol 2): answer to `diagnose`; the server then closes with 1000. */
+export const DiagnoseAck = Type.Object(
+  {
+    type: Type.Literal('diagnose_ack'),
+    nonce: Type.String({ maxLength: 64 }),
+    instanceId: Type.String({ maxLength: 64 }),
+    deviceId: Id,
+    clientAddress: Type.String({ maxLength: 64 }),
+  },
+  { additionalProperties: false },
+);
+export type DiagnoseAck = Static<typeof DiagnoseAck>;
+
+/** Messages the agent may send. */
+export type AgentMessage = Hello | Checkin | Report | Diagnose | ErrorMessage;
+/** Messages the server may send. */
+export type ServerMessage = Welcome | Ack | Config | ReportAck | DiagnoseAck | ErrorMessage;
+
+const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = { hello: Hello, checkin: Checkin, report: Report, diagnose: Diagnose, error: ErrorMessage };
 const SERVER_SCHEMAS: Record<ServerMessage['type'], TSchema> = {
   welcome: Welcome,
   ack: Ack,
   config: Config,
+  report_ack: ReportAck,
+  diagnose_ack: DiagnoseAck,
   error: ErrorMessage,
 };
 

@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { CloseCode } from '../common/close-codes.js';
 import { describeError, RollcallError } from '../common/errors.js';
-import { encode, type AgentMessage, type Checkin, type Decoder, type Hello, type ServerMessage } from '../common/protocol.js';
+import { encode, type AgentMessage, type Checkin, type Decoder, type Diagnose, type Hello, type ListenerPort, type Report, type ServerMessage } from '../common/protocol.js';
+import type { ReportContext } from './agent-reports.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../common/version.js';
 import type { CheckinRecord } from './checkin-writer.js';
 import { FrameBudget } from './frame-budget.js';
@@ -37,6 +38,14 @@ export interface SessionDeps {
   };
   /** Uniform random numbers in [0, 1); a seam for tests. */
   readonly random?: () => number;
+  /** This server instance, for `diagnose_ack`. */
+  readonly instanceId: string;
+  /** The listener ports advertised in `welcome` (protocol 2). */
+  readonly listenerPorts: () => ListenerPort[];
+  /** Stores a report's observations durably. */
+  readonly recordReport: (report: Report, ctx: ReportContext) => Promise<void>;
+  /** Records that the device connected from an address (health evidence). */
+  readonly recordSighting: (s: { deviceId: string; groupId: string; address: string; at: number }) => Promise<void>;
   readonly now: () => number;
   /** Observes lifecycle events (live feed, metrics). */
   readonly onEvent?: (e: SessionEvent) => void;
@@ -142,6 +151,12 @@ export class AgentSession implements LiveSession {
       case 'checkin':
         this.onCheckin(msg);
         break;
+      case 'report':
+        this.onReport(msg);
+        break;
+      case 'diagnose':
+        this.onDiagnose(msg);
+        break;
       case 'error':
         this.log.warn({ agentErrorCode: msg.code, agentError: msg.message }, 'agent reported an error');
         break;
@@ -202,9 +217,44 @@ export class AgentSession implements LiveSession {
       group: { id: this.device.group.id, path: this.device.group.path },
       serverTime: now,
       lastSeq: this.lastSeq,
+      ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
     });
+    this.deps
+      .recordSighting({ deviceId: this.deviceId, groupId: this.device.group.id, address: this.address, at: now })
+      .catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot record sighting'));
     this.log.info({ hostname: hello.hostname, agentVersion: hello.agentVersion, protocol: hello.protocol }, 'agent connected');
     this.deps.onEvent?.({ kind: 'connect', deviceId: this.deviceId, address: this.address, at: now });
+  }
+
+  /** A diagnostic round trip: answered, logged, closed; the device's real channel is left alone. */
+  private onDiagnose(d: Diagnose): void {
+    if (this.state !== 'awaiting_hello') {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'diagnose is only allowed as the first frame');
+      return;
+    }
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.log.info({ address: this.address }, 'agent diagnose round trip');
+    this.send({ type: 'diagnose_ack', nonce: d.nonce, instanceId: this.deps.instanceId, deviceId: this.deviceId, clientAddress: this.address });
+    this.close(1000, 'diagnose done');
+  }
+
+  private onReport(r: Report): void {
+    if (this.state !== 'ready') {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'report before hello');
+      return;
+    }
+    const ctx = { deviceId: this.deviceId, groupId: this.device.group.id, sourceAddress: this.address, now: this.deps.now() };
+    this.deps.recordReport(r, ctx).then(
+      () => {
+        if (r.droppedAttempts > 0) this.log.warn({ dropped: r.droppedAttempts }, 'agent dropped failed-attempt records (its list was full)');
+        this.send({ type: 'report_ack', id: r.id });
+      },
+      (err: unknown) => {
+        this.log.error({ err: describeError(err), reportId: r.id }, 'report not stored; closing so the agent resends');
+        this.close(1011, 'report could not be stored');
+      },
+    );
   }
 
   private onCheckin(c: Checkin): void {

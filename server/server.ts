@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { agentMessageDecoder } from '../common/protocol.js';
+import { reportToObservations } from './agent-reports.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
@@ -120,6 +121,13 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       settings: config,
       now,
       onEvent: opts.onEvent,
+      instanceId: storage.instanceId,
+      listenerPorts: () => [
+        { port: portOf(agentApp), role: 'agent', required: true },
+        { port: portOf(consoleApp), role: 'console', required: false },
+      ],
+      recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
+      recordSighting: (s) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }),
     },
   });
   const facts = {
