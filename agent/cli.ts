@@ -8,6 +8,7 @@ import { formatTable, parseCommandArgs, processIo, runCli, usageError, type CliI
 import { RollcallError } from '../common/errors.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
 import { resolveCommon, resolveRunConfig } from './config.js';
+import { diagnoseCommand } from './diagnose.js';
 import { enrollAgent } from './enroll.js';
 import { classifyError } from './errors.js';
 import { hardwareFingerprint } from './fingerprint.js';
@@ -24,6 +25,7 @@ export const AGENT_EXIT = {
   SERVER_UNTRUSTED: 4,
   SERVER_UNREACHABLE: 5,
   STATE: 6,
+  DIAGNOSE_FAILED: 7,
   REFUSED_FOR_GOOD: 10,
 } as const;
 
@@ -34,6 +36,8 @@ Usage:
                         [--state-dir DIR] [--force] [--json]
   rollcall-agent run    [--state-dir DIR] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
   rollcall-agent status [--state-dir DIR] [--json]
+  rollcall-agent diagnose [--state-dir DIR] [--timeout 5s] [--json]
+      checks every server: DNS, TCP, TLS, identification, the check-in channel round trip
   rollcall-agent --version
 
 The token may also come from ROLLCALL_AGENT_TOKEN (keeps it out of the process list).
@@ -42,7 +46,7 @@ or ~/.local/state/rollcall-agent.
 
 Exit codes: 0 ok; 1 unexpected error; 2 usage; 3 enrollment refused; 4 server not trusted
 (CA pin or TLS); 5 server unreachable; 6 state directory problem (not enrolled, already
-enrolled, another agent running); 10 refused for good (revoked, unknown or expired certificate).
+enrolled, another agent running); 7 diagnose: some server failed; 10 refused for good (revoked, unknown or expired certificate).
 Add --debug for stack traces.`;
 
 function exitCodeOf(err: unknown): number {
@@ -192,6 +196,7 @@ export async function agentMain(argv: string[], env: NodeJS.ProcessEnv = process
       if (command === 'enroll') return enrollCommand(rest, env, io);
       if (command === 'run') return runCommand(rest, env);
       if (command === 'status') return statusCommand(rest, env, io);
+      if (command === 'diagnose') return (await diagnoseCommand(rest, env, io)) ? AGENT_EXIT.OK : AGENT_EXIT.DIAGNOSE_FAILED;
       throw usageError(`unknown command "${command}"; see rollcall-agent --help`);
     },
     io,

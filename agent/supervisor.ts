@@ -17,6 +17,9 @@ import { DEFAULT_AGENT_PORT } from './enroll.js';
 import type { Failure } from './errors.js';
 import type { AgentState } from './state.js';
 import { StatusFile } from './status.js';
+import { ProbeScheduler, type ProbeFn } from './prober.js';
+import { ReportQueue } from './report-queue.js';
+import { portcheckProbe } from './portcheck-probe.js';
 
 /** Options for {@link startAgent}. */
 export interface AgentRunOptions {
@@ -28,6 +31,10 @@ export interface AgentRunOptions {
   readonly intervalOverrideSec?: number;
   readonly log: Logger;
   readonly random?: () => number;
+  /** Checks server ports from here (default: the port-check engine, no WebSocket step). */
+  readonly probe?: ProbeFn;
+  /** Time between probe rounds while connected (default 1 h). */
+  readonly probeIntervalMs?: number;
 }
 
 /** How a run ended. */
@@ -82,6 +89,14 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   );
   const abort = new AbortController();
   const log = opts.log.child({ deviceId: identity.deviceId });
+  const reports = await ReportQueue.open(opts.state.file('attempts'), (err) => log.error({ err: (err as Error).message }, 'cannot keep failed-attempt records'));
+  const prober = new ProbeScheduler(
+    opts.probe ?? portcheckProbe({ caPem: creds.caPem }),
+    reports,
+    opts.probeIntervalMs ?? 3_600_000,
+    log,
+  );
+  const hosts = identity.servers.map((s) => parseHostPort(s, DEFAULT_AGENT_PORT).host);
 
   let seqWrites: Promise<void> = Promise.resolve();
   const loop = async (): Promise<RunOutcome> => {
@@ -107,8 +122,10 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         intervalOverrideSec: opts.intervalOverrideSec,
         signal: abort.signal,
         log,
+        reports,
         onWelcome: (w) => {
           welcomed = true;
+          if (w.ports) prober.onConnected(hosts, w.ports);
           attempt = 0;
           ackedSeq = Math.max(ackedSeq, w.lastSeq);
           const intervalSec = opts.intervalOverrideSec ?? w.intervalSec; // the interval in use, as runConnection applies it
@@ -125,8 +142,13 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
             .catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save sequence number'));
         },
       });
+      prober.onDisconnected();
       if (failure === null) break;
       const at = new Date().toISOString();
+      if (!welcomed) {
+        reports.addAttempt({ server, class: failure.class, code: failure.code, message: failure.message, at: Date.now() });
+        prober.noteFailure();
+      }
       const lastError = { class: failure.class, code: failure.code, message: failure.message, at };
       log.warn({ server, class: failure.class, code: failure.code, reason: failure.message, afterWelcome: welcomed }, 'connection ended');
       if (failure.terminal) {
@@ -150,6 +172,8 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   };
 
   const done = loop().then(async (outcome) => {
+    await prober.stop();
+    await reports.flushed();
     await seqWrites;
     await status.flushed();
     return outcome;

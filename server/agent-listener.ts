@@ -22,13 +22,14 @@ import { AgentSession, type SessionDeps, type SessionDevice } from './agent-sess
 import { enroll, type EnrollDeps } from './enroll.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
+import { registerPortcheckReport } from './portcheck-report.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { Storage } from './storage/index.js';
 
 /** What the agent listener needs. */
 export interface AgentListenerDeps {
   readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
-  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId'>;
+  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence'>;
   readonly ca: KeyedCert;
   readonly placementProblem?: EnrollDeps['placementProblem'];
   readonly enrollLimiter: FailureLimiter;
@@ -130,6 +131,8 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
     deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
     return result;
   });
+
+  registerPortcheckReport(app, { storage: deps.storage, limiter: deps.enrollLimiter, now: deps.now, log: deps.log });
 
   await app.register(fastifyWebsocket, {
     options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },

@@ -4,8 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { AGENT_EXIT } from '../../agent/cli.js';
 import { FAILURE_CLASSES } from '../../agent/errors.js';
 import { CLI_EXIT } from '../../server/cli.js';
+import { PORTCHECK_EXIT } from '../../server/cli-portcheck.js';
 import { SERVER_ERRORS } from '../../server/errors.js';
 import { CloseCode } from '../close-codes.js';
+import { PORTCHECK_FAILURES } from '../portcheck/types.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const errorsDoc = fs.readFileSync(path.join(root, 'docs/errors.md'), 'utf8');
@@ -55,6 +57,11 @@ describe('docs/errors.md', () => {
     for (const [name, value] of Object.entries(AGENT_EXIT)) expect(errorsDoc, `rollcall-agent ${name}`).toContain(`| ${value} | \`${name}\` |`);
   });
 
+  it('lists every exit code of rollcall portcheck and every port-check failure class with its step', () => {
+    for (const [name, value] of Object.entries(PORTCHECK_EXIT)) expect(errorsDoc, `portcheck ${name}`).toContain(`| ${value} | \`${name}\` |`);
+    for (const [name, f] of Object.entries(PORTCHECK_FAILURES)) expect(errorsDoc, name).toContain(`| \`${name}\` | ${f.step} |`);
+  });
+
   it('lists every agent failure class', () => {
     for (const c of FAILURE_CLASSES) expect(errorsDoc, c).toContain(`| \`${c}\` |`);
   });
@@ -72,6 +79,8 @@ describe('docs/errors.md', () => {
       ...Object.keys(SERVER_ERRORS),
       ...Object.keys(CLI_EXIT),
       ...Object.keys(AGENT_EXIT),
+      ...Object.keys(PORTCHECK_EXIT),
+      ...Object.keys(PORTCHECK_FAILURES),
       ...FAILURE_CLASSES,
     ]);
     const stale = [...codesInDocTables()].filter((c) => !known.has(c));

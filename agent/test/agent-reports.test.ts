@@ -1,0 +1,49 @@
+import fs from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { captureLogger, Harness, waitFor } from '../../test/support/harness.js';
+import { startAgent } from '../supervisor.js';
+
+const h = new Harness();
+afterEach(() => h.cleanup());
+
+describe('the agent as an outside-in probe', () => {
+  it('records failed attempts during an outage and delivers them, with a probe of every advertised port, once a channel works', async () => {
+    const s1 = await h.startServer();
+    const agent = await s1.enrollAgent({ group: 'Customers/Acme' });
+    const port = s1.server.agentPort;
+    await s1.close();
+    const { log } = captureLogger();
+    const running = await startAgent({
+      state: agent.state,
+      fingerprint: agent.fingerprint,
+      backoff: { baseMs: 50, capMs: 200 },
+      connectTimeoutMs: 2000,
+      ackTimeoutMs: 3000,
+      intervalOverrideSec: 1,
+      log,
+      random: () => 0.5,
+    });
+    h.defer(() => running.stop());
+    await waitFor(() => running.status.status.failedAttempts >= 3, 'three refused attempts');
+    const s2 = await h.startServer({ agentPort: port }, { dataDir: s1.dataDir });
+    const group = await s2.server.storage.groups.resolve('Customers/Acme');
+    const evidence = await waitFor(async () => {
+      const obs = await s2.server.storage.evidence.observationsSince(0);
+      return obs.some((o) => o.source === 'agent_probe' && o.role === 'console') ? obs : undefined;
+    }, 'the failed attempts and a probe round to arrive');
+    const attempts = evidence.filter((o) => o.source === 'failed_attempt');
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    expect(attempts.every((o) => o.failureClass === 'TCP_REFUSED' && o.port === port && o.groupId === group.id && o.deviceId === agent.deviceId)).toBe(true);
+    const probes = evidence.filter((o) => o.source === 'agent_probe');
+    expect(probes.map((o) => [o.port, o.role, o.ok]).sort()).toEqual(
+      [
+        [s2.server.agentPort, 'agent', true],
+        [s2.server.consolePort, 'console', true],
+      ].sort(),
+    );
+    await running.stop();
+    expect(await agent.state.readStatus()).toBeDefined();
+    const left = JSON.parse(await fs.readFile(agent.state.file('attempts'), 'utf8')) as { attempts: unknown[] };
+    expect(left.attempts).toEqual([]);
+  });
+});
