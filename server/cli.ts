@@ -10,6 +10,8 @@ import { ROLLCALL_VERSION } from '../common/version.js';
 import { connectAdmin, type AdminClient } from './admin-client.js';
 import { ADMIN_FLAGS, adminTarget, when } from './cli-common.js';
 import { customersCommand, instanceCommand, mspCommand } from './cli-msp.js';
+import { healthCommand } from './cli-health.js';
+import { PORTCHECK_HELP, portcheckCommand } from './cli-portcheck.js';
 import { resolveServerConfig } from './config.js';
 import type { DeviceView } from './device-view.js';
 import { buildServer } from './server.js';
@@ -22,10 +24,12 @@ const HELP = `rollcall ${ROLLCALL_VERSION}: agent-connectivity server and admin 
 Server:
   rollcall server [--data-dir ./data] [--agent-port 2222] [--console-port 8443]
                   [--public-host NAME …] [--listen-host 0.0.0.0] [--interval 60] [--msp-sync-interval 24h]
+                  [--console-exposure public|restricted] [--alert-webhook URL] [--port-alert-after 15m]
                   [--log-level info]
     Environment: ROLLCALL_DATA_DIR, ROLLCALL_AGENT_PORT, ROLLCALL_CONSOLE_PORT,
     ROLLCALL_PUBLIC_HOST (comma-separated), ROLLCALL_LISTEN_HOST, ROLLCALL_CHECKIN_INTERVAL,
-    ROLLCALL_MSP_SYNC_INTERVAL, ROLLCALL_LOG_LEVEL.
+    ROLLCALL_MSP_SYNC_INTERVAL, ROLLCALL_CONSOLE_EXPOSURE, ROLLCALL_ALERT_WEBHOOK,
+    ROLLCALL_PORT_ALERT_AFTER_MIN, ROLLCALL_LOG_LEVEL.
 
 Admin commands (talk to the console API):
   rollcall token create --group PATH|ID [--ttl 7d] [--uses N] [--note TEXT] [--json]
@@ -48,9 +52,12 @@ Admin commands (talk to the console API):
   rollcall customers setup CUSTOMER [--ttl 30d] [--json]
   rollcall customers skip CUSTOMER | --all-new
   rollcall instance [--json]
+  rollcall health [--all] [--json]   ports, customers' reachability with probable causes, certificates, alerts
   rollcall instance delete --confirm INSTANCE_ID (--file TREE.json | --api URL --user NAME --password-env VAR)
   Reaching the API: --data-dir DIR on the server machine (default ./data), or
   --server https://HOST:8443 with ROLLCALL_API_TOKEN and --ca-pin sha256:… (ROLLCALL_CA_PIN) or --ca-file FILE.
+
+${PORTCHECK_HELP}
 
 Exit codes: 0 ok; 1 unexpected error; 2 usage; 3 server unreachable; 4 unauthorized;
 5 not found; 6 refused (conflict or invalid request); 7 server error; 8 server cannot start.
@@ -80,10 +87,14 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'listen-host': { type: 'string' },
     interval: { type: 'string' },
     'msp-sync-interval': { type: 'string' },
+    'console-exposure': { type: 'string' },
+    'alert-webhook': { type: 'string' },
+    'port-alert-after': { type: 'string' },
     'log-level': { type: 'string' },
     debug: { type: 'boolean' },
   });
   const mspSync = values['msp-sync-interval'] ?? env.ROLLCALL_MSP_SYNC_INTERVAL;
+  const portAlertAfter = values['port-alert-after'];
   const config = resolveServerConfig(
     {
       dataDir: values['data-dir'],
@@ -93,6 +104,9 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       listenHost: values['listen-host'],
       checkinIntervalSec: values.interval,
       mspSyncIntervalSec: mspSync === undefined ? undefined : /^\d+$/.test(mspSync) ? mspSync : Math.round(parseDuration(mspSync) / 1000),
+      consoleExposure: values['console-exposure'],
+      alertWebhookUrl: values['alert-webhook'],
+      portAlertAfterMin: portAlertAfter === undefined ? undefined : /^\d+$/.test(portAlertAfter) ? portAlertAfter : Math.max(1, Math.round(parseDuration(portAlertAfter) / 60_000)),
       logLevel: values['log-level'],
     },
     env,
@@ -289,6 +303,10 @@ export async function rollcallMain(argv: string[], env: NodeJS.ProcessEnv = proc
           return customersCommand(rest, env, io);
         case 'instance':
           return instanceCommand(rest, env, io);
+        case 'health':
+          return healthCommand(rest, env, io);
+        case 'portcheck':
+          return portcheckCommand(rest, env, io);
         default:
           throw usageError(`unknown command "${command}"; see rollcall --help`);
       }

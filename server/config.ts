@@ -35,6 +35,16 @@ export interface ServerConfig {
   readonly synchronous: 'FULL' | 'NORMAL';
   /** Automatic MSP sync interval, in seconds (default 24 h). */
   readonly mspSyncIntervalSec: number;
+  /** Whether the console port is meant to be reachable from customers' networks; `restricted` flags it when it is. */
+  readonly consoleExposure: 'public' | 'restricted';
+  /** Where health alerts are POSTed as JSON (http or https); null: alerts are only logged. */
+  readonly alertWebhookUrl: string | null;
+  /** Minutes a required port must fail from a customer before it is alerted. */
+  readonly portAlertAfterMin: number;
+  /** How often the alert conditions are evaluated. */
+  readonly alertIntervalMs: number;
+  /** How long after start customers going dark are not alerted (agents reconnect after a restart). */
+  readonly alertGraceMs: number;
   readonly logLevel: string;
 }
 
@@ -58,6 +68,11 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   flushDelayMs: 0,
   synchronous: 'FULL',
   mspSyncIntervalSec: 86_400,
+  consoleExposure: 'public',
+  alertWebhookUrl: null,
+  portAlertAfterMin: 15,
+  alertIntervalMs: 60_000,
+  alertGraceMs: 600_000,
   logLevel: 'info',
 });
 
@@ -70,6 +85,9 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   checkinIntervalSec: 'ROLLCALL_CHECKIN_INTERVAL',
   logLevel: 'ROLLCALL_LOG_LEVEL',
   mspSyncIntervalSec: 'ROLLCALL_MSP_SYNC_INTERVAL',
+  consoleExposure: 'ROLLCALL_CONSOLE_EXPOSURE',
+  alertWebhookUrl: 'ROLLCALL_ALERT_WEBHOOK',
+  portAlertAfterMin: 'ROLLCALL_PORT_ALERT_AFTER_MIN',
 };
 
 /** Environment variable names, for --help and docs. */
@@ -101,6 +119,17 @@ function hostList(problems: string[], value: unknown): string[] {
   return [...new Set(hosts)];
 }
 
+function webhookUrl(problems: string[], value: unknown): string | null {
+  if (value === null || value === undefined || value === '') return null;
+  const text = String(value).trim();
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    problems.push('alert webhook must be an http:// or https:// URL');
+    return null;
+  }
+  return url.href;
+}
+
 /**
  * Builds a validated, frozen configuration from explicit values (flags or
  * a caller's overrides) and the environment. Throws RollcallError
@@ -123,6 +152,8 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
   if (synchronous !== 'FULL' && synchronous !== 'NORMAL') problems.push('synchronous must be FULL or NORMAL');
   const logLevel = String(pick('logLevel'));
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`log level "${logLevel}" is not a pino level`);
+  const consoleExposure = String(pick('consoleExposure'));
+  if (consoleExposure !== 'public' && consoleExposure !== 'restricted') problems.push(`console exposure must be public or restricted (got "${consoleExposure}")`);
   const config: ServerConfig = {
     dataDir: path.resolve(String(pick('dataDir'))),
     listenHost,
@@ -142,6 +173,11 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     flushDelayMs: intIn(problems, 'flush delay', pick('flushDelayMs'), 0, 10_000),
     synchronous: synchronous as 'FULL' | 'NORMAL',
     mspSyncIntervalSec: intIn(problems, 'MSP sync interval (seconds)', pick('mspSyncIntervalSec'), 60, 30 * 86_400),
+    consoleExposure: consoleExposure as 'public' | 'restricted',
+    alertWebhookUrl: webhookUrl(problems, pick('alertWebhookUrl')),
+    portAlertAfterMin: intIn(problems, 'port alert delay (minutes)', pick('portAlertAfterMin'), 1, 7 * 1440),
+    alertIntervalMs: intIn(problems, 'alert interval', pick('alertIntervalMs'), 10, 3_600_000),
+    alertGraceMs: intIn(problems, 'alert grace period', pick('alertGraceMs'), 0, 86_400_000),
     logLevel,
   };
   if (problems.length > 0) {

@@ -16,6 +16,7 @@ import type { GroupAdmin } from './group-admin.js';
 import type { Customers } from './msp/customers.js';
 import type { MspSync } from './msp/sync-service.js';
 import { registerMspRoutes } from './msp-api.js';
+import { registerHealthRoutes, type HealthApiDeps } from './health-api.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Device } from './storage/devices-store.js';
@@ -41,6 +42,7 @@ export interface ConsoleApiDeps {
   readonly customers: Customers;
   readonly registry: SessionRegistry<AgentSession>;
   readonly facts: ServerFacts;
+  readonly health: HealthApiDeps;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -94,6 +96,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   });
   installErrorHandling(app);
   addIdentifyRoute(app, 'console', deps.facts.instanceId);
+  registerHealthRoutes(app, deps.health); // before the token hook, so that its sighting hook also sees refused requests
 
   app.addHook('onRequest', async (req) => {
     if (!req.url.startsWith('/api/')) return;

@@ -17,6 +17,9 @@ import { certificateHosts, type ServerConfig } from './config.js';
 import { agentCommand, buildConsoleApi } from './console-api.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { GroupAdmin } from './group-admin.js';
+import type { HostResolver } from './health/public-hosts.js';
+import type { ListenerState } from './health/report-types.js';
+import { buildHealthService, type HealthService } from './health/service.js';
 import { Customers } from './msp/customers.js';
 import { defaultFetchTree } from './msp/fetch-tree.js';
 import { loadSecretBox } from './msp/secret-box.js';
@@ -36,6 +39,8 @@ export interface ServerOptions {
   readonly onEvent?: (e: SessionEvent) => void;
   /** Fetches MSP portal trees (default: file exports and the portal API). */
   readonly fetchTree?: FetchTree;
+  /** Resolves the public host names for the health report (default: the system resolver). */
+  readonly resolveHost?: HostResolver;
 }
 
 /** A running (or ready to run) server. */
@@ -47,6 +52,10 @@ export interface RollcallServer {
   readonly writer: CheckinWriter;
   readonly msp: MspSync;
   readonly customers: Customers;
+  /** Port and visibility health: the report, alerts and their webhook. */
+  readonly health: HealthService;
+  /** Each listener: its role, port, host and whether it is bound now. */
+  listeners(): ListenerState[];
   /** Binds both listeners. */
   start(): Promise<void>;
   /** Bound ports (valid after start). */
@@ -82,7 +91,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     log: log.child({ component: 'msp' }),
     syncIntervalMs: config.mspSyncIntervalSec * 1000,
   });
-  const presenceOf = (d: Device) => {
+  const presenceOf = (d: Pick<Device, 'id' | 'lastCheckinAt' | 'lastConnectedAt' | 'intervalSec'>) => {
     const disconnect = registry.lastDisconnect(d.id);
     const last = lastContact(d);
     const connected = registry.get(d.id) !== undefined;
@@ -140,6 +149,27 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     checkinIntervalSec: config.checkinIntervalSec,
   };
   const customers = new Customers({ storage, presenceOf, agentCommand: (secret) => agentCommand(facts, secret), now });
+  const listenerOf = (role: ListenerState['role'], app: HttpsApp | undefined, port: number): ListenerState => ({
+    role,
+    port: app?.server.listening ? portOf(app) : port,
+    host: config.listenHost,
+    listening: app?.server.listening ?? false,
+  });
+  const listeners = (): ListenerState[] => [listenerOf('agent', agentApp, config.agentPort), listenerOf('console', consoleApp, config.consolePort)];
+  const health = await buildHealthService({
+    config,
+    storage,
+    dbFile: path.join(config.dataDir, 'rollcall.db'),
+    certificates: () => [
+      { name: 'server', certPem: pki.server.certPem },
+      { name: 'ca', certPem: pki.ca.certPem },
+    ],
+    listeners,
+    presenceOf,
+    resolveHost: opts.resolveHost,
+    now,
+    log,
+  });
   consoleApp = await buildConsoleApi({
     tls,
     storage,
@@ -150,6 +180,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     now,
     log: log.child({ listener: 'console' }),
     facts,
+    health: health.api,
   });
 
   const server: RollcallServer = {
@@ -160,6 +191,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     writer,
     msp,
     customers,
+    health,
+    listeners,
     get agentPort() {
       return portOf(agentApp);
     },
@@ -171,6 +204,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
       registry.startHeartbeat(config.pingIntervalMs);
       msp.startScheduler();
+      health.start();
       log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
     },
     async close() {
@@ -179,6 +213,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);
       agentApp = undefined;
       consoleApp = undefined;
+      await health.close();
       await writer.close();
       await storage.db.close();
       log.info('server stopped');

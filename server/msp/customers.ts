@@ -49,7 +49,8 @@ export interface SetupResult {
   readonly user: { readonly username: string; readonly password: string } | { readonly username: string; readonly existed: true };
 }
 
-function statusOf(c: MspCompany, accountLinked: boolean): CustomerStatus {
+/** A customer's status from its company row and whether its account is linked (also used by the health report). */
+export function statusOf(c: Pick<MspCompany, 'present' | 'setup'>, accountLinked: boolean): CustomerStatus {
   if (!c.present || !accountLinked) return 'unlinked';
   return c.setup ? 'normal' : 'not_set_up';
 }

@@ -178,6 +178,107 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX sightings_time ON sightings(last_seen_at);
     `,
   },
+  {
+    version: 4,
+    description: 'health: latest port state per observer (kept by triggers on observations), alert state, sightings by address',
+    // port_host_states: the latest state of each (group, port, observer, host), where an observer is a
+    // device or, for port checks without one, the public address they came from. port_states rolls the
+    // hosts of one observer up: it reaches the port when any of its hosts worked at the last look (an
+    // agent's LAN name failing from outside is no failure), and a failing observer carries the failure of
+    // the host that got furthest. Both are kept by triggers, so the health report reads one row per
+    // observer and port instead of every observation of the last day.
+    sql: `
+      CREATE TABLE port_host_states (
+        group_id TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        observer TEXT NOT NULL,
+        target_host TEXT NOT NULL,
+        role TEXT,
+        ok INTEGER NOT NULL,
+        failure_class TEXT,
+        step TEXT,
+        observed_at INTEGER NOT NULL,
+        failing_since INTEGER,
+        last_ok_at INTEGER,
+        PRIMARY KEY (group_id, port, observer, target_host)
+      ) WITHOUT ROWID;
+      CREATE INDEX port_host_states_time ON port_host_states(observed_at);
+      CREATE TABLE port_states (
+        group_id TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        observer TEXT NOT NULL,
+        role TEXT,
+        ok INTEGER NOT NULL,
+        failure_class TEXT,
+        step TEXT,
+        observed_at INTEGER NOT NULL,
+        failing_since INTEGER,
+        PRIMARY KEY (group_id, port, observer)
+      ) WITHOUT ROWID;
+      CREATE INDEX port_states_ok_role_group ON port_states(ok, role, group_id, observed_at);
+      CREATE TRIGGER observations_port_host_state AFTER INSERT ON observations WHEN NEW.group_id IS NOT NULL BEGIN
+        INSERT INTO port_host_states (group_id, port, observer, target_host, role, ok, failure_class, step, observed_at, failing_since, last_ok_at)
+        VALUES (NEW.group_id, NEW.port, coalesce(NEW.device_id, 'addr:' || coalesce(NEW.source_address, '')), NEW.target_host, NEW.role,
+                NEW.ok, NEW.failure_class, NEW.step, NEW.observed_at,
+                CASE WHEN NEW.ok THEN NULL ELSE NEW.observed_at END, CASE WHEN NEW.ok THEN NEW.observed_at END)
+        ON CONFLICT (group_id, port, observer, target_host) DO UPDATE SET
+          failing_since = CASE
+            WHEN excluded.observed_at >= port_host_states.observed_at THEN
+              CASE WHEN excluded.ok THEN NULL WHEN port_host_states.ok THEN excluded.observed_at ELSE port_host_states.failing_since END
+            WHEN port_host_states.ok THEN NULL
+            WHEN excluded.ok THEN max(port_host_states.failing_since, excluded.observed_at)
+            WHEN excluded.observed_at > ifnull(port_host_states.last_ok_at, 0) THEN min(port_host_states.failing_since, excluded.observed_at)
+            ELSE port_host_states.failing_since END,
+          last_ok_at = CASE WHEN excluded.ok THEN max(ifnull(port_host_states.last_ok_at, 0), excluded.observed_at) ELSE port_host_states.last_ok_at END,
+          role = CASE WHEN excluded.observed_at >= port_host_states.observed_at THEN coalesce(excluded.role, port_host_states.role) ELSE port_host_states.role END,
+          ok = CASE WHEN excluded.observed_at >= port_host_states.observed_at THEN excluded.ok ELSE port_host_states.ok END,
+          failure_class = CASE WHEN excluded.observed_at >= port_host_states.observed_at THEN excluded.failure_class ELSE port_host_states.failure_class END,
+          step = CASE WHEN excluded.observed_at >= port_host_states.observed_at THEN excluded.step ELSE port_host_states.step END,
+          observed_at = max(port_host_states.observed_at, excluded.observed_at);
+      END;
+      CREATE TRIGGER port_host_states_rollup_insert AFTER INSERT ON port_host_states BEGIN
+        INSERT INTO port_states (group_id, port, observer, role, ok, failure_class, step, observed_at, failing_since)
+        SELECT h.group_id, h.port, h.observer, max(h.role), max(h.ok),
+          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.failure_class FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
+            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
+          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.step FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
+            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
+          max(h.observed_at), CASE WHEN max(h.ok) THEN NULL ELSE max(h.failing_since) END
+        FROM port_host_states h
+        WHERE h.group_id = NEW.group_id AND h.port = NEW.port AND h.observer = NEW.observer AND h.observed_at >= NEW.observed_at - 86400000
+        GROUP BY h.group_id, h.port, h.observer
+        ON CONFLICT (group_id, port, observer) DO UPDATE SET role = excluded.role, ok = excluded.ok, failure_class = excluded.failure_class,
+          step = excluded.step, observed_at = excluded.observed_at, failing_since = excluded.failing_since;
+      END;
+      CREATE TRIGGER port_host_states_rollup_update AFTER UPDATE ON port_host_states BEGIN
+        INSERT INTO port_states (group_id, port, observer, role, ok, failure_class, step, observed_at, failing_since)
+        SELECT h.group_id, h.port, h.observer, max(h.role), max(h.ok),
+          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.failure_class FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
+            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
+          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.step FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
+            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
+          max(h.observed_at), CASE WHEN max(h.ok) THEN NULL ELSE max(h.failing_since) END
+        FROM port_host_states h
+        WHERE h.group_id = NEW.group_id AND h.port = NEW.port AND h.observer = NEW.observer AND h.observed_at >= NEW.observed_at - 86400000
+        GROUP BY h.group_id, h.port, h.observer
+        ON CONFLICT (group_id, port, observer) DO UPDATE SET role = excluded.role, ok = excluded.ok, failure_class = excluded.failure_class,
+          step = excluded.step, observed_at = excluded.observed_at, failing_since = excluded.failing_since;
+      END;
+      CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}',
+        raised_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        times_raised INTEGER NOT NULL DEFAULT 1
+      );
+      CREATE INDEX alerts_open ON alerts(resolved_at);
+      CREATE INDEX sightings_role_address ON sightings(role, address, last_seen_at);
+    `,
+  },
 ];
 
 /** Applies every migration newer than the database's; returns how many ran. */

@@ -18,7 +18,13 @@ import { enrollAgent } from '../../agent/enroll.js';
 import { AgentState } from '../../agent/state.js';
 import { resolveServerConfig, type ServerConfig } from '../../server/config.js';
 import { buildServer, type RollcallServer } from '../../server/server.js';
+import type { HostResolver } from '../../server/health/public-hosts.js';
 import { requestJson } from '../../common/https-json.js';
+
+/** The default resolver of test servers: every name is unknown, and nothing is asked of the network. */
+const noDns: HostResolver = async (host) => {
+  throw Object.assign(new Error(`tests resolve no names (${host})`), { code: 'ENOTFOUND' });
+};
 
 /** A captured log line. */
 export type LogLine = Record<string, unknown> & { msg?: string; level: number };
@@ -83,7 +89,10 @@ export class Harness {
   }
 
   /** Starts a server on 127.0.0.1 with ports 0, the test PKI and a temp data dir. */
-  async startServer(overrides: Partial<Record<keyof ServerConfig, unknown>> = {}, opts: { dataDir?: string; now?: () => number } = {}): Promise<TestServer> {
+  async startServer(
+    overrides: Partial<Record<keyof ServerConfig, unknown>> = {},
+    opts: { dataDir?: string; now?: () => number; resolveHost?: HostResolver } = {},
+  ): Promise<TestServer> {
     const dataDir = opts.dataDir ?? (await this.tempDir('rollcall-data-'));
     const pkiDir = path.join(dataDir, 'pki');
     await fs.mkdir(pkiDir, { recursive: true });
@@ -95,7 +104,8 @@ export class Harness {
     }
     const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: 0, consolePort: 0, synchronous: 'NORMAL', ...overrides });
     const { log, lines } = captureLogger();
-    const server = await buildServer(config, { log, now: opts.now });
+    // Tests never leave loopback: public host names resolve only through the seam (by default, to nothing).
+    const server = await buildServer(config, { log, now: opts.now, resolveHost: opts.resolveHost ?? noDns });
     await server.start();
     const adminToken = (await server.createInitialAdminToken()) ?? (await server.storage.apiTokens.create('test-admin', Date.now())).secret;
     let closed = false;
