@@ -16,6 +16,7 @@ import { parseHostPort } from '../common/https-json.js';
 import { runPortcheck, type Resolve } from '../common/portcheck/engine.js';
 import { formatReport } from '../common/portcheck/format.js';
 import type { PortcheckReport } from '../common/portcheck/types.js';
+import type { ListenerPort } from '../common/protocol.js';
 import { resolveCommon } from './config.js';
 import { AgentState } from './state.js';
 
@@ -28,6 +29,8 @@ export interface DiagnoseOptions {
   readonly stepTimeoutMs?: number;
   /** Seam: the resolver (default: the system's). */
   readonly resolve?: Resolve;
+  /** The ports the server advertised (see AgentState.loadListenerPorts); its other listeners are checked too, as not required. */
+  readonly listenerPorts?: readonly ListenerPort[];
 }
 
 /** The outcome of a diagnosis: one report per server entry. */
@@ -44,10 +47,10 @@ export async function diagnoseServers(opts: DiagnoseOptions): Promise<Diagnosis>
   const servers = await Promise.all(
     identity.servers.map((entry) => {
       const { host, port } = parseHostPort(entry, DEFAULT_AGENT_PORT);
-      // TODO(#4): the console port arrives in `welcome` (protocol 2) but is not kept in the state directory; check it here once it is.
+      const others = (opts.listenerPorts ?? []).filter((p) => p.role !== 'agent' && p.port !== port).map((p) => ({ port: p.port, role: p.role, required: false }));
       return runPortcheck({
         host,
-        ports: [{ port, role: 'agent', required: true }],
+        ports: [{ port, role: 'agent', required: true }, ...others],
         trust: { caPem },
         clientCert: { certPem, keyPem },
         allowPrivate: true,
@@ -71,7 +74,7 @@ export async function diagnoseCommand(args: string[], env: NodeJS.ProcessEnv, io
   const stepTimeoutMs = values.timeout === undefined ? 5000 : parseDuration(values.timeout);
   const state = new AgentState(resolveCommon(values, env).stateDir);
   const creds = await state.loadCredentials();
-  const diagnosis = await diagnoseServers({ creds, stepTimeoutMs });
+  const diagnosis = await diagnoseServers({ creds, stepTimeoutMs, listenerPorts: await state.loadListenerPorts() });
   if (values.json) io.out(JSON.stringify(diagnosis));
   else {
     const verdict = diagnosis.ok ? 'every server passed' : 'some server failed';

@@ -7,6 +7,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { RollcallError } from '../common/errors.js';
+import type { ListenerPort } from '../common/protocol.js';
 
 /** What enrollment leaves behind. */
 export interface Identity {
@@ -28,6 +29,7 @@ export const STATE_FILES = {
   seq: 'seq.json',
   status: 'status.json',
   attempts: 'attempts.json',
+  ports: 'ports.json',
   lock: 'agent.pid',
 } as const;
 
@@ -115,6 +117,23 @@ export class AgentState {
   /** Records the last acknowledged sequence number. */
   async saveAckedSeq(seq: number): Promise<void> {
     await writePrivateFile(this.file('seq'), JSON.stringify({ ackedSeq: seq }));
+  }
+
+  /** Remembers the listener ports the server advertised (for `diagnose`). */
+  async saveListenerPorts(ports: readonly ListenerPort[]): Promise<void> {
+    await writePrivateFile(this.file('ports'), JSON.stringify(ports));
+  }
+
+  /** The listener ports the server last advertised, or [] before the first protocol-2 welcome. */
+  async loadListenerPorts(): Promise<ListenerPort[]> {
+    const text = await readText(this.file('ports'));
+    if (!text) return [];
+    try {
+      const parsed = JSON.parse(text) as ListenerPort[];
+      return Array.isArray(parsed) ? parsed.filter((p) => Number.isInteger(p.port) && (p.role === 'agent' || p.role === 'console')) : [];
+    } catch (err) {
+      throw new RollcallError('STATE_UNREADABLE', `${this.file('ports')} is not valid JSON`, { cause: err });
+    }
   }
 
   /** Reads the status file written by a running agent. */

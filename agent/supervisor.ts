@@ -97,6 +97,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     log,
   );
   const hosts = identity.servers.map((s) => parseHostPort(s, DEFAULT_AGENT_PORT).host);
+  let savedPorts = JSON.stringify(await opts.state.loadListenerPorts());
 
   let seqWrites: Promise<void> = Promise.resolve();
   const loop = async (): Promise<RunOutcome> => {
@@ -125,7 +126,14 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         reports,
         onWelcome: (w) => {
           welcomed = true;
-          if (w.ports) prober.onConnected(hosts, w.ports);
+          if (w.ports) {
+            prober.onConnected(hosts, w.ports);
+            const text = JSON.stringify(w.ports);
+            if (text !== savedPorts) {
+              savedPorts = text;
+              opts.state.saveListenerPorts(w.ports).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save listener ports'));
+            }
+          }
           attempt = 0;
           ackedSeq = Math.max(ackedSeq, w.lastSeq);
           const intervalSec = opts.intervalOverrideSec ?? w.intervalSec; // the interval in use, as runConnection applies it

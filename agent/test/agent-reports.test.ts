@@ -47,3 +47,21 @@ describe('the agent as an outside-in probe', () => {
     expect(left.attempts).toEqual([]);
   });
 });
+
+describe('advertised ports', () => {
+  it('are kept in the state directory for diagnose', async () => {
+    const s = await h.startServer();
+    const agent = await s.enrollAgent();
+    const { log } = captureLogger();
+    const running = await startAgent({ state: agent.state, fingerprint: agent.fingerprint, backoff: { baseMs: 50, capMs: 200 }, connectTimeoutMs: 2000, ackTimeoutMs: 3000, log });
+    h.defer(() => running.stop());
+    const ports = await waitFor(async () => {
+      const p = await agent.state.loadListenerPorts();
+      return p.length > 0 ? p : undefined;
+    }, 'the advertised ports on disk');
+    expect(ports).toEqual([
+      { port: s.server.agentPort, role: 'agent', required: true },
+      { port: s.server.consolePort, role: 'console', required: false },
+    ]);
+  });
+});

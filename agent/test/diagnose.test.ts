@@ -40,6 +40,22 @@ describe('rollcall-agent diagnose', () => {
     expect(websocketStep(d.servers[0]!)!.detail).toMatch(new RegExp(`^diagnose round trip in \\d+ ms: instance ${s.server.storage.instanceId}, device ${agent.deviceId}`));
   });
 
+  it('also checks the console port the server advertised once the agent has run', async () => {
+    const s = await h.startServer();
+    const agent = await s.enrollAgent();
+    await agent.state.saveListenerPorts([
+      { port: s.server.agentPort, role: 'agent', required: true },
+      { port: s.server.consolePort, role: 'console', required: false },
+    ]);
+    const r = await cli(['diagnose', '--state-dir', agent.state.dir, '--json']);
+    expect(r.code).toBe(AGENT_EXIT.OK);
+    const d = JSON.parse(r.out) as Diagnosis;
+    expect(d.servers[0]!.ports.map((p) => [p.port, p.role, p.required, p.ok])).toEqual([
+      [s.server.agentPort, 'agent', true, true],
+      [s.server.consolePort, 'console', false, true],
+    ]);
+  });
+
   it('exits 7 when one server of the list is down, and says which with the class and remedy', async () => {
     const s = await h.startServer();
     const agent = await s.enrollAgent();
