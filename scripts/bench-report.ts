@@ -1,7 +1,9 @@
 /**
- * Renders docs/benchmarks.md from one bench run: the machine, the method,
- * the comparison table with the 1.5x goal, the raw samples, and notes on
- * what the numbers mean. Pure: everything it prints comes from its input.
+ * Renders the connect and check-in section of docs/benchmarks.md from one
+ * bench run: the machine, the method, the comparison table with the 1.5x
+ * goal, the raw samples, and notes on what the numbers mean. Pure:
+ * everything it prints comes from its input. bench-sections.ts puts it
+ * into the file.
  */
 import type { ComparisonRow } from './bench-compare.js';
 import { formatSpread, formatValue } from './bench-format.js';
@@ -94,30 +96,28 @@ function methodLines(input: BenchReportInput, gcForced: boolean): string[] {
   ];
 }
 
-/** Renders the whole Markdown report. */
-export function renderBenchmarkMarkdown(input: BenchReportInput): string {
+/** Renders the connect and check-in section (without its markers). */
+export function renderCheckinSection(input: BenchReportInput): string {
   const { machine: m, args, rows } = input;
   const goalRows = rows.filter((r) => r.goal !== undefined);
   const met = goalRows.filter((r) => r.met).length;
   const gcForced = [...input.ours, ...input.bare].every((r) => r.samples.before.gcForced);
   return [
-    '# Benchmarks',
-    '',
-    '_Written by `npm run bench` (scripts/bench.ts); rerun it rather than editing this file._',
+    '## Connect and check-in: Rollcall against bare ws+https',
     '',
     `Rollcall's agent listener against a bare \`ws\` + \`https\` mutual-TLS echo server, measured in the same run ` +
       `with the same certificates. Goal: within ${goalRows[0]?.goal ?? 1.5}x of bare on each of the first four metrics. ` +
       `**${met} of ${goalRows.length} goals met.**`,
     '',
     ...(input.profiled ? ['**This run profiled both servers (`--profile`); the profiler slows them, so do not quote these numbers.**', ''] : []),
-    '## Machine',
+    '### Machine',
     '',
     `- ${m.cpuCount} × ${m.cpuModel}, ${(m.totalMemoryBytes / 1024 ** 3).toFixed(1)} GiB memory, ${m.os}`,
     `- Node ${m.nodeVersion}`,
     `- Run started ${input.startedAt.toISOString()}`,
     ...(input.foreign ? [foreignLine(input.foreign)] : []),
     '',
-    '## Result',
+    '### Result',
     '',
     `${args.agents} agents, ${args.checkins} sequential check-ins each, ${args.repeat} run(s) of each server.`,
     '',
@@ -133,11 +133,11 @@ export function renderBenchmarkMarkdown(input: BenchReportInput): string {
     '',
     ...rawTable(input),
     '',
-    '## Method',
+    '### Method',
     '',
     ...methodLines(input, gcForced),
     '',
-    '## Notes',
+    '### Notes',
     '',
     '- All bench agent certificates share **one RSA-2048 key pair** (each has its own serial and device id). Issuing ' +
       'costs ~4 ms per certificate; a fresh key each would only slow the setup. Certificates are cached in `.bench-cache/`.',
@@ -145,6 +145,5 @@ export function renderBenchmarkMarkdown(input: BenchReportInput): string {
       'the server, so wall-clock numbers (connect time, round trips per second, latency) are bounded by the ' +
       'client side as much as by the server. CPU and RSS are measured inside the server process and do not depend on it.',
     ...costNotes(rows, input.ours),
-    '',
   ].join('\n');
 }

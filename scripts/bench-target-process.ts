@@ -26,17 +26,34 @@ export interface TargetSample {
   readonly openChannels: number;
   /** Target-specific counters (ours: check-in writer batches and rows). */
   readonly counters: Readonly<Record<string, number>>;
+  /** Longest event-loop delay since the previous sample, in milliseconds (from perf_hooks' histogram). */
+  readonly eventLoopDelayMaxMs: number;
+}
+
+/**
+ * How to take a sample. `full` first finishes queued storage writes and
+ * forces a GC (so a phase pays for its own work); `quick` does neither, for
+ * sampling under a load that never stops (a flush would wait for ever, and
+ * a forced GC would pause the very check-ins being timed).
+ */
+export type SampleMode = 'full' | 'quick';
+
+/** Where our server's console API listens, and a token for it (ours only). */
+export interface ConsoleAccess {
+  readonly port: number;
+  /** Admin API token; never printed. */
+  readonly adminToken: string;
 }
 
 /** Driver → child. */
 export type ToTarget =
   | { readonly type: 'start'; readonly pki: BenchPki; readonly dataDir: string }
-  | { readonly type: 'sample'; readonly id: number }
+  | { readonly type: 'sample'; readonly id: number; readonly mode: SampleMode }
   | { readonly type: 'stop' };
 
 /** Child → driver. */
 export type FromTarget =
-  | { readonly type: 'ready'; readonly port: number }
+  | { readonly type: 'ready'; readonly port: number; readonly console?: ConsoleAccess }
   | { readonly type: 'sample'; readonly id: number; readonly sample: TargetSample }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'stopped' };
@@ -46,8 +63,10 @@ export interface TargetHandle {
   readonly kind: TargetKind;
   readonly port: number;
   readonly pid: number;
-  /** Asks the child for a resource sample. */
-  sample(): Promise<TargetSample>;
+  /** Our server's console API (undefined for the bare baseline). */
+  readonly console: ConsoleAccess | undefined;
+  /** Asks the child for a resource sample (`full` unless told). */
+  sample(mode?: SampleMode): Promise<TargetSample>;
   /** Closes the server cleanly and waits for the child to exit; kills it if it does not. */
   stop(): Promise<void>;
   /** Kills the child at once (failure path). */
@@ -81,7 +100,7 @@ export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTa
   const pending = new Map<number, { resolve(s: TargetSample): void; reject(e: Error): void }>();
   let nextId = 1;
   let exited = false;
-  let onReady: { resolve(port: number): void; reject(e: Error): void } | undefined;
+  let onReady: { resolve(ready: { port: number; console?: ConsoleAccess }): void; reject(e: Error): void } | undefined;
   let onStopped: (() => void) | undefined;
   const exitPromise = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
@@ -92,7 +111,7 @@ export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTa
   };
   child.on('message', (raw) => {
     const msg = raw as FromTarget;
-    if (msg.type === 'ready') onReady?.resolve(msg.port);
+    if (msg.type === 'ready') onReady?.resolve(msg);
     else if (msg.type === 'sample') {
       pending.get(msg.id)?.resolve(msg.sample);
       pending.delete(msg.id);
@@ -111,10 +130,10 @@ export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTa
   const send = (msg: ToTarget): void => {
     if (!exited && child.connected) child.send(msg);
   };
-  let port: number;
+  let ready: { port: number; console?: ConsoleAccess };
   try {
-    port = await withDeadline(
-      new Promise<number>((resolve, reject) => {
+    ready = await withDeadline(
+      new Promise<{ port: number; console?: ConsoleAccess }>((resolve, reject) => {
         onReady = { resolve, reject };
         send({ type: 'start', pki, dataDir: opts.dataDir });
       }),
@@ -129,13 +148,14 @@ export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTa
 
   return {
     kind,
-    port,
+    port: ready.port,
     pid: child.pid ?? -1,
-    sample: () => {
+    console: ready.console,
+    sample: (mode = 'full') => {
       if (exited) return Promise.reject(new Error(`${kind} server process has exited`));
       const id = nextId++;
       const answer = new Promise<TargetSample>((resolve, reject) => pending.set(id, { resolve, reject }));
-      send({ type: 'sample', id });
+      send({ type: 'sample', id, mode });
       return withDeadline(answer, timeoutMs, `sampling the ${kind} server took too long`);
     },
     stop: async () => {

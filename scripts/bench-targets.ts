@@ -7,14 +7,17 @@
  *
  * `ours` is a full Rollcall server (storage, PKI files, agent and console
  * listeners) whose devices table already holds one row per bench
- * certificate. `bare` is node https + ws with the same certificates and TLS
- * settings that answers `hello` with a welcome-shaped JSON and `checkin`
- * with an ack: the floor any mutual-TLS WebSocket server pays.
+ * certificate; it hands the driver its console port and a fresh admin API
+ * token, which `bench sync` uses to link and sync an MSP account. `bare`
+ * is node https + ws with the same certificates and TLS settings that
+ * answers `hello` with a welcome-shaped JSON and `checkin` with an ack: the
+ * floor any mutual-TLS WebSocket server pays.
  */
 import fs from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type RawData } from 'ws';
 import { describeError } from '../common/errors.js';
@@ -25,11 +28,13 @@ import { buildServer } from '../server/server.js';
 import { ROOT_GROUP_ID } from '../server/storage/migrations.js';
 import { openStorage } from '../server/storage/index.js';
 import type { BenchPki } from './bench-pki.js';
-import type { FromTarget, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
+import type { ConsoleAccess, FromTarget, SampleMode, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
 
 /** A listening server under test. */
 interface RunningTarget {
   readonly port: number;
+  /** Ours: the console API and an admin token, so the driver can link and sync MSP accounts. */
+  readonly console?: ConsoleAccess;
   openChannels(): number;
   counters(): Record<string, number>;
   /** Resolves once work the server queued (storage writes) is done, so a sample includes its cost. */
@@ -92,8 +97,11 @@ async function startOurs(pki: BenchPki, dataDir: string, log: Logger): Promise<R
   const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: 0, consolePort: 0, ...BENCH_LIMITS });
   const server = await buildServer(config, { log });
   await server.start();
+  const adminToken = await server.createInitialAdminToken();
+  if (adminToken === undefined) throw new Error('the fresh data directory already has an API token');
   return {
     port: server.agentPort,
+    console: { port: server.consolePort, adminToken },
     openChannels: () => server.registry.size,
     counters: () => ({ writerBatches: server.writer.stats.batches, writerCheckins: server.writer.stats.checkins, writerRows: server.writer.stats.rows }),
     settle: async () => {
@@ -167,13 +175,15 @@ async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
   };
 }
 
-/** Measures this process: CPU before and after a full GC, then memory. */
-function takeSample(target: RunningTarget): TargetSample {
+/** Measures this process: CPU before and after a full GC (none when quick), then memory and event-loop delay since the last sample. */
+function takeSample(target: RunningTarget, mode: SampleMode, loopDelay: IntervalHistogram): TargetSample {
   const before = process.cpuUsage();
-  const gc = globalThis.gc;
+  const gc = mode === 'full' ? globalThis.gc : undefined;
   if (gc) gc();
   const after = process.cpuUsage();
   const mem = process.memoryUsage();
+  const eventLoopDelayMaxMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
+  loopDelay.reset();
   return {
     cpuUs: before.user + before.system,
     cpuAfterGcUs: after.user + after.system,
@@ -182,6 +192,7 @@ function takeSample(target: RunningTarget): TargetSample {
     gcForced: gc !== undefined,
     openChannels: target.openChannels(),
     counters: target.counters(),
+    eventLoopDelayMaxMs,
   };
 }
 
@@ -195,6 +206,8 @@ function main(): void {
     process.exit(2);
   }
   const log = pino({ level: 'warn', base: { target: kind } });
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   let target: RunningTarget | undefined;
   const fail = (err: unknown): void => {
     log.error({ err: describeError(err) }, 'bench target failed');
@@ -209,14 +222,16 @@ function main(): void {
       const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log) : startBare(msg.pki, log);
       started.then((t) => {
         target = t;
-        send({ type: 'ready', port: t.port });
+        send({ type: 'ready', port: t.port, ...(t.console ? { console: t.console } : {}) });
       }, fail);
     } else if (msg.type === 'sample') {
       const t = target;
       if (!t) return fail(new Error('sample requested before the server started'));
-      t.settle().then(() => send({ type: 'sample', id: msg.id, sample: takeSample(t) }), fail);
+      const settled = msg.mode === 'full' ? t.settle() : Promise.resolve();
+      settled.then(() => send({ type: 'sample', id: msg.id, sample: takeSample(t, msg.mode, loopDelay) }), fail);
     } else if (msg.type === 'stop') {
       // Leave in any case: the driver sees the exit (and the error on stdout if closing failed).
+      loopDelay.disable();
       (target ? target.close() : Promise.resolve())
         .then(() => send({ type: 'stopped' }), fail)
         .finally(() => process.disconnect());

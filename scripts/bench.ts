@@ -13,20 +13,25 @@
  * untimed warm-up, this is repeated R times (default 3), alternating which
  * server goes first, and the table shows medians: single runs of the
  * latency and throughput vary too much on a small shared machine. Progress
- * goes to stdout; the table goes to stdout and to the --out file. With
- * --profile, each server process also writes a V8 CPU profile there.
+ * goes to stdout; the table goes to stdout and to its own section of the
+ * --out file (the other sections stay). With --profile, each server process
+ * also writes a V8 CPU profile there.
+ *
+ *   node dist/scripts/bench.js sync …   the MSP sync under check-in load (scripts/bench-sync.ts)
  */
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatTable, parseCommandArgs, processIo, runCli, usageError, type CliIo } from '../common/cli-support.js';
+import { positiveInt } from './bench-args.js';
 import { compareResults, type ComparisonRow } from './bench-compare.js';
 import { formatSpread } from './bench-format.js';
 import { describeMachine, foreignLoad, machineBusyMs, type ForeignLoad } from './bench-machine.js';
 import { measureTarget, type MeasureOptions, type TargetResult } from './bench-measure.js';
 import { loadOrCreateBenchPki, type BenchPki } from './bench-pki.js';
-import { renderBenchmarkMarkdown } from './bench-report.js';
+import { renderCheckinSection } from './bench-report.js';
+import { writeSection } from './bench-sections.js';
+import { parseSyncArgs, runSyncBench, SYNC_USAGE } from './bench-sync.js';
 
 /** Parsed command line of the bench. */
 export interface BenchArgs {
@@ -47,13 +52,6 @@ const WARM_UP_AGENTS = 500;
 
 const USAGE = 'usage: node dist/scripts/bench.js [--agents N] [--checkins K] [--out FILE] [--concurrency C] [--repeat R] [--cache-dir DIR] [--phase-timeout SECONDS] [--profile DIR]';
 
-function positiveInt(name: string, value: string | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > max) throw usageError(`--${name} must be a whole number from 1 to ${max} (got ${value})\n${USAGE}`);
-  return n;
-}
-
 /** Parses the bench's flags; throws a usage error listing the problem. */
 export function parseBenchArgs(argv: string[]): BenchArgs | { readonly help: true } {
   const { values, positionals } = parseCommandArgs(argv, {
@@ -71,13 +69,13 @@ export function parseBenchArgs(argv: string[]): BenchArgs | { readonly help: tru
   if (values.help) return { help: true } as const;
   if (positionals.length > 0) throw usageError(`unexpected argument "${positionals[0]}"\n${USAGE}`);
   return {
-    agents: positiveInt('agents', values.agents, 2000, 20_000),
-    checkins: positiveInt('checkins', values.checkins, 5, 1000),
-    concurrency: positiveInt('concurrency', values.concurrency, 50, 1000),
-    repeat: positiveInt('repeat', values.repeat, 3, 20),
+    agents: positiveInt('agents', values.agents, 2000, 20_000, USAGE),
+    checkins: positiveInt('checkins', values.checkins, 5, 1000, USAGE),
+    concurrency: positiveInt('concurrency', values.concurrency, 50, 1000, USAGE),
+    repeat: positiveInt('repeat', values.repeat, 3, 20, USAGE),
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
-    phaseDeadlineMs: positiveInt('phase-timeout', values['phase-timeout'], 300, 3600) * 1000,
+    phaseDeadlineMs: positiveInt('phase-timeout', values['phase-timeout'], 300, 3600, USAGE) * 1000,
     profileDir: values.profile === undefined ? undefined : path.resolve(values.profile),
   };
 }
@@ -143,22 +141,30 @@ export async function runBench(args: BenchArgs, io: CliIo): Promise<number> {
   const { ours, bare, foreign } = await measureAll(args, pki, io);
   const rows = compareResults(ours, bare);
   printTable(rows, io);
-  const markdown = renderBenchmarkMarkdown({ startedAt, machine: describeMachine(), foreign, args, ours, bare, rows, profiled: args.profileDir !== undefined });
-  await fs.mkdir(path.dirname(args.out), { recursive: true });
-  await fs.writeFile(args.out, markdown);
+  const section = renderCheckinSection({ startedAt, machine: describeMachine(), foreign, args, ours, bare, rows, profiled: args.profileDir !== undefined });
+  await writeSection(args.out, 'checkin', section);
   if (foreign && foreign.share > 0.05) {
     io.out(`note: other processes took ${(foreign.share * 100).toFixed(0)}% of the machine during the run; wall-clock numbers are slowed`);
   }
-  io.out(`\nwrote ${args.out}`);
+  io.out(`\nwrote the connect and check-in section of ${args.out}`);
   return 0;
 }
 
-/** CLI entry. */
+/** CLI entry: `sync` as the first argument runs the MSP sync bench, anything else the connect and check-in bench. */
 export async function benchMain(argv: string[], io: CliIo = processIo): Promise<number> {
   const main = async (): Promise<number> => {
+    if (argv[0] === 'sync') {
+      const args = parseSyncArgs(argv.slice(1));
+      if ('help' in args) {
+        io.out(SYNC_USAGE);
+        return 0;
+      }
+      return runSyncBench(args, io);
+    }
     const args = parseBenchArgs(argv);
     if ('help' in args) {
-      io.out(USAGE);
+      io.out(`${USAGE}
+${SYNC_USAGE}`);
       return 0;
     }
     return runBench(args, io);

@@ -7,7 +7,7 @@ import { compareResults, median } from '../bench-compare.js';
 import { measureTarget, percentile, type TargetResult } from '../bench-measure.js';
 import { benchPkiCacheFile, loadOrCreateBenchPki, type BenchPki } from '../bench-pki.js';
 import { describeMachine, foreignLoad } from '../bench-machine.js';
-import { renderBenchmarkMarkdown } from '../bench-report.js';
+import { renderCheckinSection } from '../bench-report.js';
 import { startTarget, type TargetSample } from '../bench-target-process.js';
 
 const AGENTS = 20;
@@ -23,7 +23,7 @@ afterAll(async () => {
   await fs.rm(cacheDir, { recursive: true, force: true });
 });
 
-const fakeSample: TargetSample = { cpuUs: 0, cpuAfterGcUs: 0, rssBytes: 1, heapUsedBytes: 1, gcForced: true, openChannels: 0, counters: {} };
+const fakeSample: TargetSample = { cpuUs: 0, cpuAfterGcUs: 0, rssBytes: 1, heapUsedBytes: 1, gcForced: true, openChannels: 0, counters: {}, eventLoopDelayMaxMs: 0 };
 const fakeResult: TargetResult = {
   kind: 'ours',
   agents: 1,
@@ -82,7 +82,7 @@ describe('bench', () => {
     for (const r of rows) expect(r.met).toBe(r.goal === undefined ? undefined : r.costRatio <= 1.5);
 
     const foreign = foreignLoad(0, 9000, 1000, 4000, 2);
-    const md = renderBenchmarkMarkdown({ startedAt: new Date(), machine: describeMachine(), foreign, args: { agents: AGENTS, checkins: CHECKINS, concurrency: 5, repeat: 1 }, ours: [ours], bare: [bare], rows });
+    const md = renderCheckinSection({ startedAt: new Date(), machine: describeMachine(), foreign, args: { agents: AGENTS, checkins: CHECKINS, concurrency: 5, repeat: 1 }, ours: [ours], bare: [bare], rows });
     expect(md).toContain('| Server CPU per connect (ms, lower is better) |');
     expect(md).toContain('Other processes on the machine used 8.0 CPU-seconds during the 4 s of measurement (100% of the machine)');
     expect(md).toContain('one RSA-2048 key pair');

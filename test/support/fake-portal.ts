@@ -1,9 +1,11 @@
 /**
  * A stand-in for the third-party MSP portal (the model: ESET MSP
- * Administrator 2), for tests only: a real HTTP server on 127.0.0.1 port 0
- * that answers the calls of server/msp/portal-api.ts in the shapes assumed
- * in server/msp/portal-shapes.ts, with tokens that expire, counters per
- * call, and faults injected on demand.
+ * Administrator 2), for tests and `npm run bench -- sync` (which is why
+ * tsconfig.build.json compiles this file and fake-portal-tree.ts): a real
+ * HTTP server on 127.0.0.1 port 0 that answers the calls of
+ * server/msp/portal-api.ts in the shapes assumed in
+ * server/msp/portal-shapes.ts, with tokens that expire, counters per call,
+ * and faults injected on demand.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

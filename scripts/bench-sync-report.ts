@@ -1,0 +1,206 @@
+/**
+ * Renders the sync section of docs/benchmarks.md from one `bench sync`
+ * run: the goals, the check-in latency per window, the two syncs as the
+ * server recorded them, the method, and what the numbers mean. Pure:
+ * everything it prints comes from its input, except the attributions in
+ * the notes, which come from timers added around the sync's phases while
+ * developing the bench and are worded as such.
+ */
+import { formatValue } from './bench-format.js';
+import type { ForeignLoad, MachineFacts } from './bench-machine.js';
+import { SYNC_GOALS, syncGoals } from './bench-sync-goals.js';
+import type { WindowStats } from './bench-steady-load.js';
+import { WINDOW_NAMES, type SyncBenchResult, type SyncWindow, type TimedSync } from './bench-sync-measure.js';
+
+/** Everything the section is made of. */
+export interface SyncReportInput {
+  readonly startedAt: Date;
+  readonly machine: MachineFacts;
+  /** CPU other processes took during the run, when known. */
+  readonly foreign?: ForeignLoad;
+  readonly result: SyncBenchResult;
+}
+
+const int = (n: number): string => Math.round(n).toLocaleString('en-US');
+const ms = (n: number): string => `${formatValue(n)} ms`;
+const s = (n: number): string => `${(n / 1000).toFixed(2)} s`;
+
+/** Server CPU per millisecond without a sync (both idle windows): what the check-ins alone cost. */
+function idleCpuRate(r: SyncBenchResult): number {
+  const idle = [r.windows.idle, r.windows['idle after']];
+  return idle.reduce((sum, w) => sum + w.serverCpuMs, 0) / idle.reduce((sum, w) => sum + w.wallMs, 0);
+}
+
+function checkinCells(c: WindowStats): string {
+  return `${int(c.count)} | ${ms(c.p50Ms)} | ${ms(c.p99Ms)} | ${ms(c.maxMs)} | ${int(c.slower)} (${((c.slower / Math.max(1, c.count)) * 100).toFixed(1)}%)`;
+}
+
+function windowRow(w: SyncWindow): string {
+  return (
+    `| ${w.name} | ${s(w.wallMs)} | ${checkinCells(w.checkins)} | ${ms(w.eventLoopDelayMaxMs)} | ${ms(w.driverLoopDelayMaxMs)} ` +
+    `| ${int(w.writerBatches)} | ${int(w.serverCpuMs)} ms (${Math.round((w.serverCpuMs / w.wallMs) * 100)}%) |`
+  );
+}
+
+function tenthsLine(w: SyncWindow): string {
+  return `- ${w.name} (${s(w.wallMs)}): ${w.slowestByTenth.map((v) => (Number.isNaN(v) ? '–' : formatValue(v))).join(' · ')} ms`;
+}
+
+function withoutSyncRow(r: SyncBenchResult): string {
+  const idle = [r.windows.idle, r.windows['idle after']];
+  const wall = idle.reduce((sum, w) => sum + w.wallMs, 0);
+  return `| **without a sync** (both idle windows) | ${s(wall)} | ${checkinCells(r.withoutSync)} | | | | |`;
+}
+
+function syncRow(r: SyncBenchResult, label: string, t: TimedSync, w: SyncWindow): string {
+  const run = t.run;
+  const aboveIdle = w.serverCpuMs - idleCpuRate(r) * w.wallMs;
+  return (
+    `| ${label} | ${s(t.apiMs)} | ${s(run.finishedAt - run.startedAt)} | ${int(run.fetched)} | ${int(run.added)} | ${run.renamed} | ${run.moved} ` +
+    `| ${run.unlinked} | ${run.relinked} | ${run.updated} | ${int(w.serverCpuMs)} ms | ${int(aboveIdle)} ms |`
+  );
+}
+
+function resultLines(r: SyncBenchResult): string[] {
+  const goals = syncGoals(r);
+  const calls = Object.entries(r.portalCalls)
+    .map(([call, n]) => `${call} ${n}`)
+    .join(', ');
+  return [
+    '| Goal | Measured | Target | Met |',
+    '| --- | ---: | ---: | --- |',
+    ...goals.map((g) => `| ${g.goal} | ${g.measured} | ${g.target} | ${g.met ? '✓' : '✗'} |`),
+    '',
+    'Check-in round trips by window, each counted in the window it was sent in:',
+    '',
+    `| Window | Wall | Check-ins | p50 | p99 | Slowest | Slower than ${SYNC_GOALS.p99Ratio}x the p99 without a sync | Server event-loop delay, max | Driver event-loop delay, max | Check-in transactions | Server CPU (share of a core) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...WINDOW_NAMES.map((name) => windowRow(r.windows[name])),
+    withoutSyncRow(r),
+    '',
+    'The slowest check-in sent in each tenth of a sync window, in order:',
+    '',
+    tenthsLine(r.windows['first sync']),
+    tenthsLine(r.windows['re-sync']),
+    '',
+    'The syncs, timed by the driver around the API call and by the server in its sync run (started → finished):',
+    '',
+    '| Sync | API call | Server run | Fetched | Added | Renamed | Moved | Unlinked | Relinked | Updated | Server CPU in the window | above the idle rate |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    syncRow(r, 'first (link)', r.firstSync, r.windows['first sync']),
+    syncRow(r, 're-sync', r.resync, r.windows['re-sync']),
+    '',
+    `The portal stand-in answered ${calls} (both syncs together). ${int(r.lateCheckins)} check-ins over the run went out after ` +
+      'their slot because the previous ack came late.',
+  ];
+}
+
+function methodLines(r: SyncBenchResult): string[] {
+  return [
+    '- **Server**: the full Rollcall server from `buildServer`, in its own process as in the connect bench ' +
+      '(`dist/scripts/bench-targets.js ours`: pino at `warn`, SQLite with `synchronous = FULL`, one device row per agent). ' +
+      'It hands the driver its console port and a fresh admin API token over IPC.',
+    '- **Portal**: the stand-in of the MSP portal API from the tests (`test/support/fake-portal.ts`, compiled with the bench), ' +
+      'an HTTP server on 127.0.0.1 in the driver process with a generated account (`buildPortalTree`). The server fetches ' +
+      "the tree with its own portal API client (`fetchPortalTree` with its defaults: 100 companies per page, 6 calls in flight).",
+    '- **Syncs**: the driver links the account with `POST /api/v1/msp/link {source: "api", baseUrl, user, password}` ' +
+      '(fetch, link, first sync) and then re-syncs it with `POST /api/v1/msp/sync` with nothing changed upstream. The run ' +
+      'fails unless both succeed, the first adds every company and the re-sync adds none.',
+    `- **Agents**: ${int(r.agents)} \`ws\` clients with their own certificates, as in the connect bench, connect first; then each checks ` +
+      `in once every ${r.periodMs} ms (${int((r.agents * 1000) / r.periodMs)} check-ins per second), the agents spread evenly over the ` +
+      'period, with one check-in in flight per agent. Each round trip is timed from send to ack and counted in the window it ' +
+      'was sent in. After the connects and between the windows the load runs untimed for a few seconds so that each window ' +
+      'starts steady.',
+    `- **Windows**: idle (${s(r.windows.idle.wallMs)}), the first sync (from sending the link request to reading its answer), ` +
+      'the re-sync, and idle again. The baseline "without a sync" pools both idle windows, so that neither the garbage ' +
+      'left by the connects (before the first) nor that left by the syncs (before the second) decides it alone. The server takes a quick sample at each end of each window (its `process.cpuUsage()`, ' +
+      'and the longest event-loop delay since the previous sample from `perf_hooks.monitorEventLoopDelay`), without ' +
+      'forcing a GC or waiting for its writes, so the load is not disturbed.',
+    '- One run, loopback only. The p99 without a sync is a few milliseconds and varies from run to run (4 to 28 ms in ' +
+      'trials, the high end while other processes were busy), so the ratios do too; the sync windows are far from it either way.',
+  ];
+}
+
+function noteLines(r: SyncBenchResult): string[] {
+  const first = r.windows['first sync'];
+  const resync = r.windows['re-sync'];
+  const inside = r.firstSync.apiMs < SYNC_GOALS.firstSyncMs && r.resync.apiMs < SYNC_GOALS.resyncMs;
+  const driverMax = Math.max(first.driverLoopDelayMaxMs, resync.driverLoopDelayMaxMs);
+  const loopMax = Math.max(first.eventLoopDelayMaxMs, resync.eventLoopDelayMaxMs, driverMax);
+  const inStorage = Math.min(first.checkins.maxMs, resync.checkins.maxMs) > 2 * loopMax;
+  return [
+    `- **Durations**: the first sync took ${s(r.firstSync.apiMs)} for ${int(r.companies)} companies and the no-change re-sync ` +
+      `${s(r.resync.apiMs)}${inside ? ', both well inside their goals' : ''}.`,
+    `- **Check-in latency during a sync**: the slowest check-in of the first sync's window waited ${ms(first.checkins.maxMs)} and ` +
+      `the re-sync's ${ms(resync.checkins.maxMs)}, while the server's event loop never stalled for more than ` +
+      `${ms(first.eventLoopDelayMaxMs)} and ${ms(resync.eventLoopDelayMaxMs)}, and the driver's for more than ${ms(driverMax)}. ` +
+      (inStorage ? 'So most of the wait is in storage' : 'Event-loop stalls explain much of the wait this time; the rest is in storage') +
+      ': a check-in is acked only once it is durable, SQLite has one writer, and the sync ' +
+      'applies its plan in one transaction (all or nothing, so a failed sync changes nothing); every check-in that ' +
+      'arrives while that transaction is open waits for its commit, the first ones longest. With check-ins arriving ' +
+      "evenly, a window's p99 is about the time the sync holds the database less 1% of the window's length " +
+      `(${ms(first.wallMs / 100)} for the first sync), plus the usual latency.`,
+    '- **Where the time goes** (marks and timers added to the server while developing the bench; 10,050 companies, this ' +
+      "load): the first sync's window has two parts. While the server fetches the tree (about 340 ms: some 150 portal calls " +
+      'through `fetch`, JSON parsing, validation) check-ins take 25–100 ms: the server\'s main thread is busy and the two ' +
+      'cores are shared with the clients. Then the transaction runs for about 260 ms (20 ms planning, 55–65 ms building ' +
+      'the rows and group ids, 70 ms inserting the groups, 125–145 ms inserting the companies in multi-row inserts of 500, ' +
+      '12 ms committing), and every check-in waits for it: 286 ms for those that arrived as it began, falling evenly to ' +
+      '24 ms for those that arrived as it committed (the tenths above show the same ramp). The no-change re-sync fetches ' +
+      'for about 175 ms (check-ins 20–70 ms), validates the tree for 28 ms on the event loop, then holds its transaction ' +
+      'for 90–140 ms reading the 10,050 stored companies (67–93 ms) and planning (30–44 ms, on the event loop), and ' +
+      'writes nothing.',
+    '- **What the 2x goal would take**: writing the same rows through `json_each` in two statements brought the first ' +
+      "sync's transaction down to 90–137 ms in a trial, still many times the p99 without a sync; a no-change re-sync " +
+      'could skip its transaction, but reading and comparing 10,050 companies still takes tens of milliseconds, and so ' +
+      "does the fetch. Within 2x needs the sync's writes out of the check-ins' way (for instance staged in small " +
+      'transactions and made visible in one short one) and its fetch and planning in small slices or off the main ' +
+      'thread: design changes, left open.',
+  ];
+}
+
+function machineLines(input: SyncReportInput): string[] {
+  const m = input.machine;
+  const f = input.foreign;
+  return [
+    `- ${m.cpuCount} × ${m.cpuModel}, ${(m.totalMemoryBytes / 1024 ** 3).toFixed(1)} GiB memory, ${m.os}; Node ${m.nodeVersion}`,
+    `- Run started ${input.startedAt.toISOString()}; server, clients and portal stand-in share the machine.`,
+    ...(f
+      ? [
+          `- Other processes used ${(f.otherCpuMs / 1000).toFixed(1)} CPU-seconds during the ${(f.wallMs / 1000).toFixed(0)} s of the run ` +
+            `(${(f.share * 100).toFixed(0)}% of the machine)${f.share > 0.05 ? ': latencies are slower than on an idle machine' : ''}.`,
+        ]
+      : []),
+  ];
+}
+
+/** Renders the sync section (without its markers). */
+export function renderSyncSection(input: SyncReportInput): string {
+  const r = input.result;
+  const goals = syncGoals(r);
+  return [
+    '## MSP sync under check-in load',
+    '',
+    `Rollcall links and then re-syncs an MSP account of 1 MSP Manager, ${int(r.msps)} managed MSPs and ${int(r.customers)} ` +
+      `customers (${int(r.companies)} companies) through its portal API client, from a portal stand-in on loopback, while ` +
+      `${int(r.agents)} agents keep checking in. Goals: first sync under ${SYNC_GOALS.firstSyncMs / 1000} s, no-change re-sync under ` +
+      `${SYNC_GOALS.resyncMs / 1000} s, check-in p99 during each within ${SYNC_GOALS.p99Ratio}x of idle. ` +
+      `**${goals.filter((g) => g.met).length} of ${goals.length} goals met.**`,
+    '',
+    '### Machine',
+    '',
+    ...machineLines(input),
+    '',
+    '### Result',
+    '',
+    ...resultLines(r),
+    '',
+    '### Method',
+    '',
+    ...methodLines(r),
+    '',
+    '### Notes',
+    '',
+    ...noteLines(r),
+  ].join('\n');
+}
