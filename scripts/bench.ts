@@ -18,6 +18,7 @@
  * also writes a V8 CPU profile there.
  *
  *   node dist/scripts/bench.js sync …   the MSP sync under check-in load (scripts/bench-sync.ts)
+ *   node dist/scripts/bench.js health … port checks and the health report (scripts/bench-visibility.ts)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +33,7 @@ import { loadOrCreateBenchPki, type BenchPki } from './bench-pki.js';
 import { renderCheckinSection } from './bench-report.js';
 import { writeSection } from './bench-sections.js';
 import { parseSyncArgs, runSyncBench, SYNC_USAGE } from './bench-sync.js';
+import { HEALTH_USAGE, runHealthBench } from './bench-visibility.js';
 
 /** Parsed command line of the bench. */
 export interface BenchArgs {
@@ -153,6 +155,7 @@ export async function runBench(args: BenchArgs, io: CliIo): Promise<number> {
 /** CLI entry: `sync` as the first argument runs the MSP sync bench, anything else the connect and check-in bench. */
 export async function benchMain(argv: string[], io: CliIo = processIo): Promise<number> {
   const main = async (): Promise<number> => {
+    if (argv[0] === 'health') return runHealthBench(argv.slice(1), io);
     if (argv[0] === 'sync') {
       const args = parseSyncArgs(argv.slice(1));
       if ('help' in args) {
@@ -164,7 +167,8 @@ export async function benchMain(argv: string[], io: CliIo = processIo): Promise<
     const args = parseBenchArgs(argv);
     if ('help' in args) {
       io.out(`${USAGE}
-${SYNC_USAGE}`);
+${SYNC_USAGE}
+${HEALTH_USAGE}`);
       return 0;
     }
     return runBench(args, io);

@@ -37,8 +37,10 @@ const DAY = 86_400_000;
 
 /** The time of the last contact: the later of the last check-in and the last accepted hello. */
 export function lastContact(input: Pick<PresenceInput, 'lastCheckinAt' | 'lastConnectedAt'>): number | null {
-  const times = [input.lastCheckinAt, input.lastConnectedAt].filter((t): t is number => t !== null);
-  return times.length === 0 ? null : Math.max(...times);
+  const a = input.lastCheckinAt;
+  const b = input.lastConnectedAt;
+  if (a === null) return b;
+  return b === null || a >= b ? a : b;
 }
 
 /** Computes a device's presence. */
