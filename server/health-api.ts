@@ -9,19 +9,8 @@
 import type { HttpsApp } from './http-common.js';
 import type { ConsoleSightings } from './health/console-sightings.js';
 import type { HealthReport } from './health/report-types.js';
-import type { AlertsStore, StoredAlert } from './storage/alerts-store.js';
-
-/** An alert as the API shows it. */
-export interface AlertView {
-  readonly key: string;
-  readonly kind: string;
-  readonly subject: string;
-  readonly message: string;
-  readonly details: Readonly<Record<string, unknown>>;
-  readonly raisedAt: string;
-  readonly resolvedAt: string | null;
-  readonly timesRaised: number;
-}
+import { alertView, type AlertView } from './health/alert-view.js';
+import type { AlertsStore } from './storage/alerts-store.js';
 
 /** The answer of `GET /api/v1/health`. */
 export interface HealthAnswer extends HealthReport {
@@ -35,19 +24,6 @@ export interface HealthApiDeps {
   readonly sightings: Pick<ConsoleSightings, 'note'>;
 }
 
-/** The API view of a stored alert. */
-export function alertView(a: StoredAlert): AlertView {
-  return {
-    key: a.key,
-    kind: a.kind,
-    subject: a.subject,
-    message: a.message,
-    details: a.details,
-    raisedAt: new Date(a.raisedAt).toISOString(),
-    resolvedAt: a.resolvedAt === null ? null : new Date(a.resolvedAt).toISOString(),
-    timesRaised: a.timesRaised,
-  };
-}
 
 /** Registers the sighting hook and the health route. */
 export function registerHealthRoutes(app: HttpsApp, deps: HealthApiDeps): void {

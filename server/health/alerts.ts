@@ -18,6 +18,7 @@
  */
 import type { Logger } from 'pino';
 import type { AlertsStore, NewAlert, StoredAlert } from '../storage/alerts-store.js';
+import { alertView } from './alert-view.js';
 import type { HealthReport } from './report-types.js';
 
 /** Alert kinds, iterable. */
@@ -212,15 +213,7 @@ export class AlertMonitor {
       event,
       instanceId: this.deps.instanceId,
       sentAt: new Date(this.deps.now()).toISOString(),
-      alert: {
-        key: a.key,
-        kind: a.kind,
-        subject: a.subject,
-        message: a.message,
-        details: a.details,
-        raisedAt: new Date(a.raisedAt).toISOString(),
-        resolvedAt: a.resolvedAt === null ? null : new Date(a.resolvedAt).toISOString(),
-      },
+      alert: alertView(a),
     });
   }
 }

@@ -16,6 +16,27 @@ export interface Migration {
 export const ROOT_GROUP_ID = 'grp_all';
 export const LOST_FOUND_GROUP_ID = 'grp_lost_found';
 
+/**
+ * The roll-up of port_host_states into port_states, run after an insert and
+ * after an update (SQLite has no trigger for both): one body, two triggers.
+ */
+function rollupTrigger(event: 'insert' | 'update'): string {
+  return `CREATE TRIGGER port_host_states_rollup_${event} AFTER ${event.toUpperCase()} ON port_host_states BEGIN
+        INSERT INTO port_states (group_id, port, observer, role, ok, failure_class, step, observed_at, failing_since)
+        SELECT h.group_id, h.port, h.observer, max(h.role), max(h.ok),
+          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.failure_class FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
+            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
+          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.step FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
+            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
+          max(h.observed_at), CASE WHEN max(h.ok) THEN NULL ELSE max(h.failing_since) END
+        FROM port_host_states h
+        WHERE h.group_id = NEW.group_id AND h.port = NEW.port AND h.observer = NEW.observer AND h.observed_at >= NEW.observed_at - 86400000
+        GROUP BY h.group_id, h.port, h.observer
+        ON CONFLICT (group_id, port, observer) DO UPDATE SET role = excluded.role, ok = excluded.ok, failure_class = excluded.failure_class,
+          step = excluded.step, observed_at = excluded.observed_at, failing_since = excluded.failing_since;
+      END;`;
+}
+
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -236,34 +257,8 @@ export const MIGRATIONS: readonly Migration[] = [
           step = CASE WHEN excluded.observed_at >= port_host_states.observed_at THEN excluded.step ELSE port_host_states.step END,
           observed_at = max(port_host_states.observed_at, excluded.observed_at);
       END;
-      CREATE TRIGGER port_host_states_rollup_insert AFTER INSERT ON port_host_states BEGIN
-        INSERT INTO port_states (group_id, port, observer, role, ok, failure_class, step, observed_at, failing_since)
-        SELECT h.group_id, h.port, h.observer, max(h.role), max(h.ok),
-          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.failure_class FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
-            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
-          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.step FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
-            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
-          max(h.observed_at), CASE WHEN max(h.ok) THEN NULL ELSE max(h.failing_since) END
-        FROM port_host_states h
-        WHERE h.group_id = NEW.group_id AND h.port = NEW.port AND h.observer = NEW.observer AND h.observed_at >= NEW.observed_at - 86400000
-        GROUP BY h.group_id, h.port, h.observer
-        ON CONFLICT (group_id, port, observer) DO UPDATE SET role = excluded.role, ok = excluded.ok, failure_class = excluded.failure_class,
-          step = excluded.step, observed_at = excluded.observed_at, failing_since = excluded.failing_since;
-      END;
-      CREATE TRIGGER port_host_states_rollup_update AFTER UPDATE ON port_host_states BEGIN
-        INSERT INTO port_states (group_id, port, observer, role, ok, failure_class, step, observed_at, failing_since)
-        SELECT h.group_id, h.port, h.observer, max(h.role), max(h.ok),
-          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.failure_class FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
-            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
-          CASE WHEN max(h.ok) THEN NULL ELSE (SELECT f.step FROM port_host_states f WHERE f.group_id = NEW.group_id AND f.port = NEW.port
-            AND f.observer = NEW.observer AND f.observed_at >= NEW.observed_at - 86400000 ORDER BY CASE f.step WHEN 'websocket' THEN 5 WHEN 'identify' THEN 4 WHEN 'tls' THEN 3 WHEN 'tcp' THEN 2 WHEN 'dns' THEN 1 ELSE 0 END DESC, f.observed_at DESC LIMIT 1) END,
-          max(h.observed_at), CASE WHEN max(h.ok) THEN NULL ELSE max(h.failing_since) END
-        FROM port_host_states h
-        WHERE h.group_id = NEW.group_id AND h.port = NEW.port AND h.observer = NEW.observer AND h.observed_at >= NEW.observed_at - 86400000
-        GROUP BY h.group_id, h.port, h.observer
-        ON CONFLICT (group_id, port, observer) DO UPDATE SET role = excluded.role, ok = excluded.ok, failure_class = excluded.failure_class,
-          step = excluded.step, observed_at = excluded.observed_at, failing_since = excluded.failing_since;
-      END;
+      ${rollupTrigger('insert')}
+      ${rollupTrigger('update')}
       CREATE TABLE alerts (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL UNIQUE,
