@@ -1,0 +1,10 @@
+/**
+ * Entry point of the single-file agent executable (Node's single executable
+ * application support; see scripts/build-agent.ts). CommonJS-friendly: no
+ * top-level await.
+ */
+import { agentMain } from './cli.js';
+
+void agentMain(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

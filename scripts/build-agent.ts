@@ -1,0 +1,83 @@
+/**
+ * `npm run build:agent`: builds `dist/rollcall-agent`, the agent as one
+ * executable file for Linux x64, with Node's single executable application
+ * support. Nothing is downloaded: esbuild bundles agent/main.ts and its
+ * dependencies into one CommonJS file, Node turns it into a blob, and
+ * postject injects the blob into a copy of the Node binary that runs this
+ * script.
+ *
+ *   node dist/scripts/build-agent.js [--out dist/rollcall-agent]
+ */
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
+import { inject } from 'postject';
+import { parseCommandArgs, processIo, runCli, type CliIo } from '../common/cli-support.js';
+
+const run = promisify(execFile);
+
+/** The fuse Node looks for to know a blob was injected. */
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+/** What the build produced. */
+export interface AgentBuild {
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+/** Builds the agent executable at `out`; `root` is the project root (for agent/main.ts). */
+export async function buildAgentExecutable(out: string, root: string): Promise<AgentBuild> {
+  const work = path.join(path.dirname(out), '.sea-build');
+  await fs.mkdir(work, { recursive: true });
+  const bundle = path.join(work, 'rollcall-agent.cjs');
+  await build({
+    entryPoints: [path.join(root, 'agent', 'main.ts')],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    outfile: bundle,
+    logLevel: 'warning',
+    legalComments: 'none',
+    // ws tries optional native add-ons; inside the executable require() loads built-ins only, so skip the attempt.
+    define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
+  });
+  const blob = path.join(work, 'rollcall-agent.blob');
+  const config = path.join(work, 'sea-config.json');
+  await fs.writeFile(config, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false }));
+  await run(process.execPath, ['--experimental-sea-config', config]);
+  const tmp = `${out}.tmp`;
+  await fs.copyFile(process.execPath, tmp);
+  await inject(tmp, 'NODE_SEA_BLOB', await fs.readFile(blob), { sentinelFuse: SEA_FUSE });
+  await fs.chmod(tmp, 0o755);
+  await fs.rename(tmp, out);
+  await fs.rm(work, { recursive: true, force: true });
+  const bytes = (await fs.stat(out)).size;
+  const sha256 = crypto.createHash('sha256').update(await fs.readFile(out)).digest('hex');
+  return { file: out, bytes, sha256 };
+}
+
+/** CLI entry. */
+export async function buildAgentMain(argv: string[], io: CliIo = processIo): Promise<number> {
+  return runCli(
+    async () => {
+      const { values } = parseCommandArgs(argv, { out: { type: 'string' }, debug: { type: 'boolean' } });
+      const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+      const out = path.resolve(values.out ?? path.join(root, 'dist', 'rollcall-agent'));
+      const result = await buildAgentExecutable(out, root);
+      io.out(`built ${result.file}: ${(result.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${result.sha256}`);
+      return 0;
+    },
+    io,
+    argv.includes('--debug'),
+    () => 1,
+  );
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href;
+if (invokedDirectly) process.exitCode = await buildAgentMain(process.argv.slice(2));
