@@ -6,26 +6,31 @@
  * is mapped to the nearest port-check class so the health report reasons
  * about one vocabulary.
  */
-import type { PortcheckFailure, PortcheckStep } from '../common/portcheck/types.js';
+import { RollcallError } from '../common/errors.js';
+import { parseHostPort } from '../common/https-json.js';
+import { PORTCHECK_FAILURES, type PortcheckFailure } from '../common/portcheck/types.js';
 import type { FailedAttempt, Report } from '../common/protocol.js';
 import type { Observation } from './storage/evidence-store.js';
 
-/** Agent failure class → the nearest port-check failure and step. */
-export const ATTEMPT_CLASS_MAP: Readonly<Record<string, { failure: PortcheckFailure; step: PortcheckStep }>> = {
-  DNS: { failure: 'DNS_NXDOMAIN', step: 'dns' },
-  REFUSED: { failure: 'TCP_REFUSED', step: 'tcp' },
-  TIMEOUT: { failure: 'TCP_TIMEOUT', step: 'tcp' },
-  TLS: { failure: 'TLS_HANDSHAKE_FAILED', step: 'tls' },
-  REJECTED: { failure: 'WS_REJECTED', step: 'websocket' },
-  PROTOCOL: { failure: 'WS_NO_ROUNDTRIP', step: 'websocket' },
-  CLOSED: { failure: 'WS_NO_ROUNDTRIP', step: 'websocket' },
+/** Agent failure class → the nearest port-check failure (its step comes from PORTCHECK_FAILURES). */
+export const ATTEMPT_CLASS_MAP: Readonly<Record<string, PortcheckFailure>> = {
+  DNS: 'DNS_NXDOMAIN',
+  REFUSED: 'TCP_REFUSED',
+  TIMEOUT: 'TCP_TIMEOUT',
+  TLS: 'TLS_HANDSHAKE_FAILED',
+  REJECTED: 'WS_REJECTED',
+  PROTOCOL: 'WS_NO_ROUNDTRIP',
+  CLOSED: 'WS_NO_ROUNDTRIP',
 };
 
-/** Splits `host:port` / `[v6]:port`; the port defaults to 2222. */
+/** Splits the agent's `host:port` entry (port 2222 when absent); an entry that does not parse is kept whole. */
 function hostPort(server: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(server) ?? /^([^:]+)(?::(\d+))?$/.exec(server);
-  const port = Number(m?.[2] ?? 2222);
-  return { host: m?.[1] ?? server, port: Number.isInteger(port) && port > 0 && port < 65536 ? port : 2222 };
+  try {
+    return parseHostPort(server, 2222);
+  } catch (err) {
+    if (err instanceof RollcallError && err.code === 'ADDRESS_INVALID') return { host: server, port: 2222 };
+    throw err;
+  }
 }
 
 /** What the session knows about the reporting device. */
@@ -38,7 +43,7 @@ export interface ReportContext {
 
 function attemptObservation(a: FailedAttempt, ctx: ReportContext): Observation {
   const { host, port } = hostPort(a.server);
-  const mapped = ATTEMPT_CLASS_MAP[a.class];
+  const failure = ATTEMPT_CLASS_MAP[a.class];
   return {
     source: 'failed_attempt',
     deviceId: ctx.deviceId,
@@ -47,8 +52,8 @@ function attemptObservation(a: FailedAttempt, ctx: ReportContext): Observation {
     port,
     role: 'agent',
     ok: false,
-    failureClass: mapped?.failure ?? null,
-    step: mapped?.step ?? null,
+    failureClass: failure ?? null,
+    step: failure ? PORTCHECK_FAILURES[failure].step : null,
     detail: `${a.class} ${a.code}: ${a.message}`.slice(0, 400),
     sourceAddress: ctx.sourceAddress,
     observedAt: Math.min(a.at, ctx.now),

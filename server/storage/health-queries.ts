@@ -14,6 +14,7 @@
  *   parallel and never queue behind or ahead of check-in writes.
  */
 import type { Sql } from './db.js';
+import type { FailingGroup } from '../health/cause.js';
 
 /** A synced customer (company of type 1007) with what its status needs. */
 export interface CustomerRow {
@@ -49,17 +50,10 @@ export interface OkCountRow {
 }
 
 /** Observers of one group and port that failed the same way. */
-export interface FailingRow {
+export interface FailingRow extends FailingGroup {
   readonly groupId: string;
   readonly port: number;
   readonly role: string | null;
-  readonly failureClass: string | null;
-  readonly step: string | null;
-  readonly observers: number;
-  readonly devices: number;
-  readonly since: number;
-  /** Up to two observer ids. */
-  readonly sample: readonly string[];
 }
 
 /** A group whose agents' public addresses were also seen on the console listener. */
