@@ -33,14 +33,16 @@ const HELP = `rollcall-agent ${ROLLCALL_VERSION} (protocol ${PROTOCOL_VERSION})
 
 Usage:
   rollcall-agent enroll --server HOST:PORT [--server HOST:PORT …] --ca-pin sha256:HEX --token TOKEN
-                        [--state-dir DIR] [--force] [--json]
-  rollcall-agent run    [--state-dir DIR] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
+                        [--state-dir DIR] [--config FILE] [--force] [--json]
+  rollcall-agent run    [--state-dir DIR] [--config FILE] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
   rollcall-agent status [--state-dir DIR] [--json]
   rollcall-agent diagnose [--state-dir DIR] [--timeout 5s] [--json]
       checks every server: DNS, TCP, TLS, identification, the check-in channel round trip
   rollcall-agent --version
 
 The token may also come from ROLLCALL_AGENT_TOKEN (keeps it out of the process list).
+--config (or ROLLCALL_AGENT_CONFIG) names a JSON file such as installers write:
+{ "proxy": "http://[user:pass@]host:port" }.
 State directory: --state-dir, else ROLLCALL_AGENT_STATE_DIR, else /var/lib/rollcall-agent (root)
 or ~/.local/state/rollcall-agent.
 
@@ -98,6 +100,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'ca-pin': { type: 'string' },
     token: { type: 'string' },
     'state-dir': { type: 'string' },
+    config: { type: 'string' },
     force: { type: 'boolean' },
     json: { type: 'boolean' },
     debug: { type: 'boolean' },
@@ -123,6 +126,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
 async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseCommandArgs(args, {
     'state-dir': { type: 'string' },
+    config: { type: 'string' },
     'log-level': { type: 'string' },
     'backoff-base': { type: 'string' },
     'backoff-cap': { type: 'string' },

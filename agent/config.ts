@@ -2,6 +2,7 @@
  * Agent configuration: flags first, then `ROLLCALL_AGENT_*` environment
  * variables, then defaults. Nothing else in the agent reads process.env.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../common/backoff.js';
@@ -14,6 +15,30 @@ export interface AgentCommonConfig {
   readonly logLevel: string;
   /** Test seam: makes this process look like other hardware. */
   readonly fingerprintSalt: string;
+  /** The HTTP proxy from the config file (`proxy`), `http://[user:pass@]host:port`, or null. */
+  readonly proxy: string | null;
+}
+
+/** What the agent's JSON config file (`--config`, ROLLCALL_AGENT_CONFIG) may hold; installers write it. */
+export interface AgentConfigFile {
+  readonly proxy?: string;
+}
+
+/** Reads and checks the config file; a missing file named by the caller is an error. */
+export function readConfigFile(file: string): AgentConfigFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new RollcallError('USAGE', `cannot read the config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new RollcallError('USAGE', `the config file ${file} must hold a JSON object`);
+  const problems: string[] = [];
+  for (const key of Object.keys(parsed)) if (key !== 'proxy') problems.push(`unknown key "${key}"`);
+  const proxy = (parsed as { proxy?: unknown }).proxy;
+  if (proxy !== undefined && (typeof proxy !== 'string' || !/^http:\/\/[^\s/]+:\d+\/?$/.test(proxy))) problems.push('"proxy" must be http://[user:pass@]host:port');
+  if (problems.length > 0) throw new RollcallError('USAGE', `the config file ${file}: ${problems.join('; ')}`);
+  return parsed as AgentConfigFile;
 }
 
 /** Settings of `run`. */
@@ -34,21 +59,24 @@ export function defaultStateDir(env: Env): string {
 }
 
 /** Resolves the settings every command shares. */
-export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: string }, env: Env): AgentCommonConfig {
+export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: string; config?: string }, env: Env): AgentCommonConfig {
   const logLevel = flags['log-level'] ?? env.ROLLCALL_AGENT_LOG_LEVEL ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new RollcallError('USAGE', `log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
   }
+  const configFile = flags.config ?? env.ROLLCALL_AGENT_CONFIG;
+  const file = configFile ? readConfigFile(path.resolve(configFile)) : {};
   return Object.freeze({
     stateDir: flags['state-dir'] ? path.resolve(flags['state-dir']) : defaultStateDir(env),
     logLevel,
     fingerprintSalt: env.ROLLCALL_AGENT_FINGERPRINT_SALT ?? '',
+    proxy: file.proxy ?? null,
   });
 }
 
 /** Resolves `run` settings, listing every problem at once. */
 export function resolveRunConfig(
-  flags: { 'state-dir'?: string; 'log-level'?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
+  flags: { 'state-dir'?: string; 'log-level'?: string; config?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
   env: Env,
 ): AgentRunConfig {
   const problems: string[] = [];

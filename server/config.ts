@@ -46,6 +46,10 @@ export interface ServerConfig {
   /** How long after start customers going dark are not alerted (agents reconnect after a restart). */
   readonly alertGraceMs: number;
   readonly logLevel: string;
+  /** The Linux agent executable served on the agent port; null: dist/rollcall-agent of this package. */
+  readonly agentBinary: string | null;
+  /** The Windows agent executable served on the agent port; null: none. */
+  readonly agentBinaryWindows: string | null;
 }
 
 /** Defaults for every field. */
@@ -74,6 +78,8 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   alertIntervalMs: 60_000,
   alertGraceMs: 600_000,
   logLevel: 'info',
+  agentBinary: null,
+  agentBinaryWindows: null,
 });
 
 const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
@@ -88,6 +94,8 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   consoleExposure: 'ROLLCALL_CONSOLE_EXPOSURE',
   alertWebhookUrl: 'ROLLCALL_ALERT_WEBHOOK',
   portAlertAfterMin: 'ROLLCALL_PORT_ALERT_AFTER_MIN',
+  agentBinary: 'ROLLCALL_AGENT_BINARY',
+  agentBinaryWindows: 'ROLLCALL_AGENT_BINARY_WINDOWS',
 };
 
 /** Environment variable names, for --help and docs. */
@@ -128,6 +136,10 @@ function webhookUrl(problems: string[], value: unknown): string | null {
     return null;
   }
   return url.href;
+}
+
+function optionalPath(value: unknown): string | null {
+  return value === null || value === undefined || value === '' ? null : path.resolve(String(value));
 }
 
 /**
@@ -179,6 +191,8 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     alertIntervalMs: intIn(problems, 'alert interval', pick('alertIntervalMs'), 10, 3_600_000),
     alertGraceMs: intIn(problems, 'alert grace period', pick('alertGraceMs'), 0, 86_400_000),
     logLevel,
+    agentBinary: optionalPath(pick('agentBinary')),
+    agentBinaryWindows: optionalPath(pick('agentBinaryWindows')),
   };
   if (problems.length > 0) {
     throw new RollcallError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -17,6 +17,8 @@ import type { Customers } from './msp/customers.js';
 import type { MspSync } from './msp/sync-service.js';
 import { registerMspRoutes } from './msp-api.js';
 import { registerHealthRoutes, type HealthApiDeps } from './health-api.js';
+import { registerInstallerRoutes } from './installer-api.js';
+import type { Installers } from './installer/installers.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Device } from './storage/devices-store.js';
@@ -43,6 +45,7 @@ export interface ConsoleApiDeps {
   readonly registry: SessionRegistry<AgentSession>;
   readonly facts: ServerFacts;
   readonly health: HealthApiDeps;
+  readonly installers: Installers;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -238,6 +241,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     return tokenView((await storage.enrollTokens.get(existing.id))!, paths);
   });
 
+  registerInstallerRoutes(app, { installers: deps.installers, log: deps.log });
   registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
   return app;
 }

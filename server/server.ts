@@ -11,6 +11,8 @@ import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
+import { AgentBinaries, defaultLinuxAgentBinary } from './agent-download.js';
+import { Installers } from './installer/installers.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
@@ -112,7 +114,9 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
 
+  const binaries = new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows });
   agentApp = await buildAgentListener({
+    binaries,
     tls,
     storage,
     ca: pki.ca,
@@ -149,6 +153,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     checkinIntervalSec: config.checkinIntervalSec,
   };
   const customers = new Customers({ storage, presenceOf, agentCommand: (secret) => agentCommand(facts, secret), now });
+  const installers = new Installers({ storage, customers, binaries, facts: { ...facts, caPem: pki.ca.certPem }, now });
   const listenerOf = (role: ListenerState['role'], app: HttpsApp | undefined, port: number): ListenerState => ({
     role,
     port: app?.server.listening ? portOf(app) : port,
@@ -181,6 +186,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     log: log.child({ listener: 'console' }),
     facts,
     health: health.api,
+    installers,
   });
 
   const server: RollcallServer = {
