@@ -12,6 +12,7 @@ import { ADMIN_FLAGS, adminTarget, when } from './cli-common.js';
 import { customersCommand, instanceCommand, mspCommand } from './cli-msp.js';
 import { healthCommand } from './cli-health.js';
 import { INSTALLER_HELP, installerCommand } from './cli-installer.js';
+import { QUESTIONS_HELP, questionsCommand } from './cli-questions.js';
 import { PORTCHECK_HELP, portcheckCommand } from './cli-portcheck.js';
 import { resolveServerConfig } from './config.js';
 import type { DeviceView } from './device-view.js';
@@ -54,6 +55,7 @@ Admin commands (talk to the console API):
   rollcall customers skip CUSTOMER | --all-new
   rollcall instance [--json]
 ${INSTALLER_HELP}
+${QUESTIONS_HELP}
   rollcall health [--all] [--json]   ports, customers' reachability with probable causes, certificates, alerts
   rollcall instance delete --confirm INSTANCE_ID (--file TREE.json | --api URL --user NAME --password-env VAR)
   Reaching the API: --data-dir DIR on the server machine (default ./data), or
@@ -311,6 +313,8 @@ export async function rollcallMain(argv: string[], env: NodeJS.ProcessEnv = proc
           return instanceCommand(rest, env, io);
         case 'health':
           return healthCommand(rest, env, io);
+        case 'questions':
+          return questionsCommand(rest, env, io);
         case 'installer':
           return installerCommand(rest, env, io);
         case 'portcheck':

@@ -19,6 +19,8 @@ import { registerMspRoutes } from './msp-api.js';
 import { registerHealthRoutes, type HealthApiDeps } from './health-api.js';
 import { registerInstallerRoutes } from './installer-api.js';
 import type { Installers } from './installer/installers.js';
+import type { Questions } from './questions.js';
+import { registerQuestionRoutes } from './questions-api.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Device } from './storage/devices-store.js';
@@ -46,6 +48,7 @@ export interface ConsoleApiDeps {
   readonly facts: ServerFacts;
   readonly health: HealthApiDeps;
   readonly installers: Installers;
+  readonly questions: Questions;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -242,6 +245,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   });
 
   registerInstallerRoutes(app, { installers: deps.installers, log: deps.log });
+  registerQuestionRoutes(app, { questions: deps.questions, storage, now: deps.now });
   registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
   return app;
 }

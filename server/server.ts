@@ -13,6 +13,7 @@ import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
 import { AgentBinaries, defaultLinuxAgentBinary } from './agent-download.js';
 import { Installers } from './installer/installers.js';
+import { Questions } from './questions.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
@@ -114,6 +115,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
 
+  const questions = new Questions({ storage, closeChannel: (id, code, reason) => registry.get(id)?.close(code, reason), now, log: log.child({ component: 'questions' }) });
   const binaries = new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows });
   agentApp = await buildAgentListener({
     binaries,
@@ -127,8 +129,9 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     session: {
       decoder: agentMessageDecoder(),
       registry,
-      recordConnect: (id, facts) => storage.devices.recordConnect(id, facts),
-      flagPossibleClone: (id, at) => storage.devices.flagPossibleClone(id, at),
+      // Identity questions (clones, hardware changes) are raised on the way to storage.
+      recordConnect: (id, facts) => questions.connected(id, facts),
+      flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
       recordCheckin: (r) => writer.record(r),
       latestSeq: (id) => writer.latestSeq(id),
       settings: config,
@@ -187,6 +190,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     facts,
     health: health.api,
     installers,
+    questions,
   });
 
   const server: RollcallServer = {

@@ -11,6 +11,7 @@ import { MspStore } from './msp-store.js';
 import { UsersStore } from './users-store.js';
 import { MetaStore } from './meta-store.js';
 import { EvidenceStore } from './evidence-store.js';
+import { QuestionsStore } from './questions-store.js';
 
 /** Every store of one server. */
 export interface Storage {
@@ -23,6 +24,7 @@ export interface Storage {
   readonly users: UsersStore;
   readonly meta: MetaStore;
   readonly evidence: EvidenceStore;
+  readonly questions: QuestionsStore;
   /** Stable id of this server instance, made on first start. */
   readonly instanceId: string;
 }
@@ -47,6 +49,7 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       users: new UsersStore(db),
       meta: new MetaStore(db),
       evidence: new EvidenceStore(db),
+      questions: new QuestionsStore(db),
       instanceId: row!.value,
     };
   } catch (err) {
