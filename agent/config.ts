@@ -8,6 +8,7 @@ import path from 'node:path';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../common/backoff.js';
 import { parseDuration } from '../common/duration.js';
 import { RollcallError } from '../common/errors.js';
+import { LOG_FILE_DEFAULTS } from './log-file.js';
 
 /** Settings shared by every agent command. */
 export interface AgentCommonConfig {
@@ -47,6 +48,10 @@ export interface AgentRunConfig extends AgentCommonConfig {
   readonly connectTimeoutMs: number;
   readonly ackTimeoutMs: number;
   readonly intervalOverrideSec: number | undefined;
+  /** The rotating log file; null: stdout only. */
+  readonly logFile: string | null;
+  readonly logMaxBytes: number;
+  readonly logFiles: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -74,9 +79,28 @@ export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: strin
   });
 }
 
+function logSettings(
+  problems: string[],
+  flags: { 'log-file'?: string; 'log-max-bytes'?: string; 'log-files'?: string },
+  env: Env,
+  stateDir: string,
+): Pick<AgentRunConfig, 'logFile' | 'logMaxBytes' | 'logFiles'> {
+  const file = flags['log-file'] ?? env.ROLLCALL_AGENT_LOG_FILE;
+  const size = flags['log-max-bytes'] ?? String(LOG_FILE_DEFAULTS.maxBytes);
+  const m = /^(\d+)(k|ki|kib|m|mi|mib)?$/i.exec(size.trim());
+  const unit = m?.[2]?.toLowerCase().startsWith('k') ? 1024 : m?.[2] ? 1024 * 1024 : 1;
+  const logMaxBytes = m ? Number(m[1]) * unit : NaN;
+  if (!(logMaxBytes >= 64 * 1024 && logMaxBytes <= 1024 ** 3)) problems.push('--log-max-bytes must be from 64KiB to 1024MiB (like 1048576, 512KiB or 1MiB)');
+  const files = flags['log-files'] ?? String(LOG_FILE_DEFAULTS.files);
+  const logFiles = /^\d+$/.test(files) ? Number(files) : NaN;
+  if (!(logFiles >= 1 && logFiles <= 20)) problems.push('--log-files must be a whole number from 1 to 20');
+  const logFile = file === 'none' ? null : path.resolve(file ?? path.join(stateDir, 'agent.log'));
+  return { logFile, logMaxBytes, logFiles };
+}
+
 /** Resolves `run` settings, listing every problem at once. */
 export function resolveRunConfig(
-  flags: { 'state-dir'?: string; 'log-level'?: string; config?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
+  flags: { 'state-dir'?: string; 'log-level'?: string; config?: string; 'log-file'?: string; 'log-max-bytes'?: string; 'log-files'?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
   env: Env,
 ): AgentRunConfig {
   const problems: string[] = [];
@@ -101,6 +125,7 @@ export function resolveRunConfig(
     connectTimeoutMs: duration('connect-timeout', flags['connect-timeout'], 15_000),
     ackTimeoutMs: duration('ack-timeout', flags['ack-timeout'], 30_000),
     intervalOverrideSec: interval,
+    ...logSettings(problems, flags, env, common.stateDir),
   };
   if (problems.length > 0) throw new RollcallError('USAGE', `invalid options:\n  - ${problems.join('\n  - ')}`);
   return Object.freeze(config);
