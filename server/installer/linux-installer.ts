@@ -111,7 +111,6 @@ fi
 if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then fail 'run me as root (or with --root DIR to install below DIR)' 2; fi
 # Services are registered only on a real install: not below --root, not with --no-service.
 if [ -n "$ROOT" ]; then SERVICE=0; fi
-if [ "$SERVICE" = 1 ] && ! command -v systemctl >/dev/null 2>&1; then fail 'systemctl not found: this installer needs systemd (or use --no-service)' 2; fi
 
 if [ "$ACTION" = uninstall ]; then
   if [ -z "$ROOT" ] && [ -f "$UNIT" ] && command -v systemctl >/dev/null 2>&1; then
@@ -124,6 +123,7 @@ if [ "$ACTION" = uninstall ]; then
   exit 0
 fi
 
+if [ "$SERVICE" = 1 ] && ! command -v systemctl >/dev/null 2>&1; then fail 'systemctl not found: this installer needs systemd (or use --no-service)' 2; fi
 if [ -e "$STATE_DIR/identity.json" ]; then fail "already installed ($STATE_DIR holds an enrollment); run with --uninstall first" 3; fi
 command -v curl >/dev/null 2>&1 || fail 'curl is needed to download the agent' 2
 command -v sha256sum >/dev/null 2>&1 || fail 'sha256sum is needed to check the download' 2

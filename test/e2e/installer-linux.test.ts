@@ -142,6 +142,9 @@ describe('the Linux installer, end to end into a temporary root', () => {
     const printed = await sh(file, ['--print-config']);
     expect(printed.code).toBe(0);
     expect(printed.stdout).toBe(`servers=${s.agentAddress}\nca_pin=${s.server.pki.caPin}\ntoken=${tokenSecret}\nproxy=${proxy}\nsha256=${built.sha256}\npath=/agent/linux-x64\n`);
+    const bogus = await sh(file, ['--bogus']);
+    expect(bogus).toMatchObject({ code: 2, stderr: 'rollcall-install: unknown option: --bogus (see --help)\n' });
+    expect((await sh(file, ['--root'])).stderr).toContain('--root needs a directory');
     const script = await fs.readFile(file, 'utf8');
     const config = /^AGENT_CONFIG='([^]*?)'$/m.exec(script.replace(/'\\''/g, "'"))?.[1];
     expect(JSON.parse(config!)).toEqual({ proxy });
