@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { describeError } from '../common/errors.js';
 import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
@@ -29,6 +30,7 @@ import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
+import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
 
 /** Seams for tests and embedding. */
@@ -104,9 +106,11 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       now: now(),
     });
   };
-  const writer = new CheckinWriter((updates) => storage.db.transaction((tx) => storage.devices.applyCheckins(updates, tx)), {
-    flushDelayMs: config.flushDelayMs,
+  const journal = await CheckinJournal.open(path.join(config.dataDir, JOURNAL_FILE), storage, {
+    synchronous: config.synchronous,
+    onFoldError: (err) => log.warn({ err: describeError(err) }, 'check-in journal fold failed; retrying'),
   });
+  const writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: config.flushDelayMs, settle: () => journal.fold() });
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
@@ -203,6 +207,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
       await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
       registry.startHeartbeat(config.pingIntervalMs);
+      journal.start();
       msp.startScheduler();
       health.start();
       log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
@@ -215,6 +220,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       consoleApp = undefined;
       await health.close();
       await writer.close();
+      await journal.close();
       await storage.db.close();
       log.info('server stopped');
     },
