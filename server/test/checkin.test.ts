@@ -4,6 +4,17 @@ import { Harness, waitFor } from '../../test/support/harness.js';
 const h = new Harness();
 afterEach(() => h.cleanup());
 
+/** A server and one enrolled agent whose channel got its welcome. */
+async function welcomedAgent() {
+  const s = await h.startServer();
+  const agent = await s.enrollAgent();
+  const c = await s.rawClient(agent);
+  await c.open();
+  c.hello(agent.deviceId);
+  await c.waitMessage('welcome');
+  return { s, agent, c };
+}
+
 describe('check-in channel', () => {
   it('welcomes an enrolled agent, acks its check-ins once stored, and shows it online', async () => {
     const s = await h.startServer({ checkinIntervalSec: 30 });
@@ -23,12 +34,7 @@ describe('check-in channel', () => {
   });
 
   it('acks a redelivered sequence number without counting it twice', async () => {
-    const s = await h.startServer();
-    const agent = await s.enrollAgent();
-    const c = await s.rawClient(agent);
-    await c.open();
-    c.hello(agent.deviceId);
-    await c.waitMessage('welcome');
+    const { s, agent, c } = await welcomedAgent();
     c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
     await c.waitMessage('ack');
     c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
@@ -39,12 +45,7 @@ describe('check-in channel', () => {
   });
 
   it('acks check-ins while the main database is held by a long transaction, and shows them once it is free', async () => {
-    const s = await h.startServer();
-    const agent = await s.enrollAgent();
-    const c = await s.rawClient(agent);
-    await c.open();
-    c.hello(agent.deviceId);
-    await c.waitMessage('welcome');
+    const { s, agent, c } = await welcomedAgent();
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     const busy = s.server.storage.db.transaction(() => held); // as an MSP sync applying a large plan does
