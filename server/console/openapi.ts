@@ -29,7 +29,9 @@ export function collectOpenApi(app: HttpsApp, info: { title: string; version: st
   const ops: Operation[] = [];
   app.addHook('onRoute', (r) => {
     const methods = (Array.isArray(r.method) ? r.method : [r.method]).filter((m) => m !== 'HEAD');
-    for (const m of methods) ops.push({ method: m.toLowerCase(), path: r.url, schema: r.schema, access: (r.config as { access?: string } | undefined)?.access ?? 'admin' });
+    // Only /api/ routes pass the access check (console/auth.ts); the page and the probe are open.
+    const access = r.url.startsWith('/api/') ? ((r.config as { access?: string } | undefined)?.access ?? 'admin') : 'public';
+    for (const m of methods) ops.push({ method: m.toLowerCase(), path: r.url, schema: r.schema, access });
   });
   const document = () => {
     const paths: Record<string, Record<string, unknown>> = {};
