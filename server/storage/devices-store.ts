@@ -137,7 +137,10 @@ const LAST_CONTACT = 'max(ifnull(last_checkin_at, 0), ifnull(last_connected_at, 
 export function devicePageWhere(q: Omit<DevicePageQuery, 'sort' | 'descending' | 'limit' | 'offset'>): { where: string; params: SqlValue[] } {
   const terms: string[] = [];
   const params: SqlValue[] = [];
-  if (q.groupIds) {
+  if (q.groupIds && q.groupIds.length === 1) {
+    terms.push('group_id = ?'); // one group: the page comes in order straight from devices_group_hostname
+    params.push(q.groupIds[0]!);
+  } else if (q.groupIds) {
     terms.push('group_id IN (SELECT value FROM json_each(?))');
     params.push(JSON.stringify(q.groupIds));
   }

@@ -296,6 +296,7 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE api_tokens ADD COLUMN home_group_id TEXT REFERENCES groups(id);
       CREATE INDEX devices_hostname ON devices(hostname, id);
       CREATE INDEX devices_group_hostname ON devices(group_id, hostname, id);
+      DROP INDEX devices_group; -- devices_group_hostname covers every lookup it served
       CREATE INDEX devices_last_contact ON devices(max(ifnull(last_checkin_at, 0), ifnull(last_connected_at, 0)), id);
     `,
   },
