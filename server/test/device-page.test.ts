@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type TestServer } from '../../test/support/harness.js';
+import { seedDevices } from '../../scripts/bench-console.js';
 import { devicePageOrder, devicePageWhere, type DevicePageQuery } from '../storage/devices-store.js';
 
 const h = new Harness();
@@ -8,30 +9,8 @@ afterEach(() => h.cleanup());
 type Page = { devices: { id: string; hostname: string; groupId: string; ageBand: string; status: string }[]; total: number; offset: number; limit: number | null };
 type Err = { error: { code: string } };
 
-const DAY = 86_400_000;
-
-/**
- * Seeds `n` devices into `groups` static groups in one statement (a recursive CTE): host-000000…,
- * last contact spread over 0-29 days ago (every 7th never contacted), every 100th revoked.
- */
-async function seed(s: TestServer, n: number, groups: number, now: number): Promise<string[]> {
-  const db = s.server.storage.db;
-  const ids = Array.from({ length: groups }, (_, i) => `grp_seed${String(i).padStart(3, '0')}`);
-  await db.run(
-    `INSERT INTO groups (id, parent_id, name, kind, created_at) VALUES ${ids.map(() => "(?, 'grp_all', ?, 'static', 0)").join(', ')}`,
-    ids.flatMap((id) => [id, id]),
-  );
-  await db.run(
-    `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)
-     INSERT INTO devices (id, cert_serial, cert_not_after, group_id, hostname, enrolled_at, last_checkin_at, last_connected_at, last_address, revoked_at)
-     SELECT printf('dev_%06d', i), printf('%06x', i), ? + 365 * ${DAY}, printf('grp_seed%03d', i % ?), printf('host-%06d', i), ? - 40 * ${DAY},
-       CASE WHEN i % 7 = 0 THEN NULL ELSE ? - (i % 30) * ${DAY} - 1000 END, NULL, printf('10.0.%d.%d', (i / 256) % 256, i % 256),
-       CASE WHEN i % 100 = 99 THEN ? ELSE NULL END
-     FROM n`,
-    [n, now, groups, now, now, now],
-  );
-  return ids;
-}
+/** Seeds `n` devices (see scripts/bench-console.ts: every 7th never contacted, every 100th revoked, last contact 0-29 days ago). */
+const seed = (s: TestServer, n: number, groups: number, now: number) => seedDevices(s.server.storage.db, n, groups, now);
 
 async function plan(s: TestServer, q: DevicePageQuery): Promise<string> {
   const { where, params } = devicePageWhere(q);

@@ -105,7 +105,9 @@ beforeAll(async () => {
 });
 
 beforeEach(() => {
-  onTestFailed(() => process.stderr.write(`\nprocess output at failure:\n${procs.report()}\n`));
+  onTestFailed(() => {
+    process.stderr.write(`\nprocess output at failure:\n${procs.report()}\n`);
+  });
 });
 
 afterAll(async () => {
