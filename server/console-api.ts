@@ -106,7 +106,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   installErrorHandling(app);
   const openApi = collectOpenApi(app, { title: 'Rollcall console API', version: deps.facts.version });
   addIdentifyRoute(app, 'console', deps.facts.instanceId);
-  registerHealthRoutes(app, deps.health); // before the access hook, so that its sighting hook also sees refused requests
+  registerHealthRoutes(app, deps.health, (req) => scopeOf(req, storage)); // before the access hook, so that its sighting hook also sees refused requests
   installAuth(app, { storage, settings: deps.auth ?? DEFAULT_AUTH_SETTINGS, now: deps.now, log: deps.log });
   const scoped = { access: 'scoped' } as const;
 

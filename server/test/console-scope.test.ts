@@ -97,6 +97,17 @@ describe('customer-scoped users', () => {
     expect(s.logs.filter((l) => l.reason === 'FORBIDDEN').length).toBe(checked);
   });
 
+  it("see only their own customer's row in the health report, and no alerts", async () => {
+    const { s, user } = await twoCustomers();
+    const mine = await user.call<{ customers: { name: string }[]; alerts: unknown[]; ports: { observed: { customersReaching: number } }[] }>('GET', '/api/v1/health');
+    expect(mine.status).toBe(200);
+    expect(mine.body.customers.map((c) => c.name)).toEqual(['Acme']);
+    expect(mine.body.alerts).toEqual([]);
+    expect(mine.body.ports.every((p) => p.observed.customersReaching === 0)).toBe(true);
+    const all = await s.api<{ customers: { name: string }[] }>('GET', '/api/v1/health');
+    expect(all.body.customers.map((c) => c.name).sort()).toEqual(['Acme', 'Beta']);
+  });
+
   it('make API tokens scoped like themselves, and those tokens see no more', async () => {
     const { s, acme, acmeDevice, betaDevice, user } = await twoCustomers();
     const made = await user.call<{ token: string; scope: string; groupId: string }>('POST', '/api/v1/api-tokens', { name: 'acme automation' });
@@ -115,6 +126,23 @@ describe('customer-scoped users', () => {
     expect((await user.call<Err>('POST', `/api/v1/api-tokens/${adminOne.id}/revoke`, {})).body.error.code).toBe('API_TOKEN_NOT_FOUND');
     expect((await user.call('POST', `/api/v1/api-tokens/${listed.body.tokens[0]!.id}/revoke`, {})).status).toBe(200);
     expect((await s.api('GET', '/api/v1/devices', undefined, t)).status).toBe(401);
+  });
+
+  it('see check-ins, connects, disconnects and rejects of their devices in the feed', async () => {
+    const { s, acmeDevice, user } = await twoCustomers();
+    const feed = await openFeed(s, { cookie: user.cookie! });
+    h.defer(() => feed.close());
+    const kinds = () => new Set(feed.batches.flatMap((b) => b.items.filter((i) => i.deviceId === acmeDevice.deviceId).map((i) => i.kind)));
+    const c = await connectAgent(s, acmeDevice);
+    c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
+    await waitFor(() => kinds().has('connect') && kinds().has('checkin'), 'connect and check-in', 5000);
+    expect((await user.call('POST', `/api/v1/devices/${acmeDevice.deviceId}/revoke`, {})).status).toBe(200);
+    await waitFor(() => kinds().has('disconnect'), 'the disconnect of the revoked channel', 5000);
+    const again = await s.rawClient(acmeDevice);
+    await again.waitRefusal();
+    await waitFor(() => kinds().has('reject'), 'the reject of the revoked device', 5000);
+    const reject = feed.batches.flatMap((b) => b.items).find((i) => i.kind === 'reject')!;
+    expect(reject).toMatchObject({ deviceId: acmeDevice.deviceId, detail: 'DEVICE_REVOKED' });
   });
 
   it("get only their own devices' events in the live feed, while an admin gets both", async () => {

@@ -162,7 +162,7 @@ describe('the web console in Chromium', { timeout: 120_000 }, () => {
     const scoped = await newPage();
     await login(scoped, scopedUser.username, scopedUser.password);
     await expect.poll(() => scoped.locator('table.devices caption').textContent(), { timeout: 5000 }).toMatch(/of 0 devices/);
-    await expect(scoped.getByRole('link', { name: 'Health' }).count()).resolves.toBe(0);
+    await expect(scoped.getByRole('link', { name: 'MSP sync' }).count()).resolves.toBe(0);
     await scoped.getByRole('link', { name: 'Live feed' }).click();
     await scoped.locator('.feed-state.open').waitFor();
     const admin = await newPage();
@@ -178,9 +178,17 @@ describe('the web console in Chromium', { timeout: 120_000 }, () => {
     // Guessing: the device's id, its group, the admin routes.
     const guesses = await scoped.evaluate(async (id) => {
       const get = async (url: string) => (await fetch(url)).status;
-      return { device: await get(`/api/v1/devices/${id}`), all: await get('/api/v1/devices?group=All'), accounts: await get('/api/v1/msp/accounts'), health: await get('/api/v1/health') };
+      const health = (await (await fetch('/api/v1/health')).json()) as { customers: { name: string }[] };
+      return {
+        device: await get(`/api/v1/devices/${id}`),
+        revoke: (await fetch(`/api/v1/devices/${id}/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status,
+        all: await get('/api/v1/devices?group=All'),
+        accounts: await get('/api/v1/msp/accounts'),
+        healthCustomers: health.customers.map((c) => c.name),
+      };
     }, deviceId);
-    expect(guesses).toEqual({ device: 404, all: 404, accounts: 403, health: 403 });
+    // The revoke without the CSRF token is refused before scope is even looked at.
+    expect(guesses).toEqual({ device: 404, revoke: 403, all: 404, accounts: 403, healthCustomers: ['Beta'] });
     await scoped.getByRole('link', { name: 'Devices' }).click();
     await expect.poll(() => scoped.locator('table.devices caption').textContent(), { timeout: 5000 }).toMatch(/of 0 devices/);
     await shot(scoped, '07-scoped-user');

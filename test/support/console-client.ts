@@ -53,7 +53,7 @@ export class ConsoleClient {
 /** An open live feed: batches as they arrive. */
 export interface FeedStream {
   readonly status: number;
-  readonly batches: { items: { kind: string; deviceId: string | null; groupId: string | null; count: number }[]; more: number }[];
+  readonly batches: { items: { kind: string; deviceId: string | null; groupId: string | null; count: number; detail: string | null }[]; more: number }[];
   close(): void;
 }
 

@@ -22,7 +22,7 @@ const VIEWS = [
   { id: 'feed', label: 'Live feed', admin: false },
   { id: 'groups', label: 'Groups', admin: false },
   { id: 'customers', label: 'Managed customers', admin: false },
-  { id: 'health', label: 'Health', admin: true },
+  { id: 'health', label: 'Health', admin: false },
   { id: 'enrollment', label: 'Enrollment & tokens', admin: false },
   { id: 'sync', label: 'MSP sync', admin: true },
 ] as const;
