@@ -43,14 +43,17 @@ export function subtreeIds(groups: readonly Pick<GroupWithPath, 'id' | 'parentId
     children.set(g.parentId, list);
   }
   if (!groups.some((g) => g.id === rootId)) return [];
-  const out: string[] = [];
+  const seen = new Set<string>([rootId]); // the tree never has cycles; a broken row must not hang a request
   const stack = [rootId];
   while (stack.length > 0) {
     const id = stack.pop()!;
-    out.push(id);
-    for (const c of children.get(id) ?? []) stack.push(c);
+    for (const c of children.get(id) ?? []) {
+      if (seen.has(c)) continue;
+      seen.add(c);
+      stack.push(c);
+    }
   }
-  return out;
+  return [...seen];
 }
 
 /** Resolves what a principal sees. A scoped principal whose home group is gone sees nothing. */
