@@ -103,6 +103,9 @@ function App() {
   return (
     <div class="shell">
       <header>
+        <button type="button" class="skip" onClick={() => document.getElementById('main')?.focus()}>
+          Skip to content
+        </button>
         <span class="brand">Rollcall</span>
         <nav aria-label="Views">
           <ul>
