@@ -18,6 +18,7 @@ import type { LiveFeed } from './console/live-feed.js';
 import { collectOpenApi } from './console/openapi.js';
 import { assertSeesGroup, visibleGroups } from './console/scope.js';
 import { registerStaticUi } from './console/static-ui.js';
+import { registerUserRoutes } from './console/user-routes.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { AgentSession } from './agent-session.js';
 import type { GroupAdmin } from './group-admin.js';
@@ -135,6 +136,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   });
   registerFeedRoute(app, { storage, feed: deps.feed });
   registerApiTokenRoutes(app, { storage, now: deps.now, log: deps.log });
+  registerUserRoutes(app, { storage, settings: deps.auth ?? DEFAULT_AUTH_SETTINGS, now: deps.now, log: deps.log });
 
   app.get('/api/v1/groups', { config: scoped }, async (req) => {
     const scope = await scopeOf(req, storage);

@@ -67,6 +67,9 @@ export const SERVER_ERRORS = {
   LOGIN_FAILED: 401,
   LOGIN_LOCKED: 429,
   API_TOKEN_NOT_FOUND: 404,
+  USER_NOT_FOUND: 404,
+  USER_EXISTS: 409,
+  USER_NAME_INVALID: 400,
 } as const;
 
 /** A server error code. */

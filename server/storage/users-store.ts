@@ -154,6 +154,23 @@ export class UsersStore {
     return lockedUntil === null ? { ok: false, reason: 'bad_password' } : { ok: false, reason: 'locked', lockedUntil };
   }
 
+  /** Replaces a user's password (and clears its lockout); false when the user is unknown. */
+  async setPassword(id: string, password: string): Promise<boolean> {
+    const hash = await hashPassword(password);
+    return (await this.sql.run('UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE id = ?', [hash, id])).changes === 1;
+  }
+
+  /** Disables a user (it can no longer log in) or enables it again; false when unknown. */
+  async setDisabled(id: string, disabledAt: number | null): Promise<boolean> {
+    return (await this.sql.run('UPDATE users SET disabled_at = ? WHERE id = ?', [disabledAt, id])).changes === 1;
+  }
+
+  /** Checks a user's current password by id (for a password change). */
+  async checkPassword(id: string, password: string): Promise<boolean> {
+    const row = await this.sql.get<Row>('SELECT * FROM users WHERE id = ?', [id]);
+    return !!row && (await verifyPassword(password, row.password_hash));
+  }
+
   /** True when a user name is free. */
   async isFree(username: string, sql: Sql = this.sql): Promise<boolean> {
     return !(await sql.get('SELECT 1 FROM users WHERE username = ?', [username]));

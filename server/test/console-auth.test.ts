@@ -158,3 +158,54 @@ describe('first admin', () => {
     await expect(h.startServer({ adminPassword: 'short' })).rejects.toThrow(/ROLLCALL_ADMIN_PASSWORD/);
   });
 });
+
+describe('users', () => {
+  it('changes a password: the old one stops working, every other session ends, this browser keeps a new one', async () => {
+    const s = await withUser();
+    const a = new ConsoleClient(s);
+    const b = new ConsoleClient(s);
+    await a.login('alice', PASSWORD);
+    await b.login('alice', PASSWORD);
+    const wrong = await a.call<Err>('POST', '/api/v1/session/password', { current: 'not it', password: 'a brand new password' });
+    expect(wrong.body.error.code).toBe('LOGIN_FAILED');
+    expect((await a.call<Err>('POST', '/api/v1/session/password', { current: PASSWORD, password: 'short' })).body.error.code).toBe('BAD_REQUEST');
+    const changed = await a.call<{ csrfToken: string }>('POST', '/api/v1/session/password', { current: PASSWORD, password: 'a brand new password' });
+    expect(changed.status).toBe(200);
+    a.cookie = String(changed.headers['set-cookie']).split(';')[0]!;
+    a.csrf = changed.body.csrfToken;
+    expect((await a.call('GET', '/api/v1/session')).status).toBe(200);
+    expect((await b.call('GET', '/api/v1/session')).status).toBe(401);
+    expect((await new ConsoleClient(s).login('alice', PASSWORD)).status).toBe(401);
+    expect((await new ConsoleClient(s).login('alice', 'a brand new password')).status).toBe(200);
+  });
+
+  it('lets admins make users (a generated password shown once) and disable them, which ends their sessions', async () => {
+    const s = await withUser();
+    await s.api('POST', '/api/v1/groups', { path: 'Acme' });
+    const made = await s.api<{ id: string; password: string; homeGroupPath: string }>('POST', '/api/v1/users', { username: 'acme-ops', role: 'customer_admin', group: 'Acme' });
+    expect(made.status).toBe(201);
+    expect(made.body).toMatchObject({ homeGroupPath: 'All/Acme' });
+    expect(made.body.password).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    const ops = new ConsoleClient(s);
+    expect((await ops.login('acme-ops', made.body.password)).status).toBe(200);
+    expect((await ops.call<Err>('GET', '/api/v1/users')).body.error.code).toBe('FORBIDDEN');
+    const cases: [unknown, number, string][] = [
+      [{ username: 'acme-ops', role: 'admin' }, 409, 'USER_EXISTS'],
+      [{ username: 'Bad Name', role: 'admin' }, 400, 'USER_NAME_INVALID'],
+      [{ username: 'x-ops', role: 'customer_admin' }, 400, 'BAD_REQUEST'],
+      [{ username: 'y-ops', role: 'admin', group: 'Acme' }, 400, 'BAD_REQUEST'],
+      [{ username: 'z-ops', role: 'customer_admin', group: 'Nowhere' }, 404, 'GROUP_NOT_FOUND'],
+      [{ username: 'w-ops', role: 'root' }, 400, 'BAD_REQUEST'],
+    ];
+    for (const [body, status, code] of cases) {
+      const res = await s.api<Err>('POST', '/api/v1/users', body);
+      expect({ body, status: res.status, code: res.body.error.code }).toEqual({ body, status, code });
+    }
+    expect((await s.api<{ disabledAt: string }>('POST', `/api/v1/users/${made.body.id}/disable`, {})).body.disabledAt).not.toBeNull();
+    expect((await ops.call('GET', '/api/v1/session')).status).toBe(401);
+    expect((await new ConsoleClient(s).login('acme-ops', made.body.password)).body.error?.code).toBe('LOGIN_FAILED');
+    expect((await s.api('POST', `/api/v1/users/${made.body.id}/enable`, {})).status).toBe(200);
+    expect((await new ConsoleClient(s).login('acme-ops', made.body.password)).status).toBe(200);
+    expect((await s.api<Err>('POST', '/api/v1/users/usr_nobody/disable', {})).body.error.code).toBe('USER_NOT_FOUND');
+  });
+});

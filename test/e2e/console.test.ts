@@ -126,6 +126,9 @@ describe('the web console in Chromium', { timeout: 120_000 }, () => {
     await expect(page.getByRole('alert').textContent()).resolves.toContain('wrong user name or password');
     await login(page, 'admin', ADMIN_PASSWORD);
     await shot(page, '01-logged-in');
+    await page.getByRole('link', { name: 'Account' }).click();
+    await page.getByRole('row', { name: /beta-admin/ }).waitFor(); // the customer admin made by setup
+    await shot(page, '08-users');
     await page.context().close();
   });
 

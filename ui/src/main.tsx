@@ -14,6 +14,7 @@ import { CustomersView } from './views/customers.js';
 import { HealthView } from './views/health.js';
 import { EnrollmentView } from './views/enrollment.js';
 import { SyncView } from './views/sync.js';
+import { UsersView } from './views/users.js';
 
 const hub = new FeedHub();
 
@@ -25,6 +26,7 @@ const VIEWS = [
   { id: 'health', label: 'Health', admin: false },
   { id: 'enrollment', label: 'Enrollment & tokens', admin: false },
   { id: 'sync', label: 'MSP sync', admin: true },
+  { id: 'users', label: 'Account', admin: false },
 ] as const;
 
 /** The route: `#/view?param=value`. */
@@ -137,6 +139,7 @@ function App() {
         {current.id === 'health' && <HealthView />}
         {current.id === 'enrollment' && <EnrollmentView admin={admin} />}
         {current.id === 'sync' && <SyncView />}
+        {current.id === 'users' && <UsersView admin={admin} />}
       </main>
     </div>
   );
