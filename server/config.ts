@@ -46,6 +46,8 @@ export interface ServerConfig {
   /** How long after start customers going dark are not alerted (agents reconnect after a restart). */
   readonly alertGraceMs: number;
   readonly logLevel: string;
+  /** Password of the first console admin (made on first start when no admin exists); null: a generated one is printed once. */
+  readonly adminPassword: string | null;
 }
 
 /** Defaults for every field. */
@@ -74,6 +76,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   alertIntervalMs: 60_000,
   alertGraceMs: 600_000,
   logLevel: 'info',
+  adminPassword: null,
 });
 
 const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
@@ -88,6 +91,7 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   consoleExposure: 'ROLLCALL_CONSOLE_EXPOSURE',
   alertWebhookUrl: 'ROLLCALL_ALERT_WEBHOOK',
   portAlertAfterMin: 'ROLLCALL_PORT_ALERT_AFTER_MIN',
+  adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
 };
 
 /** Environment variable names, for --help and docs. */
@@ -154,6 +158,10 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`log level "${logLevel}" is not a pino level`);
   const consoleExposure = String(pick('consoleExposure'));
   if (consoleExposure !== 'public' && consoleExposure !== 'restricted') problems.push(`console exposure must be public or restricted (got "${consoleExposure}")`);
+  const adminPassword = pick('adminPassword');
+  if (adminPassword !== null && (typeof adminPassword !== 'string' || adminPassword.length < 12 || adminPassword.length > 1024)) {
+    problems.push('the first admin password (ROLLCALL_ADMIN_PASSWORD) must be 12 to 1024 characters');
+  }
   const config: ServerConfig = {
     dataDir: path.resolve(String(pick('dataDir'))),
     listenHost,
@@ -179,6 +187,7 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     alertIntervalMs: intIn(problems, 'alert interval', pick('alertIntervalMs'), 10, 3_600_000),
     alertGraceMs: intIn(problems, 'alert grace period', pick('alertGraceMs'), 0, 86_400_000),
     logLevel,
+    adminPassword: typeof adminPassword === 'string' && adminPassword.length >= 12 ? adminPassword : null,
   };
   if (problems.length > 0) {
     throw new RollcallError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -16,6 +16,8 @@ import type { AgentSession, SessionEvent } from './agent-session.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
 import { agentCommand, buildConsoleApi } from './console-api.js';
+import type { AuthSettings } from './console/auth.js';
+import { LiveFeed } from './console/live-feed.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { GroupAdmin } from './group-admin.js';
 import type { HostResolver } from './health/public-hosts.js';
@@ -32,6 +34,7 @@ import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
+import { randomPassword } from './storage/users-store.js';
 
 /** Seams for tests and embedding. */
 export interface ServerOptions {
@@ -43,6 +46,8 @@ export interface ServerOptions {
   readonly fetchTree?: FetchTree;
   /** Resolves the public host names for the health report (default: the system resolver). */
   readonly resolveHost?: HostResolver;
+  /** Console login and session numbers (default: console/auth.ts). */
+  readonly auth?: AuthSettings;
 }
 
 /** A running (or ready to run) server. */
@@ -65,6 +70,13 @@ export interface RollcallServer {
   readonly consolePort: number;
   /** Stops listening, closes every agent channel with 1001, flushes, closes storage. */
   close(): Promise<void>;
+  /** The console's live feed. */
+  readonly feed: LiveFeed;
+  /**
+   * Makes the first console admin when no admin user exists: user `admin` with the configured
+   * password (ROLLCALL_ADMIN_PASSWORD) or a generated one, returned to be shown once.
+   */
+  createInitialAdminUser(): Promise<{ username: string; password: string | null } | undefined>;
   /** Makes the first admin API token on a fresh install; returns its secret, or undefined if one exists. */
   createInitialAdminToken(): Promise<string | undefined>;
   /** Writes `<data-dir>/cli.json` (mode 0600) so admin commands on this machine find the API. */
@@ -111,6 +123,11 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     onFoldError: (err) => log.warn({ err: describeError(err) }, 'check-in journal fold failed; retrying'),
   });
   const writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: config.flushDelayMs, settle: () => journal.fold() });
+  const feed = new LiveFeed({ briefs: (ids) => storage.devices.briefs(ids), log: log.child({ component: 'feed' }) });
+  const onEvent = (e: SessionEvent): void => {
+    feed.publish(e);
+    opts.onEvent?.(e);
+  };
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
@@ -124,6 +141,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
+    onReject: (e) => feed.publish(e),
     session: {
       decoder: agentMessageDecoder(),
       registry,
@@ -133,7 +151,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       latestSeq: (id) => writer.latestSeq(id),
       settings: config,
       now,
-      onEvent: opts.onEvent,
+      onEvent,
       instanceId: storage.instanceId,
       listenerPorts: () => [
         { port: portOf(agentApp), role: 'agent', required: true },
@@ -185,6 +203,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     log: log.child({ listener: 'console' }),
     facts,
     health: health.api,
+    feed,
+    auth: opts.auth,
   });
 
   const server: RollcallServer = {
@@ -196,6 +216,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     msp,
     customers,
     health,
+    feed,
     listeners,
     get agentPort() {
       return portOf(agentApp);
@@ -223,6 +244,15 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await journal.close();
       await storage.db.close();
       log.info('server stopped');
+    },
+    async createInitialAdminUser() {
+      if (await storage.users.hasAdmin()) return undefined;
+      const password = config.adminPassword ?? randomPassword();
+      let username = 'admin';
+      for (let n = 2; !(await storage.users.isFree(username)); n += 1) username = `admin-${n}`;
+      await storage.users.create({ username, password, role: 'admin', homeGroupId: null, now: now() });
+      log.info({ user: username, passwordFrom: config.adminPassword ? 'environment' : 'generated' }, 'created the first console admin');
+      return { username, password: config.adminPassword ? null : password };
     },
     async createInitialAdminToken() {
       if ((await storage.apiTokens.count()) > 0) return undefined;
