@@ -39,6 +39,8 @@ export interface AgentListenerDeps {
   readonly binaries: AgentBinaries;
   readonly now: () => number;
   readonly log: Logger;
+  /** Observes check-in refusals (the console's live feed); deviceId when the certificate names a known device. */
+  readonly onReject?: (e: { kind: 'reject'; deviceId: string | null; reason: string; address: string; at: number }) => void;
 }
 
 declare module 'fastify' {
@@ -52,7 +54,16 @@ const REJECT_CLOSE_CODES: Partial<Record<ServerErrorCode, number>> = {
   DEVICE_REVOKED: CloseCode.REVOKED,
 };
 
-function reject(req: FastifyRequest, reply: FastifyReply, log: Logger, code: ServerErrorCode, message: string): FastifyReply {
+function reject(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  deps: Pick<AgentListenerDeps, 'log' | 'onReject' | 'now'>,
+  code: ServerErrorCode,
+  message: string,
+  deviceId: string | null = null,
+): FastifyReply {
+  const log = deps.log;
+  deps.onReject?.({ kind: 'reject', deviceId, reason: code, address: req.socket.remoteAddress ?? '', at: deps.now() });
   log.warn({ reason: code, address: req.socket.remoteAddress, detail: message }, 'agent rejected');
   const closeCode = REJECT_CLOSE_CODES[code];
   if (closeCode !== undefined) void reply.header('x-rollcall-close-code', String(closeCode));
@@ -71,17 +82,17 @@ function enrollRefusalReason(err: unknown): string | undefined {
 async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps: AgentListenerDeps): Promise<void> {
   const socket = req.raw.socket as TLSSocket;
   const cert = socket.getPeerCertificate();
-  if (!cert || !cert.serialNumber) return void reject(req, reply, deps.log, 'CLIENT_CERT_MISSING', 'a client certificate is required');
+  if (!cert || !cert.serialNumber) return void reject(req, reply, deps, 'CLIENT_CERT_MISSING', 'a client certificate is required');
   if (!socket.authorized) {
     const why = String(socket.authorizationError ?? 'untrusted');
-    if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
-    return void reject(req, reply, deps.log, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
+    if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
+    return void reject(req, reply, deps, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
   }
   const device = await deps.storage.devices.findBySerial(normalizeSerial(cert.serialNumber));
   if (!device || cert.subject?.CN !== device.id) {
-    return void reject(req, reply, deps.log, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
+    return void reject(req, reply, deps, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
   }
-  if (device.revokedAt !== null) return void reject(req, reply, deps.log, 'DEVICE_REVOKED', 'the device was revoked');
+  if (device.revokedAt !== null) return void reject(req, reply, deps, 'DEVICE_REVOKED', 'the device was revoked', device.id);
   const group = await deps.storage.groups.get(device.groupId);
   req.rollcallDevice = { id: device.id, group: { id: device.groupId, path: group?.path ?? '' }, lastSeq: device.lastSeq };
 }

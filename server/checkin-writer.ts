@@ -6,6 +6,8 @@
  * check-ins gather for the next one, so under load each transaction carries
  * many check-ins and at rest a lone check-in is written at once. `record`
  * resolves only when the check-in is durable: that is when it may be acked.
+ * In the server the durable write goes to the check-in journal
+ * (storage/checkin-journal.ts), which keeps acks clear of the main database.
  */
 import type { CheckinUpdate } from './storage/devices-store.js';
 
@@ -26,6 +28,11 @@ export type ApplyCheckins = (updates: readonly CheckinUpdate[]) => Promise<void>
 export interface CheckinWriterOptions {
   /** Extra wait before a batch is written, to gather more (0: group commit only). */
   readonly flushDelayMs: number;
+  /**
+   * Makes written check-ins visible to readers, when the durable write goes
+   * somewhere else first (the check-in journal's fold); `flush` awaits it.
+   */
+  readonly settle?: () => Promise<void>;
 }
 
 interface Waiter {
@@ -80,12 +87,13 @@ export class CheckinWriter {
     return Math.max(this.pending.get(deviceId)?.seq ?? 0, this.inflight.get(deviceId)?.seq ?? 0, this.written.get(deviceId) ?? 0);
   }
 
-  /** Writes everything queued; resolves when it is durable. */
+  /** Writes everything queued; resolves when it is durable and readers see it. */
   async flush(): Promise<void> {
     while (this.writing || this.pending.size > 0) {
       if (this.writing) await this.writing.catch(() => undefined); // its waiters already got the error
       else this.startWrite();
     }
+    await this.opts.settle?.();
   }
 
   /** Flushes, then refuses further check-ins. */

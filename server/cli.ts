@@ -127,6 +127,7 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     await server.close();
     throw err;
   }
+  const adminUser = await server.createInitialAdminUser();
   const adminToken = await server.createInitialAdminToken();
   const cliFile = await server.writeLocalCliCredentials();
   const host = config.publicHosts[0] ?? 'localhost';
@@ -138,6 +139,9 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       `  console port:  ${server.consolePort}   (API: https://${host}:${server.consolePort}/api/v1)`,
       `  data:          ${config.dataDir}`,
       `  CA pin:        ${server.pki.caPin}`,
+      `  web console:   https://${host}:${server.consolePort}/`,
+      ...(adminUser?.password ? [`  console login (shown once, store it now): ${adminUser.username} / ${adminUser.password}`] : []),
+      ...(adminUser && !adminUser.password ? [`  console login: ${adminUser.username} with the password from ROLLCALL_ADMIN_PASSWORD`] : []),
       ...(adminToken ? [`  admin API token (shown once, store it now): ${adminToken}`] : []),
       `  local admin commands use ${cliFile}`,
       ...(config.publicHosts.length === 0

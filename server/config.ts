@@ -50,6 +50,8 @@ export interface ServerConfig {
   readonly agentBinary: string | null;
   /** The Windows agent executable served on the agent port; null: none. */
   readonly agentBinaryWindows: string | null;
+  /** Password of the first console admin (made on first start when no admin exists); null: a generated one is printed once. */
+  readonly adminPassword: string | null;
 }
 
 /** Defaults for every field. */
@@ -80,6 +82,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   logLevel: 'info',
   agentBinary: null,
   agentBinaryWindows: null,
+  adminPassword: null,
 });
 
 const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
@@ -96,6 +99,7 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   portAlertAfterMin: 'ROLLCALL_PORT_ALERT_AFTER_MIN',
   agentBinary: 'ROLLCALL_AGENT_BINARY',
   agentBinaryWindows: 'ROLLCALL_AGENT_BINARY_WINDOWS',
+  adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
 };
 
 /** Environment variable names, for --help and docs. */
@@ -166,6 +170,10 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`log level "${logLevel}" is not a pino level`);
   const consoleExposure = String(pick('consoleExposure'));
   if (consoleExposure !== 'public' && consoleExposure !== 'restricted') problems.push(`console exposure must be public or restricted (got "${consoleExposure}")`);
+  const adminPassword = pick('adminPassword');
+  if (adminPassword !== null && (typeof adminPassword !== 'string' || adminPassword.length < 12 || adminPassword.length > 1024)) {
+    problems.push('the first admin password (ROLLCALL_ADMIN_PASSWORD) must be 12 to 1024 characters');
+  }
   const config: ServerConfig = {
     dataDir: path.resolve(String(pick('dataDir'))),
     listenHost,
@@ -193,6 +201,7 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     logLevel,
     agentBinary: optionalPath(pick('agentBinary')),
     agentBinaryWindows: optionalPath(pick('agentBinaryWindows')),
+    adminPassword: typeof adminPassword === 'string' && adminPassword.length >= 12 ? adminPassword : null,
   };
   if (problems.length > 0) {
     throw new RollcallError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -1,15 +1,24 @@
 /**
- * The console port: the REST API for admins and automation, behind bearer
- * API tokens, plus the identification probe. (The web UI joins it later.)
- * Routes are listed in docs/api.md.
+ * The console port: the web console, the REST API for people (cookie
+ * sessions) and automation (bearer API tokens), the live feed, the OpenAPI
+ * document and the identification probe. Every `/api/` route passes the
+ * access check of console/auth.ts and narrows to the caller's scope
+ * (console/scope.ts). Routes are listed in docs/api.md.
  */
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
 import { Type, type Static } from '@sinclair/typebox';
-import { CloseCode } from '../common/close-codes.js';
 import type { KeyedCert } from '../common/pki.js';
-import { deviceView, type ViewContext } from './device-view.js';
 import { httpError } from './errors.js';
+import { DEFAULT_AUTH_SETTINGS, installAuth, scopeOf, type AuthSettings } from './console/auth.js';
+import { registerApiTokenRoutes } from './console/api-token-routes.js';
+import { registerDeviceRoutes } from './console/device-routes.js';
+import { registerFeedRoute } from './console/feed-route.js';
+import type { LiveFeed } from './console/live-feed.js';
+import { collectOpenApi } from './console/openapi.js';
+import { assertSeesGroup, visibleGroups } from './console/scope.js';
+import { registerStaticUi } from './console/static-ui.js';
+import { registerUserRoutes } from './console/user-routes.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { AgentSession } from './agent-session.js';
 import type { GroupAdmin } from './group-admin.js';
@@ -23,7 +32,6 @@ import type { Questions } from './questions.js';
 import { registerQuestionRoutes } from './questions-api.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
-import type { Device } from './storage/devices-store.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
 
 /** Facts about this server that the API reports. */
@@ -49,6 +57,10 @@ export interface ConsoleApiDeps {
   readonly health: HealthApiDeps;
   readonly installers: Installers;
   readonly questions: Questions;
+  /** The live feed the agent listener publishes into. */
+  readonly feed: LiveFeed;
+  /** Login and session numbers (default {@link DEFAULT_AUTH_SETTINGS}). */
+  readonly auth?: AuthSettings;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -67,8 +79,6 @@ const CreateGroup = Type.Object({ path: Type.String({ minLength: 1, maxLength: 1
 const RenameGroup = Type.Object({ name: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false });
 const MoveGroup = Type.Object({ parent: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
 const GroupParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 1024 }) });
-const MoveDevice = Type.Object({ group: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
-const DeviceQuery = Type.Object({ group: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false });
 
 /** The ready-to-paste agent command lines for an enrollment token. */
 export function agentCommand(facts: ServerFacts, secret: string): string {
@@ -101,33 +111,16 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     https: { key: deps.tls.server.keyPem, cert: deps.tls.server.certPem + deps.tls.caCertPem, minVersion: 'TLSv1.2', handshakeTimeout: deps.tls.handshakeTimeoutMs },
   });
   installErrorHandling(app);
+  const openApi = collectOpenApi(app, { title: 'Rollcall console API', version: deps.facts.version });
   addIdentifyRoute(app, 'console', deps.facts.instanceId);
-  registerHealthRoutes(app, deps.health); // before the token hook, so that its sighting hook also sees refused requests
+  registerHealthRoutes(app, deps.health, (req) => scopeOf(req, storage)); // before the access hook, so that its sighting hook also sees refused requests
+  installAuth(app, { storage, settings: deps.auth ?? DEFAULT_AUTH_SETTINGS, now: deps.now, log: deps.log });
+  const scoped = { access: 'scoped' } as const;
 
-  app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/api/')) return;
-    const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    const token = m ? await storage.apiTokens.verify(m[1]!) : undefined;
-    if (!token) {
-      deps.log.warn({ reason: 'UNAUTHORIZED', address: req.socket.remoteAddress, url: req.url.split('?')[0] }, 'API request refused');
-      throw httpError('UNAUTHORIZED', 'a valid API token is required (Authorization: Bearer …)');
-    }
-  });
+  app.get('/api/openapi.json', { config: { access: 'public' } }, async () => openApi.document());
+  registerStaticUi(app);
 
-  const viewContext = async (): Promise<ViewContext> => ({
-    groupPaths: new Map((await storage.groups.list()).map((g) => [g.id, g.path])),
-    isConnected: (id) => registry.get(id) !== undefined,
-    lastDisconnect: (id) => registry.lastDisconnect(id),
-    defaultIntervalSec: deps.facts.checkinIntervalSec,
-    now: deps.now(),
-  });
-  const mustGetDevice = async (id: string): Promise<Device> => {
-    const d = await storage.devices.get(id);
-    if (!d) throw httpError('DEVICE_NOT_FOUND', `no device "${id}"`);
-    return d;
-  };
-
-  app.get('/api/v1/server', async () => ({
+  app.get('/api/v1/server', { config: scoped }, async () => ({
     instanceId: deps.facts.instanceId,
     version: deps.facts.version,
     caPin: deps.facts.caPin,
@@ -138,45 +131,23 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     connectedAgents: registry.size,
   }));
 
-  app.get<{ Querystring: Static<typeof DeviceQuery> }>('/api/v1/devices', { schema: { querystring: DeviceQuery } }, async (req) => {
-    let groupIds: string[] | undefined;
-    if (req.query.group) {
-      const root = await storage.groups.resolve(req.query.group);
-      const all = await storage.groups.list();
-      groupIds = all.filter((g) => g.path === root.path || g.path.startsWith(`${root.path}/`)).map((g) => g.id);
-    }
-    const ctx = await viewContext();
-    return { devices: (await storage.devices.list(groupIds)).map((d) => deviceView(d, ctx)) };
+  registerDeviceRoutes(app, {
+    storage,
+    registry,
+    groupAdmin: deps.groupAdmin,
+    checkinIntervalSec: deps.facts.checkinIntervalSec,
+    onMoved: (id) => deps.feed.forget(id),
+    now: deps.now,
+    log: deps.log,
   });
+  registerFeedRoute(app, { storage, feed: deps.feed });
+  registerApiTokenRoutes(app, { storage, now: deps.now, log: deps.log });
+  registerUserRoutes(app, { storage, settings: deps.auth ?? DEFAULT_AUTH_SETTINGS, now: deps.now, log: deps.log });
 
-  app.get<{ Params: Static<typeof IdParam> }>('/api/v1/devices/:id', { schema: { params: IdParam } }, async (req) =>
-    deviceView(await mustGetDevice(req.params.id), await viewContext()),
-  );
-
-  app.post<{ Params: Static<typeof IdParam> }>('/api/v1/devices/:id/revoke', { schema: { params: IdParam } }, async (req) => {
-    const device = await mustGetDevice(req.params.id);
-    const changed = await storage.devices.revoke(device.id, deps.now());
-    registry.get(device.id)?.close(CloseCode.REVOKED, 'the device was revoked');
-    deps.log.info({ deviceId: device.id, alreadyRevoked: !changed }, 'device revoked');
-    return deviceView((await storage.devices.get(device.id))!, await viewContext());
-  });
-
-  app.post<{ Params: Static<typeof IdParam>; Body: Static<typeof MoveDevice> }>(
-    '/api/v1/devices/:id/move',
-    { schema: { params: IdParam, body: MoveDevice } },
-    async (req) => {
-      const device = await mustGetDevice(req.params.id);
-      const group = await storage.groups.resolve(req.body.group);
-      await deps.groupAdmin.assertCanHoldDevices(group);
-      await storage.devices.move(device.id, group.id);
-      deps.log.info({ deviceId: device.id, group: group.path }, 'device moved');
-      return deviceView((await storage.devices.get(device.id))!, await viewContext());
-    },
-  );
-
-  app.get('/api/v1/groups', async () => {
+  app.get('/api/v1/groups', { config: scoped }, async (req) => {
+    const scope = await scopeOf(req, storage);
     const counts = await storage.devices.countByGroup();
-    return { groups: (await storage.groups.list()).map((g) => ({ ...g, createdAt: new Date(g.createdAt).toISOString(), devices: counts.get(g.id) ?? 0 })) };
+    return { groups: visibleGroups(scope, await storage.groups.list()).map((g) => ({ ...g, createdAt: new Date(g.createdAt).toISOString(), devices: counts.get(g.id) ?? 0 })) };
   });
 
   app.post<{ Body: Static<typeof CreateGroup> }>('/api/v1/groups', { schema: { body: CreateGroup } }, async (req, reply) => {
@@ -215,13 +186,17 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     },
   );
 
-  app.get('/api/v1/enrollment-tokens', async () => {
+  app.get('/api/v1/enrollment-tokens', { config: scoped }, async (req) => {
+    const scope = await scopeOf(req, storage);
     const paths = new Map((await storage.groups.list()).map((g) => [g.id, g.path]));
-    return { tokens: (await storage.enrollTokens.list()).map((t) => tokenView(t, paths)) };
+    return { tokens: (await storage.enrollTokens.list()).filter((t) => scope.sees(t.groupId)).map((t) => tokenView(t, paths)) };
   });
 
-  app.post<{ Body: Static<typeof CreateToken> }>('/api/v1/enrollment-tokens', { schema: { body: CreateToken } }, async (req, reply) => {
-    const group = await storage.groups.resolve(req.body.group);
+  app.post<{ Body: Static<typeof CreateToken> }>('/api/v1/enrollment-tokens', { schema: { body: CreateToken }, config: scoped }, async (req, reply) => {
+    const scope = await scopeOf(req, storage);
+    const group = await storage.groups.resolve(req.body.group).catch(() => undefined);
+    if (!group) throw httpError('GROUP_NOT_FOUND', `no group "${req.body.group}"`);
+    assertSeesGroup(scope, group, req.body.group);
     await deps.groupAdmin.assertCanHoldDevices(group);
     const now = deps.now();
     const { token, secret } = await storage.enrollTokens.create({
@@ -236,9 +211,10 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     return reply.code(201).send({ ...tokenView(token, paths), token: secret, agentCommand: agentCommand(deps.facts, secret) });
   });
 
-  app.post<{ Params: Static<typeof IdParam> }>('/api/v1/enrollment-tokens/:id/revoke', { schema: { params: IdParam } }, async (req) => {
+  app.post<{ Params: Static<typeof IdParam> }>('/api/v1/enrollment-tokens/:id/revoke', { schema: { params: IdParam }, config: scoped }, async (req) => {
+    const scope = await scopeOf(req, storage);
     const existing = await storage.enrollTokens.get(req.params.id);
-    if (!existing) throw httpError('TOKEN_NOT_FOUND', `no enrollment token "${req.params.id}"`);
+    if (!existing || !scope.sees(existing.groupId)) throw httpError('TOKEN_NOT_FOUND', `no enrollment token "${req.params.id}"`);
     await storage.enrollTokens.revoke(existing.id, deps.now());
     const paths = new Map((await storage.groups.list()).map((g) => [g.id, g.path]));
     return tokenView((await storage.enrollTokens.get(existing.id))!, paths);
@@ -246,6 +222,7 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
 
   registerInstallerRoutes(app, { installers: deps.installers, log: deps.log });
   registerQuestionRoutes(app, { questions: deps.questions, storage, now: deps.now });
+  app.addHook('preClose', async () => deps.feed.close()); // open streams would hold the close up
   registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
   return app;
 }

@@ -6,7 +6,9 @@
  * the token check (fastify applies every hook of the instance to every
  * route). Routes are listed in docs/api.md.
  */
+import type { FastifyRequest } from 'fastify';
 import type { HttpsApp } from './http-common.js';
+import type { Scope } from './console/scope.js';
 import type { ConsoleSightings } from './health/console-sightings.js';
 import type { HealthReport } from './health/report-types.js';
 import { alertView, type AlertView } from './health/alert-view.js';
@@ -25,14 +27,38 @@ export interface HealthApiDeps {
 }
 
 
-/** Registers the sighting hook and the health route. */
-export function registerHealthRoutes(app: HttpsApp, deps: HealthApiDeps): void {
+/**
+ * The health answer for a customer-scoped caller: its own customers' rows only, the server's ports
+ * without the counts over all customers, its certificates, and no alerts (they name other customers).
+ */
+export function scopedHealth(answer: HealthAnswer, scope: Scope): HealthAnswer {
+  if (scope.admin) return answer;
+  const customers = answer.customers.filter((c) => scope.sees(c.groupId));
+  return {
+    ...answer,
+    ports: answer.ports.map((p) => ({
+      ...p,
+      observed: { customersReaching: 0, customersFailing: 0, customersPartlyFailing: 0, failingSince: null },
+      seen: { addresses: 0, customers: 0 },
+      flag: null,
+    })),
+    publicHosts: [],
+    agentCertificatesExpiring: 0,
+    totals: { ...answer.totals, customers: customers.length, customersWithProblems: customers.filter((c) => c.problems > 0).length },
+    customers,
+    alerts: [],
+  };
+}
+
+/** Registers the sighting hook and the health route (scoped through `scopeOf`: see {@link scopedHealth}). */
+export function registerHealthRoutes(app: HttpsApp, deps: HealthApiDeps, scopeOf?: (req: FastifyRequest) => Promise<Scope>): void {
   app.addHook('onRequest', async (req) => {
     deps.sightings.note(req.socket.remoteAddress);
   });
 
-  app.get('/api/v1/health', async (): Promise<HealthAnswer> => {
+  app.get('/api/v1/health', { config: { access: scopeOf ? 'scoped' : 'admin' } }, async (req): Promise<HealthAnswer> => {
     const [report, open] = await Promise.all([deps.report(), deps.alerts.open()]);
-    return { ...report, alerts: open.map(alertView) };
+    const answer = { ...report, alerts: open.map(alertView) };
+    return scopeOf ? scopedHealth(answer, await scopeOf(req)) : answer;
   });
 }

@@ -15,6 +15,7 @@ import type { AgentSession } from './agent-session.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Logger } from 'pino';
+import { scopeOf } from './console/auth.js';
 
 /** What the MSP routes need. */
 export interface MspApiDeps {
@@ -97,7 +98,11 @@ export function registerMspRoutes(app: HttpsApp, deps: MspApiDeps): void {
     return { account: visible };
   });
 
-  app.get('/api/v1/customers', async () => ({ customers: await deps.customers.list() }));
+  // Scoped: a customer-scoped caller sees only the customers in its subtree (its own).
+  app.get('/api/v1/customers', { config: { access: 'scoped' } }, async (req) => {
+    const scope = await scopeOf(req, storage);
+    return { customers: (await deps.customers.list()).filter((c) => scope.sees(c.groupId)) };
+  });
 
   app.post<{ Body: Static<typeof SetupBody> }>('/api/v1/customers/setup', { schema: { body: SetupBody } }, async (req) => {
     const result = await deps.customers.setup(req.body.customer, { ttlMs: req.body.ttlSec === undefined ? undefined : req.body.ttlSec * 1000 });

@@ -70,9 +70,9 @@ export function registerQuestionRoutes(app: FastifyInstance, deps: { questions: 
   });
 
   app.post<{ Params: Static<typeof IdParam>; Body: Static<typeof Answer> }>('/api/v1/questions/:id/answer', { schema: { params: IdParam, body: Answer } }, async (req) => {
-    const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    const token = m ? await storage.apiTokens.verify(m[1]!) : undefined;
-    const answered = await deps.questions.answer(req.params.id, req.body.resolution, `api-token:${token?.name ?? 'unknown'}`);
+    // Admins only (the route's default access): req.principal is set by the access check.
+    const who = req.principal ? `${req.principal.kind === 'session' ? 'user' : 'api-token'}:${req.principal.name}` : 'unknown';
+    const answered = await deps.questions.answer(req.params.id, req.body.resolution, who);
     return (await views([answered]))[0]!;
   });
 }

@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { describeError } from '../common/errors.js';
 import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
@@ -18,6 +19,8 @@ import type { AgentSession, SessionEvent } from './agent-session.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
 import { agentCommand, buildConsoleApi } from './console-api.js';
+import type { AuthSettings } from './console/auth.js';
+import { LiveFeed } from './console/live-feed.js';
 import { FailureLimiter } from './failure-limiter.js';
 import { GroupAdmin } from './group-admin.js';
 import type { HostResolver } from './health/public-hosts.js';
@@ -32,7 +35,9 @@ import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
+import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
+import { randomPassword } from './storage/users-store.js';
 
 /** Seams for tests and embedding. */
 export interface ServerOptions {
@@ -44,6 +49,8 @@ export interface ServerOptions {
   readonly fetchTree?: FetchTree;
   /** Resolves the public host names for the health report (default: the system resolver). */
   readonly resolveHost?: HostResolver;
+  /** Console login and session numbers (default: console/auth.ts). */
+  readonly auth?: AuthSettings;
 }
 
 /** A running (or ready to run) server. */
@@ -66,6 +73,13 @@ export interface RollcallServer {
   readonly consolePort: number;
   /** Stops listening, closes every agent channel with 1001, flushes, closes storage. */
   close(): Promise<void>;
+  /** The console's live feed. */
+  readonly feed: LiveFeed;
+  /**
+   * Makes the first console admin when no admin user exists: user `admin` with the configured
+   * password (ROLLCALL_ADMIN_PASSWORD) or a generated one, returned to be shown once.
+   */
+  createInitialAdminUser(): Promise<{ username: string; password: string | null } | undefined>;
   /** Makes the first admin API token on a fresh install; returns its secret, or undefined if one exists. */
   createInitialAdminToken(): Promise<string | undefined>;
   /** Writes `<data-dir>/cli.json` (mode 0600) so admin commands on this machine find the API. */
@@ -107,9 +121,16 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       now: now(),
     });
   };
-  const writer = new CheckinWriter((updates) => storage.db.transaction((tx) => storage.devices.applyCheckins(updates, tx)), {
-    flushDelayMs: config.flushDelayMs,
+  const journal = await CheckinJournal.open(path.join(config.dataDir, JOURNAL_FILE), storage, {
+    synchronous: config.synchronous,
+    onFoldError: (err) => log.warn({ err: describeError(err) }, 'check-in journal fold failed; retrying'),
   });
+  const writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: config.flushDelayMs, settle: () => journal.fold() });
+  const feed = new LiveFeed({ briefs: (ids) => storage.devices.briefs(ids), log: log.child({ component: 'feed' }) });
+  const onEvent = (e: SessionEvent): void => {
+    feed.publish(e);
+    opts.onEvent?.(e);
+  };
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
@@ -126,6 +147,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
+    onReject: (e) => feed.publish(e),
     session: {
       decoder: agentMessageDecoder(),
       registry,
@@ -136,7 +158,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       latestSeq: (id) => writer.latestSeq(id),
       settings: config,
       now,
-      onEvent: opts.onEvent,
+      onEvent,
       instanceId: storage.instanceId,
       listenerPorts: () => [
         { port: portOf(agentApp), role: 'agent', required: true },
@@ -191,6 +213,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     health: health.api,
     installers,
     questions,
+    feed,
+    auth: opts.auth,
   });
 
   const server: RollcallServer = {
@@ -202,6 +226,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     msp,
     customers,
     health,
+    feed,
     listeners,
     get agentPort() {
       return portOf(agentApp);
@@ -213,6 +238,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
       await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
       registry.startHeartbeat(config.pingIntervalMs);
+      journal.start();
       msp.startScheduler();
       health.start();
       log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
@@ -225,8 +251,18 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       consoleApp = undefined;
       await health.close();
       await writer.close();
+      await journal.close();
       await storage.db.close();
       log.info('server stopped');
+    },
+    async createInitialAdminUser() {
+      if (await storage.users.hasAdmin()) return undefined;
+      const password = config.adminPassword ?? randomPassword();
+      let username = 'admin';
+      for (let n = 2; !(await storage.users.isFree(username)); n += 1) username = `admin-${n}`;
+      await storage.users.create({ username, password, role: 'admin', homeGroupId: null, now: now() });
+      log.info({ user: username, passwordFrom: config.adminPassword ? 'environment' : 'generated' }, 'created the first console admin');
+      return { username, password: config.adminPassword ? null : password };
     },
     async createInitialAdminToken() {
       if ((await storage.apiTokens.count()) > 0) return undefined;

@@ -46,7 +46,7 @@ function recordAcks(agent: RunningAgent): number[] {
 }
 
 async function storedDevice(s: TestServer, id: string) {
-  return (await s.server.storage.devices.get(id))!;
+  return s.storedDevice(id);
 }
 
 /** Rewrites the server list an enrollment keeps (the failover order). */

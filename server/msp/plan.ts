@@ -10,7 +10,11 @@
  * two companies under one parent share a name the later one (by id) gets
  * its portal id appended; a group that already holds a name keeps it.
  */
+import { runAll, runSliced, type Steps } from '../cooperative.js';
 import type { PortalCompany, PortalTree } from './tree.js';
+
+/** Companies handled between two yields of the sliced planner. */
+const STEP = 256;
 
 /** A synced company as stored. */
 export interface StoredCompany {
@@ -61,10 +65,29 @@ export function isEmptyPlan(p: SyncPlan): boolean {
 
 /** Computes the plan for one account. `rootGroupId` is the account's root group. */
 export function planSync(tree: PortalTree, stored: readonly StoredCompany[], rootGroupId: string): SyncPlan {
+  return runAll(planSteps(tree, stored, rootGroupId));
+}
+
+/** {@link planSync} in slices, letting the event loop run in between (large accounts, on a busy server). */
+export function planSyncSliced(tree: PortalTree, stored: readonly StoredCompany[], rootGroupId: string): Promise<SyncPlan> {
+  return runSliced(planSteps(tree, stored, rootGroupId));
+}
+
+function* planSteps(tree: PortalTree, stored: readonly StoredCompany[], rootGroupId: string): Steps<SyncPlan> {
+  let n = 0;
   const accountId = tree.account.id;
-  const byExternal = new Map(stored.map((s) => [s.externalId, s]));
-  const externalOfGroup = new Map<string, string>([[rootGroupId, accountId], ...stored.map((s) => [s.groupId, s.externalId] as [string, string])]);
-  const fetchedIds = new Set(tree.companies.map((c) => c.id));
+  const byExternal = new Map<string, StoredCompany>();
+  const externalOfGroup = new Map<string, string>([[rootGroupId, accountId]]);
+  for (const s of stored) {
+    if (++n % STEP === 0) yield;
+    byExternal.set(s.externalId, s);
+    externalOfGroup.set(s.groupId, s.externalId);
+  }
+  const fetchedIds = new Set<string>();
+  for (const c of tree.companies) {
+    if (++n % STEP === 0) yield;
+    fetchedIds.add(c.id);
+  }
 
   // Names held under each parent by groups that stay where they are (unlinked ones).
   const taken = new Map<string, Set<string>>();
@@ -74,6 +97,7 @@ export function planSync(tree: PortalTree, stored: readonly StoredCompany[], roo
     set.add(name);
   };
   for (const s of stored) {
+    if (++n % STEP === 0) yield;
     if (!fetchedIds.has(s.externalId)) take(externalOfGroup.get(s.parentGroupId) ?? `group:${s.parentGroupId}`, s.groupName);
   }
 
@@ -81,6 +105,7 @@ export function planSync(tree: PortalTree, stored: readonly StoredCompany[], roo
   const finalName = new Map<string, string>();
   const byParent = new Map<string, PortalCompany[]>();
   for (const c of tree.companies) {
+    if (++n % STEP === 0) yield;
     const list = byParent.get(c.parentId!) ?? [];
     list.push(c);
     byParent.set(c.parentId!, list);
@@ -92,6 +117,7 @@ export function planSync(tree: PortalTree, stored: readonly StoredCompany[], roo
     };
     const ordered = [...children].sort((a, b) => Number(keeps(b)) - Number(keeps(a)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const c of ordered) {
+      if (++n % STEP === 0) yield;
       const used = taken.get(parent) ?? new Set<string>();
       let name = c.name;
       for (let n = 1; used.has(name); n += 1) name = n === 1 ? `${c.name} (${c.id})` : `${c.name} (${c.id}-${n})`;
@@ -105,6 +131,7 @@ export function planSync(tree: PortalTree, stored: readonly StoredCompany[], roo
   const companyUpdates: { groupId: string; company: PortalCompany; relink: boolean }[] = [];
   const counts = { added: 0, renamed: 0, moved: 0, unlinked: 0, relinked: 0, updated: 0 };
   for (const c of tree.companies) {
+    if (++n % STEP === 0) yield;
     const s = byExternal.get(c.id);
     const name = finalName.get(c.id)!;
     if (!s) {
@@ -125,7 +152,11 @@ export function planSync(tree: PortalTree, stored: readonly StoredCompany[], roo
       else if (!renamed) counts.updated += 1;
     }
   }
-  const unlinks = stored.filter((s) => s.present && !fetchedIds.has(s.externalId)).map((s) => s.groupId);
+  const unlinks: string[] = [];
+  for (const s of stored) {
+    if (++n % STEP === 0) yield;
+    if (s.present && !fetchedIds.has(s.externalId)) unlinks.push(s.groupId);
+  }
   counts.unlinked = unlinks.length;
   return { creates, groupChanges, companyUpdates, unlinks, counts };
 }

@@ -10,6 +10,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { RollcallError } from '../../common/errors.js';
+import { portalAgent } from './portal-http.js';
 import { PortalSession, type MaintenancePolicy } from './portal-session.js';
 import { MAX_PAGE_SIZE, parseCompanyDetail, parseCompanyPage, parseCurrentUser, PortalCall, quote } from './portal-shapes.js';
 import { ACCOUNT_TYPES, TREE_LIMITS, validateTree, type PortalCompany, type PortalTree } from './tree.js';
@@ -142,8 +143,9 @@ export async function fetchPortalTree(opts: PortalApiOptions): Promise<PortalTre
   const onCallerAbort = (): void => ctl.abort(new RollcallError('SYNC_PORTAL_ABORTED', 'the MSP portal sync was cancelled'));
   if (opts.signal?.aborted) onCallerAbort();
   opts.signal?.addEventListener('abort', onCallerAbort, { once: true });
+  const agent = portalAgent(o.base, o.concurrency + 2); // the walk's calls, plus a token renewal and a spare
   try {
-    const session = await PortalSession.login({ ...o, signal: ctl.signal });
+    const session = await PortalSession.login({ ...o, signal: ctl.signal, agent });
     const companyId = parseCurrentUser(await session.call(PortalCall.USER_CURRENT, {}));
     const detail = parseCompanyDetail(await session.call(PortalCall.COMPANY_DETAIL, { companyId }, `for company ${quote(companyId)}`));
     if (detail.id !== companyId) {
@@ -156,6 +158,7 @@ export async function fetchPortalTree(opts: PortalApiOptions): Promise<PortalTre
   } finally {
     clearTimeout(deadline);
     opts.signal?.removeEventListener('abort', onCallerAbort);
+    agent.destroy();
   }
 }
 

@@ -7,6 +7,8 @@
  * Statuses are not interpreted here (the session does that), except that
  * the body of a non-2xx answer is discarded unread.
  */
+import http from 'node:http';
+import https from 'node:https';
 import { RollcallError } from '../../common/errors.js';
 import type { PortalCall } from './portal-shapes.js';
 
@@ -22,6 +24,8 @@ export interface PortalRequest {
   readonly maxResponseBytes: number;
   /** Aborted when the whole fetch is over (deadline, caller, or a failure elsewhere); its reason is rethrown. */
   readonly signal: AbortSignal;
+  /** Connection pool to use (keep-alive across the calls of one fetch); a fresh connection when absent. */
+  readonly agent?: http.Agent;
 }
 
 /** A portal answer: status, parsed JSON body (2xx only) and the Retry-After delay, if any. */
@@ -41,28 +45,6 @@ function parseRetryAfter(header: string | null): number | undefined {
   return Number(header.trim()) * 1000;
 }
 
-/** Reads a body stream up to `limit` bytes; throws SYNC_PORTAL_RESPONSE_TOO_LARGE past it. */
-async function readCapped(body: ReadableStream<Uint8Array>, limit: number, call: PortalCall): Promise<Buffer> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        throw new RollcallError('SYNC_PORTAL_RESPONSE_TOO_LARGE', `the MSP portal's answer to ${callName(call)} is larger than ${limit} bytes`);
-      }
-      chunks.push(value);
-    }
-  } finally {
-    // Stops the transfer when we gave up early; a no-op after a complete read.
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(chunks, size);
-}
-
 function parseJson(bytes: Buffer, call: PortalCall): unknown {
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -72,19 +54,25 @@ function parseJson(bytes: Buffer, call: PortalCall): unknown {
   }
 }
 
-/** Turns whatever fetch or the body stream threw into one of our errors. */
+/** Turns whatever the request threw into one of our errors. */
 function classify(err: unknown, req: PortalRequest, local: AbortSignal): RollcallError {
   if (err instanceof RollcallError) return err;
   if (local.aborted && local.reason instanceof RollcallError) return local.reason;
   if (req.signal.aborted && req.signal.reason instanceof RollcallError) return req.signal.reason;
-  // `fetch failed` hides the useful part (ECONNREFUSED, ENOTFOUND…) in its cause.
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
-  const detail = cause instanceof Error ? (('code' in cause && typeof cause.code === 'string' ? cause.code : cause.message) ?? '') : String(cause);
+  const detail = err instanceof Error ? (('code' in err && typeof err.code === 'string' ? err.code : err.message) ?? '') : String(err);
   return new RollcallError('SYNC_PORTAL_UNREACHABLE', `cannot reach the MSP portal at ${req.base.origin} (${detail.slice(0, 120)})`, { retryable: true, cause: err });
 }
 
+/** Keep-alive connections for the calls of one fetch; destroy it when the fetch is over. */
+export function portalAgent(base: URL, maxSockets: number): http.Agent {
+  const opts = { keepAlive: true, maxSockets };
+  return base.protocol === 'https:' ? new https.Agent(opts) : new http.Agent(opts);
+}
+
 /**
- * Sends one POST with a JSON body and reads the answer.
+ * Sends one POST with a JSON body and reads the answer, with Node's own
+ * HTTP client (lighter on the event loop than fetch: a sync makes hundreds
+ * of these while agents are checking in).
  * Throws RollcallError: SYNC_PORTAL_UNREACHABLE, SYNC_PORTAL_TIMEOUT,
  * SYNC_PORTAL_RESPONSE_TOO_LARGE, SYNC_PORTAL_BAD_RESPONSE (2xx that is not
  * JSON), or the reason `req.signal` was aborted with.
@@ -98,35 +86,73 @@ export async function postJson(req: PortalRequest): Promise<PortalResponse> {
   const onOuterAbort = (): void => local.abort(req.signal.reason);
   req.signal.addEventListener('abort', onOuterAbort, { once: true });
   try {
-    const res = await fetch(new URL(req.call, req.base), {
-      method: 'POST',
-      headers: {
-        accept: 'application/json',
-        'content-type': 'application/json',
-        ...(req.accessToken === undefined ? {} : { authorization: `Bearer ${req.accessToken}` }),
-      },
-      body: JSON.stringify(req.body),
-      // A redirect would carry the bearer token elsewhere, or turn the POST into a GET.
-      redirect: 'manual',
-      signal: local.signal,
-    });
-    const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
-    if (res.status < 200 || res.status > 299) {
-      await res.body?.cancel().catch(() => undefined);
-      return { status: res.status, body: undefined, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
-    }
-    const declared = Number(res.headers.get('content-length') ?? NaN);
-    if (declared > req.maxResponseBytes) {
-      await res.body?.cancel().catch(() => undefined);
-      throw new RollcallError('SYNC_PORTAL_RESPONSE_TOO_LARGE', `the MSP portal's answer to ${callName(req.call)} is ${declared} bytes long; at most ${req.maxResponseBytes} are accepted`);
-    }
-    const bytes = res.body ? await readCapped(res.body, req.maxResponseBytes, req.call) : Buffer.alloc(0);
-    return { status: res.status, body: parseJson(bytes, req.call) };
+    return await exchange(req, local.signal);
   } catch (err) {
-    local.abort(); // ends a transfer still running after a failure
     throw classify(err, req, local.signal);
   } finally {
     clearTimeout(timer);
     req.signal.removeEventListener('abort', onOuterAbort);
   }
+}
+
+function exchange(req: PortalRequest, signal: AbortSignal): Promise<PortalResponse> {
+  const url = new URL(req.call, req.base);
+  const payload = Buffer.from(JSON.stringify(req.body));
+  const send = url.protocol === 'https:' ? https.request : http.request;
+  return new Promise<PortalResponse>((resolve, reject) => {
+    const fail = (err: unknown): void => {
+      request.destroy(); // ends a transfer still running: a body past the cap, a deadline, an abort
+      reject(err);
+    };
+    const onAbort = (): void => fail(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    // A redirect is not followed: it would carry the bearer token elsewhere, or turn the POST into a GET.
+    const request = send(url, {
+      method: 'POST',
+      agent: req.agent,
+      headers: {
+        accept: 'application/json',
+        'content-type': 'application/json',
+        'content-length': payload.length,
+        ...(req.accessToken === undefined ? {} : { authorization: `Bearer ${req.accessToken}` }),
+      },
+    });
+    request.on('error', (err) => fail(err));
+    request.on('close', () => signal.removeEventListener('abort', onAbort));
+    request.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      const header = res.headers['retry-after'];
+      const retryAfterMs = parseRetryAfter(typeof header === 'string' ? header : null);
+      if (status < 200 || status > 299) {
+        res.resume(); // discarded unread, the connection stays reusable
+        res.on('end', () => resolve({ status, body: undefined, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) }));
+        res.on('error', fail);
+        return;
+      }
+      const declared = Number(res.headers['content-length'] ?? NaN);
+      if (declared > req.maxResponseBytes) {
+        fail(new RollcallError('SYNC_PORTAL_RESPONSE_TOO_LARGE', `the MSP portal's answer to ${callName(req.call)} is ${declared} bytes long; at most ${req.maxResponseBytes} are accepted`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > req.maxResponseBytes) {
+          fail(new RollcallError('SYNC_PORTAL_RESPONSE_TOO_LARGE', `the MSP portal's answer to ${callName(req.call)} is larger than ${req.maxResponseBytes} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('error', fail);
+      res.on('end', () => {
+        try {
+          resolve({ status, body: parseJson(Buffer.concat(chunks, size), req.call) });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    request.end(payload);
+  });
 }

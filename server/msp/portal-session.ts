@@ -13,6 +13,7 @@
  *
  * Tokens and the password never appear in an error message.
  */
+import type { Agent } from 'node:http';
 import { backoffDelay, type BackoffPolicy } from '../../common/backoff.js';
 import { RollcallError } from '../../common/errors.js';
 import { callName, postJson, type PortalResponse } from './portal-http.js';
@@ -34,6 +35,8 @@ export interface SessionSettings {
   readonly tokenRenewAfterMs: number;
   readonly maintenance: MaintenancePolicy;
   readonly signal: AbortSignal;
+  /** Keep-alive connections shared by the session's calls. */
+  readonly agent?: Agent;
   readonly now: () => number;
   readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   readonly random: () => number;
@@ -120,6 +123,7 @@ async function send(s: SessionSettings, call: PortalCall, body: unknown, accessT
       timeoutMs: s.requestTimeoutMs,
       maxResponseBytes: s.maxResponseBytes,
       signal: s.signal,
+      ...(s.agent === undefined ? {} : { agent: s.agent }),
       ...(accessToken === undefined ? {} : { accessToken }),
     });
     if (res.status !== MAINTENANCE_STATUS) return res;

@@ -10,12 +10,13 @@
  */
 import type { Logger } from 'pino';
 import { describeError, RollcallError } from '../../common/errors.js';
+import type { Sql } from '../storage/db.js';
 import type { Storage } from '../storage/index.js';
 import { ROOT_GROUP_ID } from '../storage/migrations.js';
 import type { MspAccount, SyncRun } from '../storage/msp-store.js';
-import { isEmptyPlan, planSync } from './plan.js';
+import { isEmptyPlan, planSyncSliced } from './plan.js';
 import type { SecretBox } from './secret-box.js';
-import { validateTree, type PortalTree } from './tree.js';
+import { validateTreeSliced, type PortalTree } from './tree.js';
 
 /** Where a tree comes from. */
 export type FetchSpec =
@@ -84,7 +85,7 @@ export class MspSync {
   async link(spec: FetchSpec, requested?: 'msp' | 'business'): Promise<{ account: MspAccount; run: SyncRun }> {
     const { storage, now } = this.deps;
     const startedAt = now();
-    const tree = validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
+    const tree = await validateTreeSliced(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
     const portal = portalOf(tree, requested);
     const sealed = spec.kind === 'api' ? this.deps.secrets.seal(spec.password) : null;
     const account = await storage.db.transaction(async (tx) => {
@@ -117,7 +118,7 @@ export class MspSync {
 
   /** Asks a portal (or reads an export) which account, of which portal, the given credentials belong to. */
   async identify(spec: FetchSpec, requested?: 'msp' | 'business'): Promise<{ account: PortalTree['account']; portal: 'msp' | 'business' }> {
-    const tree = validateTree(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
+    const tree = await validateTreeSliced(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
     return { account: tree.account, portal: portalOf(tree, requested) };
   }
 
@@ -141,7 +142,7 @@ export class MspSync {
         account.source === 'file'
           ? { kind: 'file', path: account.filePath! }
           : { kind: 'api', baseUrl: account.apiBaseUrl!, user: account.apiUser!, password: this.deps.secrets.open(account.apiSecret!) };
-      tree = validateTree(await this.deps.fetchTree(spec, (n) => (state.fetched = n), this.abort.signal));
+      tree = await validateTreeSliced(await this.deps.fetchTree(spec, (n) => (state.fetched = n), this.abort.signal));
       if (tree.account.id !== account.externalId) {
         throw new RollcallError('SYNC_ACCOUNT_MISMATCH', `the portal answered for account ${tree.account.id}, but ${account.externalId} is linked`);
       }
@@ -154,18 +155,30 @@ export class MspSync {
 
   private async applyTree(account: MspAccount, tree: PortalTree, trigger: string, startedAt: number): Promise<SyncRun> {
     const { storage, now } = this.deps;
+    // Plans are made in slices and writes go in statement-sized steps, so check-ins keep flowing during a sync.
+    const plan = async (sql: Sql) => {
+      const stored = await storage.msp.companies(account.id, sql);
+      const planned = await planSyncSliced(tree, stored, account.rootGroupId);
+      const root = await sql.get<{ name: string }>('SELECT name FROM groups WHERE id = ?', [account.rootGroupId]);
+      const rootRenamed = root?.name !== tree.account.name && !root?.name.startsWith(`${tree.account.name} (`);
+      return { stored, planned, rootRenamed };
+    };
     try {
-      const counts = await storage.db.transaction(async (tx) => {
-        const plan = planSync(tree, await storage.msp.companies(account.id, tx), account.rootGroupId);
-        const root = await tx.get<{ name: string }>('SELECT name FROM groups WHERE id = ?', [account.rootGroupId]);
-        const rootRenamed = root?.name !== tree.account.name && !root?.name.startsWith(`${tree.account.name} (`);
-        if (rootRenamed) {
-          await tx.run('UPDATE groups SET name = ? WHERE id = ?', [tree.account.name, account.rootGroupId]);
-          await tx.run('UPDATE msp_accounts SET name = ? WHERE id = ?', [tree.account.name, account.id]);
-        }
-        if (!isEmptyPlan(plan)) await storage.msp.applyPlan(account, plan, now(), tx);
-        return { ...plan.counts, renamed: plan.counts.renamed + (rootRenamed ? 1 : 0) };
-      });
+      // A first look outside any transaction: a sync with nothing to change writes nothing and takes no write lock.
+      const first = await plan(storage.db);
+      const counts =
+        isEmptyPlan(first.planned) && !first.rootRenamed
+          ? first.planned.counts
+          : await storage.db.transaction(async (tx) => {
+              // Planned again inside the transaction, so that it is made from exactly what it changes.
+              const { stored, planned, rootRenamed } = await plan(tx);
+              if (rootRenamed) {
+                await tx.run('UPDATE groups SET name = ? WHERE id = ?', [tree.account.name, account.rootGroupId]);
+                await tx.run('UPDATE msp_accounts SET name = ? WHERE id = ?', [tree.account.name, account.id]);
+              }
+              if (!isEmptyPlan(planned)) await storage.msp.applyPlan(account, planned, stored, now(), tx);
+              return { ...planned.counts, renamed: planned.counts.renamed + (rootRenamed ? 1 : 0) };
+            });
       const run = await storage.msp.recordRun({
         accountId: account.id,
         source: account.source,

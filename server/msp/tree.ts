@@ -8,6 +8,7 @@
  * with one clear reason, so a sync never applies half a tree.
  */
 import { RollcallError } from '../../common/errors.js';
+import { runAll, runSliced, type Steps } from '../cooperative.js';
 
 /** Entity type codes of the portal (see ../shared/domain.md). */
 export const EntityType = {
@@ -63,10 +64,15 @@ export interface PortalTree {
 /** Limits that keep a hostile source from exhausting us. */
 export const TREE_LIMITS = Object.freeze({ maxCompanies: 200_000, maxDepth: 16, maxNameLength: 256, maxIdLength: 128 });
 
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+/** Companies handled between two yields of the sliced validation. */
+const STEP = 256;
+
 function checkText(what: string, value: unknown, max: number): string {
   if (typeof value !== 'string' || value.trim().length === 0) throw new RollcallError('SYNC_INVALID_TREE', `${what} is missing or empty`);
   if (value.length > max) throw new RollcallError('SYNC_INVALID_TREE', `${what} is ${value.length} characters long; at most ${max} are allowed`);
-  if ([...value].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) {
+  if (CONTROL_CHARACTER.test(value)) {
     throw new RollcallError('SYNC_INVALID_TREE', `${what} contains control characters`);
   }
   return value;
@@ -78,6 +84,15 @@ function checkText(what: string, value: unknown, max: number): string {
  * their subtrees) are dropped from the returned tree.
  */
 export function validateTree(tree: PortalTree): PortalTree {
+  return runAll(validationSteps(tree));
+}
+
+/** {@link validateTree} in slices, letting the event loop run in between (large trees, on a busy server). */
+export function validateTreeSliced(tree: PortalTree): Promise<PortalTree> {
+  return runSliced(validationSteps(tree));
+}
+
+function* validationSteps(tree: PortalTree): Steps<PortalTree> {
   const { account } = tree;
   checkText('the account id', account.id, TREE_LIMITS.maxIdLength);
   checkText(`the name of account ${account.id}`, account.name, TREE_LIMITS.maxNameLength);
@@ -88,7 +103,9 @@ export function validateTree(tree: PortalTree): PortalTree {
     throw new RollcallError('SYNC_INVALID_TREE', `the structure has ${tree.companies.length} companies; at most ${TREE_LIMITS.maxCompanies} are supported`);
   }
   const byId = new Map<string, PortalCompany>([[account.id, account]]);
+  let n = 0;
   for (const c of tree.companies) {
+    if (++n % STEP === 0) yield;
     checkText('a company id', c.id, TREE_LIMITS.maxIdLength);
     checkText(`the name of company ${c.id}`, c.name, TREE_LIMITS.maxNameLength);
     if (byId.has(c.id)) throw new RollcallError('SYNC_INVALID_TREE', `company id ${c.id} appears twice`);
@@ -117,12 +134,21 @@ export function validateTree(tree: PortalTree): PortalTree {
     if (own > TREE_LIMITS.maxDepth) throw new RollcallError('SYNC_INVALID_TREE', `company ${c.id} is nested ${own} levels deep; at most ${TREE_LIMITS.maxDepth} are supported`);
     return own;
   };
-  for (const c of tree.companies) resolveDepth(c);
+  for (const c of tree.companies) {
+    if (++n % STEP === 0) yield;
+    resolveDepth(c);
+  }
   // Keep only importable types whose whole ancestry below the account is importable and not a customer.
   const kept = new Set<string>([account.id]);
-  const sorted = [...tree.companies].sort((a, b) => depthOf.get(a.id)! - depthOf.get(b.id)!);
+  // Parents before children: bucket by depth (stable, linear, and sliceable unlike a sort).
+  const byDepth: PortalCompany[][] = Array.from({ length: TREE_LIMITS.maxDepth + 1 }, () => []);
+  for (const c of tree.companies) {
+    if (++n % STEP === 0) yield;
+    byDepth[depthOf.get(c.id)!]!.push(c);
+  }
   const companies: PortalCompany[] = [];
-  for (const c of sorted) {
+  for (const c of byDepth.flat()) {
+    if (++n % STEP === 0) yield;
     if (IMPORTED_TYPES.has(c.type) && kept.has(c.parentId!)) {
       if (c.type !== EntityType.CUSTOMER) kept.add(c.id); // customers are leaves: anything below one is not imported
       companies.push(c);

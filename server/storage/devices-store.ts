@@ -104,6 +104,75 @@ const toDevice = (r: DeviceRow): Device => ({
   possibleCloneAt: r.possible_clone_at,
 });
 
+/** Sort keys of the paged device list. */
+export const DEVICE_SORTS = ['hostname', 'lastContact', 'enrolledAt'] as const;
+export type DeviceSort = (typeof DEVICE_SORTS)[number];
+
+/** One page request of the device list. Every filter is optional; all given ones must hold. */
+export interface DevicePageQuery {
+  /** Only devices in these groups; null: every group. */
+  readonly groupIds: readonly string[] | null;
+  /** Case-insensitive substring of the hostname or address, or an exact device id. */
+  readonly text?: string;
+  /** Last contact (the later of check-in and hello) at or after this time. */
+  readonly contactSince?: number;
+  /** Last contact before this time. */
+  readonly contactBefore?: number;
+  /** Never contacted. */
+  readonly neverContacted?: boolean;
+  /** Only these device ids (e.g. the connected ones), or none of them. */
+  readonly ids?: { readonly include: boolean; readonly list: readonly string[] };
+  /** Revoked only (true), unrevoked only (false), or both. */
+  readonly revoked?: boolean;
+  readonly sort: DeviceSort;
+  readonly descending: boolean;
+  readonly limit: number;
+  readonly offset: number;
+}
+
+/** The last-contact expression, written exactly as the devices_last_contact index is. */
+const LAST_CONTACT = 'max(ifnull(last_checkin_at, 0), ifnull(last_connected_at, 0))';
+
+/** The WHERE clause and parameters of a device page query (exported for the query-plan test). */
+export function devicePageWhere(q: Omit<DevicePageQuery, 'sort' | 'descending' | 'limit' | 'offset'>): { where: string; params: SqlValue[] } {
+  const terms: string[] = [];
+  const params: SqlValue[] = [];
+  if (q.groupIds && q.groupIds.length === 1) {
+    terms.push('group_id = ?'); // one group: the page comes in order straight from devices_group_hostname
+    params.push(q.groupIds[0]!);
+  } else if (q.groupIds) {
+    terms.push('group_id IN (SELECT value FROM json_each(?))');
+    params.push(JSON.stringify(q.groupIds));
+  }
+  if (q.text) {
+    const like = `%${q.text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    terms.push("(lower(hostname) LIKE ? ESCAPE '\\' OR ifnull(last_address, '') LIKE ? ESCAPE '\\' OR id = ?)");
+    params.push(like, like, q.text);
+  }
+  if (q.contactSince !== undefined) {
+    terms.push(`${LAST_CONTACT} >= ?`);
+    params.push(q.contactSince);
+  }
+  if (q.contactBefore !== undefined) {
+    terms.push(`${LAST_CONTACT} > 0 AND ${LAST_CONTACT} < ?`);
+    params.push(q.contactBefore);
+  }
+  if (q.neverContacted) terms.push(`${LAST_CONTACT} = 0`);
+  if (q.ids) {
+    terms.push(`id ${q.ids.include ? '' : 'NOT '}IN (SELECT value FROM json_each(?))`);
+    params.push(JSON.stringify(q.ids.list));
+  }
+  if (q.revoked !== undefined) terms.push(q.revoked ? 'revoked_at IS NOT NULL' : 'revoked_at IS NULL');
+  return { where: terms.length > 0 ? `WHERE ${terms.join(' AND ')}` : '', params };
+}
+
+/** The ORDER BY of a device page (exported for the query-plan test). */
+export function devicePageOrder(sort: DeviceSort, descending: boolean): string {
+  const dir = descending ? 'DESC' : 'ASC';
+  const key = sort === 'hostname' ? 'hostname' : sort === 'lastContact' ? LAST_CONTACT : 'enrolled_at';
+  return `ORDER BY ${key} ${dir}, id ${dir}`;
+}
+
 /** Rows per multi-row statement: 5 parameters each stays far below SQLite's limit. */
 const CHECKIN_CHUNK = 1000;
 
@@ -138,6 +207,29 @@ export class DevicesStore {
     const where = groupIds ? `WHERE group_id IN (${groupIds.map(() => '?').join(',')})` : '';
     const rows = await this.sql.all<DeviceRow>(`SELECT * FROM devices ${where} ORDER BY hostname, id`, groupIds ?? []);
     return rows.map(toDevice);
+  }
+
+  /** One page of the device list and the number of devices that match its filters. */
+  async page(q: DevicePageQuery): Promise<{ devices: Device[]; total: number }> {
+    if (q.groupIds && q.groupIds.length === 0) return { devices: [], total: 0 };
+    const { where, params } = devicePageWhere(q);
+    const rows = await this.sql.all<DeviceRow>(`SELECT * FROM devices ${where} ${devicePageOrder(q.sort, q.descending)} LIMIT ? OFFSET ?`, [
+      ...params,
+      q.limit,
+      q.offset,
+    ]);
+    const total = (await this.sql.get<{ n: number }>(`SELECT count(*) AS n FROM devices ${where}`, params))?.n ?? 0;
+    return { devices: rows.map(toDevice), total };
+  }
+
+  /** Hostname and group of some devices (for the live feed), by id. */
+  async briefs(ids: readonly string[]): Promise<Map<string, { hostname: string; groupId: string }>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.sql.all<{ id: string; hostname: string; group_id: string }>(
+      'SELECT id, hostname, group_id FROM devices WHERE id IN (SELECT value FROM json_each(?))',
+      [JSON.stringify(ids)],
+    );
+    return new Map(rows.map((r) => [r.id, { hostname: r.hostname, groupId: r.group_id }]));
   }
 
   /** Marks a device revoked; returns false when it was unknown or already revoked. */

@@ -9,6 +9,7 @@ import { DevicesStore } from './devices-store.js';
 import { ApiTokensStore, EnrollmentTokensStore } from './tokens-store.js';
 import { MspStore } from './msp-store.js';
 import { UsersStore } from './users-store.js';
+import { SessionsStore } from './sessions-store.js';
 import { MetaStore } from './meta-store.js';
 import { EvidenceStore } from './evidence-store.js';
 import { QuestionsStore } from './questions-store.js';
@@ -22,6 +23,8 @@ export interface Storage {
   readonly apiTokens: ApiTokensStore;
   readonly msp: MspStore;
   readonly users: UsersStore;
+  /** Console login sessions. */
+  readonly sessions: SessionsStore;
   readonly meta: MetaStore;
   readonly evidence: EvidenceStore;
   readonly questions: QuestionsStore;
@@ -47,6 +50,7 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       apiTokens: new ApiTokensStore(db),
       msp: new MspStore(db),
       users: new UsersStore(db),
+      sessions: new SessionsStore(db),
       meta: new MetaStore(db),
       evidence: new EvidenceStore(db),
       questions: new QuestionsStore(db),

@@ -275,6 +275,32 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 5,
+    description: 'console: login sessions, login lockout, scoped API tokens, device page indexes',
+    // Session ids are stored hashed (SHA-256), like API tokens. The device indexes serve the console's
+    // paged device list: by hostname (all devices, or one group), and by last contact.
+    sql: `
+      CREATE TABLE console_sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        address TEXT,
+        created_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+      CREATE INDEX console_sessions_user ON console_sessions(user_id);
+      CREATE INDEX console_sessions_expiry ON console_sessions(expires_at);
+      ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE users ADD COLUMN locked_until INTEGER;
+      ALTER TABLE api_tokens ADD COLUMN home_group_id TEXT REFERENCES groups(id);
+      CREATE INDEX devices_hostname ON devices(hostname, id);
+      CREATE INDEX devices_group_hostname ON devices(group_id, hostname, id);
+      DROP INDEX devices_group; -- devices_group_hostname covers every lookup it served
+      CREATE INDEX devices_last_contact ON devices(max(ifnull(last_checkin_at, 0), ifnull(last_connected_at, 0)), id);
+    `,
+  },
+  {
     version: 6,
     description: 'questions for the admin (clones, hardware changes), their history, per-device answers that stick',
     sql: `

@@ -124,15 +124,15 @@ export interface LinkFacts {
 
 const newGroupId = (): string => `grp_${crypto.randomBytes(8).toString('hex')}`;
 
-/** Rows per multi-row statement (8 parameters each stays far below SQLite's limit). */
-const ROWS_PER_STATEMENT = 500;
+/** Rows per multi-row statement: few enough statements, each short enough to build between two check-ins. */
+const ROWS_PER_STATEMENT = 200;
+/** Companies read per query. */
+const COMPANY_PAGE = 1000;
 
 async function insertRows(sql: Sql, into: string, rows: readonly SqlValue[][]): Promise<void> {
-  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-    const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
-    const placeholders = chunk.map((r) => `(${r.map(() => '?').join(', ')})`).join(', ');
-    await sql.run(`INSERT INTO ${into} VALUES ${placeholders}`, chunk.flat());
-  }
+  if (rows.length === 0) return;
+  const placeholders = rows.map((r) => `(${r.map(() => '?').join(', ')})`).join(', ');
+  await sql.run(`INSERT INTO ${into} VALUES ${placeholders}`, rows.flat());
 }
 
 /** Storage of MSP accounts, companies and sync runs. */
@@ -175,11 +175,23 @@ export class MspStore {
     return (await sql.run('UPDATE msp_accounts SET linked = 0, unlinked_at = ? WHERE id = ? AND linked = 1', [now, id])).changes === 1;
   }
 
-  /** Every synced company of every account (or of one), with group name and parent. */
+  /**
+   * Every synced company of every account (or of one), with group name and
+   * parent. Read in pages, so that no single callback turns thousands of
+   * rows into objects while check-ins wait.
+   */
   async companies(accountId?: string, sql: Sql = this.sql): Promise<MspCompany[]> {
-    const where = accountId ? 'WHERE c.account_id = ?' : '';
-    const rows = await sql.all<Row>(`SELECT c.*, g.name, g.parent_id FROM msp_companies c JOIN groups g ON g.id = c.group_id ${where}`, accountId ? [accountId] : []);
-    return rows.map(toCompany);
+    const out: MspCompany[] = [];
+    for (let after = 0; ; ) {
+      const rows = await sql.all<Row>(
+        `SELECT c.rowid AS row_id, c.*, g.name, g.parent_id FROM msp_companies c JOIN groups g ON g.id = c.group_id
+         WHERE c.rowid > ? ${accountId ? 'AND c.account_id = ?' : ''} ORDER BY c.rowid LIMIT ${COMPANY_PAGE}`,
+        accountId ? [after, accountId] : [after],
+      );
+      for (const r of rows) out.push(toCompany(r));
+      if (rows.length < COMPANY_PAGE) return out;
+      after = rows[rows.length - 1]!.row_id as number;
+    }
   }
 
   /** The synced company a group stands for, if any. */
@@ -198,25 +210,33 @@ export class MspStore {
     await sql.run('DELETE FROM msp_companies WHERE group_id = ?', [groupId]);
   }
 
-  /** Writes a sync plan; call inside a transaction. */
-  async applyPlan(account: MspAccount, plan: SyncPlan, now: number, sql: Sql): Promise<void> {
+  /**
+   * Writes a sync plan; call inside a transaction, with the stored companies
+   * the plan was made from. Rows are built and inserted a statement's worth
+   * at a time, so the event loop runs between statements.
+   */
+  async applyPlan(account: MspAccount, plan: SyncPlan, stored: readonly StoredCompany[], now: number, sql: Sql): Promise<void> {
     const groupOf = new Map<string, string>([[account.externalId, account.rootGroupId]]);
-    for (const c of await this.companies(account.id, sql)) groupOf.set(c.externalId, c.groupId);
+    for (const c of stored) groupOf.set(c.externalId, c.groupId);
     // Park every changing group under a unique temporary name, so that swaps and moves never collide.
     for (const ch of plan.groupChanges) await sql.run('UPDATE groups SET name = ? WHERE id = ?', [`~sync~${ch.groupId}`, ch.groupId]);
-    // New groups: ids are made here, parents come before children, and rows go in as multi-row inserts.
-    const groupRows: SqlValue[][] = [];
-    const companyRows: SqlValue[][] = [];
-    for (const c of plan.creates) {
-      const id = newGroupId();
-      const parent = groupOf.get(c.parentExternalId);
-      if (!parent) throw new Error(`sync plan names an unknown parent ${c.parentExternalId}`);
-      groupRows.push([id, parent, c.name, 'static', now]);
-      companyRows.push([id, account.id, c.externalId, c.company.type, c.company.name, c.company.status, c.company.email, 1]);
-      groupOf.set(c.externalId, id);
+    // New groups: ids are made here, parents come before children (the plan keeps the tree's depth order).
+    for (let i = 0; i < plan.creates.length; i += ROWS_PER_STATEMENT) {
+      const groupRows: SqlValue[][] = [];
+      const companyRows: SqlValue[][] = [];
+      const chunk = plan.creates.slice(i, i + ROWS_PER_STATEMENT);
+      const random = crypto.randomBytes(8 * chunk.length).toString('hex');
+      for (const [k, c] of chunk.entries()) {
+        const id = `grp_${random.slice(16 * k, 16 * (k + 1))}`; // as newGroupId, one random draw per statement
+        const parent = groupOf.get(c.parentExternalId);
+        if (!parent) throw new Error(`sync plan names an unknown parent ${c.parentExternalId}`);
+        groupRows.push([id, parent, c.name, 'static', now]);
+        companyRows.push([id, account.id, c.externalId, c.company.type, c.company.name, c.company.status, c.company.email, 1]);
+        groupOf.set(c.externalId, id);
+      }
+      await insertRows(sql, 'groups (id, parent_id, name, kind, created_at)', groupRows);
+      await insertRows(sql, 'msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)', companyRows);
     }
-    await insertRows(sql, 'groups (id, parent_id, name, kind, created_at)', groupRows);
-    await insertRows(sql, 'msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)', companyRows);
     for (const ch of plan.groupChanges) {
       const parent = groupOf.get(ch.parentExternalId);
       if (!parent) throw new Error(`sync plan names an unknown parent ${ch.parentExternalId}`);

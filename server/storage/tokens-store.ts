@@ -116,27 +116,52 @@ export interface ApiToken {
   readonly createdAt: number;
   readonly lastUsedAt: number | null;
   readonly revokedAt: number | null;
+  /** Null: an admin token; else the token sees only this group's subtree, like a customer-scoped user. */
+  readonly homeGroupId: string | null;
 }
+
+type ApiTokenRow = { id: string; name: string; created_at: number; last_used_at: number | null; revoked_at: number | null; home_group_id: string | null };
+const toApiToken = (r: ApiTokenRow): ApiToken => ({
+  id: r.id,
+  name: r.name,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+  revokedAt: r.revoked_at,
+  homeGroupId: r.home_group_id,
+});
 
 /** Storage of console API tokens. */
 export class ApiTokensStore {
   constructor(private readonly sql: Sql) {}
 
-  /** Stores a new API token; the secret is returned once. */
-  async create(name: string, now: number): Promise<{ token: ApiToken; secret: string }> {
+  /** Stores a new API token (scoped to a home group, or an admin token); the secret is returned once. */
+  async create(name: string, now: number, homeGroupId: string | null = null): Promise<{ token: ApiToken; secret: string }> {
     const secret = newSecret(API_TOKEN_PREFIX);
     const id = `api_${crypto.randomBytes(6).toString('hex')}`;
-    await this.sql.run('INSERT INTO api_tokens (id, hash, name, created_at) VALUES (?, ?, ?, ?)', [id, hashToken(secret), name, now]);
-    return { token: { id, name, createdAt: now, lastUsedAt: null, revokedAt: null }, secret };
+    await this.sql.run('INSERT INTO api_tokens (id, hash, name, created_at, home_group_id) VALUES (?, ?, ?, ?, ?)', [id, hashToken(secret), name, now, homeGroupId]);
+    return { token: { id, name, createdAt: now, lastUsedAt: null, revokedAt: null, homeGroupId }, secret };
   }
 
   /** The live (non-revoked) token with this secret, if any. */
   async verify(secret: string): Promise<ApiToken | undefined> {
-    const row = await this.sql.get<{ id: string; name: string; created_at: number; last_used_at: number | null; revoked_at: number | null }>(
-      'SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL',
-      [hashToken(secret)],
-    );
-    return row && { id: row.id, name: row.name, createdAt: row.created_at, lastUsedAt: row.last_used_at, revokedAt: row.revoked_at };
+    const row = await this.sql.get<ApiTokenRow>('SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL', [hashToken(secret)]);
+    return row && toApiToken(row);
+  }
+
+  /** Every API token, newest first (never the secrets). */
+  async list(): Promise<ApiToken[]> {
+    return (await this.sql.all<ApiTokenRow>('SELECT * FROM api_tokens ORDER BY created_at DESC, id')).map(toApiToken);
+  }
+
+  /** One token by id. */
+  async get(id: string): Promise<ApiToken | undefined> {
+    const row = await this.sql.get<ApiTokenRow>('SELECT * FROM api_tokens WHERE id = ?', [id]);
+    return row && toApiToken(row);
+  }
+
+  /** Revokes a token; returns false when unknown or already revoked. */
+  async revoke(id: string, now: number): Promise<boolean> {
+    return (await this.sql.run('UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id])).changes === 1;
   }
 
   /** Number of API tokens ever made (0 on a fresh install). */

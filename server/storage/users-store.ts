@@ -52,7 +52,32 @@ export function randomPassword(): string {
   return crypto.randomBytes(18).toString('base64url');
 }
 
-type Row = { id: string; username: string; role: UserRole; home_group_id: string | null; created_at: number; disabled_at: number | null; password_hash: string };
+type Row = {
+  id: string;
+  username: string;
+  role: UserRole;
+  home_group_id: string | null;
+  created_at: number;
+  disabled_at: number | null;
+  password_hash: string;
+  failed_logins: number;
+  locked_until: number | null;
+};
+
+/** The outcome of a login attempt against the user table. */
+export type LoginCheck =
+  | { readonly ok: true; readonly user: User }
+  | { readonly ok: false; readonly reason: 'unknown' | 'disabled' | 'bad_password' }
+  | { readonly ok: false; readonly reason: 'locked'; readonly lockedUntil: number };
+
+/** Lockout policy: this many failed passwords in a row lock the user for `lockMs`. */
+export interface LockoutPolicy {
+  readonly maxFailures: number;
+  readonly lockMs: number;
+}
+
+/** A password that is never anyone's: unknown users cost one scrypt too, so timing does not tell them apart. */
+const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 const toUser = (r: Row): User => ({ id: r.id, username: r.username, role: r.role, homeGroupId: r.home_group_id, createdAt: r.created_at, disabledAt: r.disabled_at });
 
 /** Storage of console users. */
@@ -92,6 +117,58 @@ export class UsersStore {
     const row = await this.sql.get<Row>('SELECT * FROM users WHERE username = ?', [username]);
     if (!row || row.disabled_at !== null) return undefined;
     return (await verifyPassword(password, row.password_hash)) ? toUser(row) : undefined;
+  }
+
+  /** One user by id. */
+  async get(id: string): Promise<User | undefined> {
+    const row = await this.sql.get<Row>('SELECT * FROM users WHERE id = ?', [id]);
+    return row && toUser(row);
+  }
+
+  /** True when some enabled admin (not customer-scoped) exists. */
+  async hasAdmin(): Promise<boolean> {
+    return !!(await this.sql.get("SELECT 1 FROM users WHERE role = 'admin' AND disabled_at IS NULL"));
+  }
+
+  /**
+   * Checks a login and keeps the lockout count: a wrong password counts one
+   * failure, `maxFailures` in a row lock the user for `lockMs` (a locked
+   * user is refused even with the right password), a success clears it.
+   */
+  async checkLogin(username: string, password: string, now: number, policy: LockoutPolicy): Promise<LoginCheck> {
+    const row = await this.sql.get<Row>('SELECT * FROM users WHERE username = ?', [username]);
+    if (!row) {
+      await verifyPassword(password, DUMMY_HASH);
+      return { ok: false, reason: 'unknown' };
+    }
+    if (row.locked_until !== null && row.locked_until > now) return { ok: false, reason: 'locked', lockedUntil: row.locked_until };
+    const good = await verifyPassword(password, row.password_hash);
+    if (row.disabled_at !== null) return { ok: false, reason: 'disabled' };
+    if (good) {
+      if (row.failed_logins !== 0 || row.locked_until !== null) await this.sql.run('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?', [row.id]);
+      return { ok: true, user: toUser(row) };
+    }
+    const failures = (row.locked_until !== null ? 0 : row.failed_logins) + 1;
+    const lockedUntil = failures >= policy.maxFailures ? now + policy.lockMs : null;
+    await this.sql.run('UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?', [lockedUntil === null ? failures : 0, lockedUntil, row.id]);
+    return lockedUntil === null ? { ok: false, reason: 'bad_password' } : { ok: false, reason: 'locked', lockedUntil };
+  }
+
+  /** Replaces a user's password (and clears its lockout); false when the user is unknown. */
+  async setPassword(id: string, password: string): Promise<boolean> {
+    const hash = await hashPassword(password);
+    return (await this.sql.run('UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE id = ?', [hash, id])).changes === 1;
+  }
+
+  /** Disables a user (it can no longer log in) or enables it again; false when unknown. */
+  async setDisabled(id: string, disabledAt: number | null): Promise<boolean> {
+    return (await this.sql.run('UPDATE users SET disabled_at = ? WHERE id = ?', [disabledAt, id])).changes === 1;
+  }
+
+  /** Checks a user's current password by id (for a password change). */
+  async checkPassword(id: string, password: string): Promise<boolean> {
+    const row = await this.sql.get<Row>('SELECT * FROM users WHERE id = ?', [id]);
+    return !!row && (await verifyPassword(password, row.password_hash));
   }
 
   /** True when a user name is free. */

@@ -34,7 +34,7 @@ async function connectHealthyAgent(s: TestServer): Promise<HealthyAgent> {
     expect(await c.waitMessage('ack', 5000, from)).toEqual({ type: 'ack', seq });
     expect(c.closeInfo).toBeUndefined();
     expect(s.server.registry.get(agent.deviceId)).toBeDefined();
-    expect(await s.server.storage.devices.get(agent.deviceId)).toMatchObject({ lastSeq: seq, checkinCount: seq });
+    expect(await s.storedDevice(agent.deviceId)).toMatchObject({ lastSeq: seq, checkinCount: seq });
   };
   await stillServed();
   return { deviceId: agent.deviceId, stillServed };
@@ -166,7 +166,7 @@ describe('check-in upgrade refusals', () => {
     expect(again.messages).toEqual([]);
     expect(findLog(s, 'agent rejected', { reason: 'DEVICE_REVOKED' })).toBeDefined();
     // The check-in made before the revocation is kept.
-    expect(await s.server.storage.devices.get(agent.deviceId)).toMatchObject({ lastSeq: 1, checkinCount: 1 });
+    expect(await s.storedDevice(agent.deviceId)).toMatchObject({ lastSeq: 1, checkinCount: 1 });
     await healthy.stillServed();
   });
 

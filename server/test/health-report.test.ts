@@ -20,6 +20,7 @@ describe('GET /api/v1/health', () => {
     await c.waitMessage('welcome');
     c.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 5 });
     await c.waitMessage('ack');
+    await s.server.writer.flush(); // the report reads the devices table, which the check-in journal feeds within a second
     await addDevice(s, group('Acme'), 'dev_acme_late', Date.now() - 70_000);
     await addDevice(s, group('Beta'), 'dev_beta_new', null);
 

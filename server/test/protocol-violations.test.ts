@@ -53,11 +53,7 @@ async function connectBystander(s: TestServer): Promise<{ deviceId: string; stil
   return { deviceId: ch.agent.deviceId, stillServed };
 }
 
-/** Waits until every accepted check-in is written, then reads the device. */
-async function storedDevice(s: TestServer, deviceId: string) {
-  await s.server.writer.flush();
-  return (await s.server.storage.devices.get(deviceId))!;
-}
+const storedDevice = (s: TestServer, deviceId: string) => s.storedDevice(deviceId);
 
 function findLog(s: TestServer, msg: string, fields: Record<string, unknown>): LogLine | undefined {
   return s.logs.find((l) => l.msg === msg && Object.entries(fields).every(([k, v]) => l[k] === v));

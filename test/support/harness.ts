@@ -148,6 +148,12 @@ export class TestServer {
     return { status: res.status, body: res.body as T };
   }
 
+  /** Reads a device once every accepted check-in is written and folded into the devices table. */
+  async storedDevice(deviceId: string) {
+    await this.server.writer.flush();
+    return (await this.server.storage.devices.get(deviceId))!;
+  }
+
   /** Creates an enrollment token for a group path (created if missing). */
   async enrollmentToken(group = 'Customers/Test', extra: { ttlSec?: number; maxUses?: number } = {}): Promise<string> {
     await this.api('POST', '/api/v1/groups', { path: group });

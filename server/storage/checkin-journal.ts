@@ -1,0 +1,184 @@
+/**
+ * The check-in journal: where a check-in becomes durable before it is acked.
+ *
+ * Check-ins go to their own SQLite file (`checkins.db`) on their own
+ * connection, so an ack never waits behind other work on the main database:
+ * an MSP sync's transaction, a large console query, a burst of enrollments.
+ * In the background (every `foldEveryMs`, and on flush, close and start) the
+ * journal is folded into the devices table of the main database.
+ *
+ * Rows are written into numbered batches. A fold seals the open batch, reads
+ * every sealed row, applies them to the devices and records the sealed batch
+ * number in the main database in one transaction, and only then deletes
+ * those rows from the journal. A fold cut short by a crash is therefore
+ * neither lost (the rows are still in the journal) nor applied twice (its
+ * number is in the main database, and start-up drops the rows it covers).
+ */
+import { describeError } from '../../common/errors.js';
+import { openDatabase, type Database, type SqlValue } from './db.js';
+import type { CheckinUpdate, DevicesStore } from './devices-store.js';
+import type { MetaStore } from './meta-store.js';
+
+/** Meta key (main database) of the last batch folded into the devices table. */
+export const FOLDED_BATCH_KEY = 'checkin_journal_folded_batch';
+/** Journal file name, beside the main database. */
+export const JOURNAL_FILE = 'checkins.db';
+/** Devices per journal statement (6 parameters each). */
+const ROWS_PER_STATEMENT = 500;
+
+/** What the journal folds into. */
+export interface FoldTarget {
+  readonly db: Database;
+  readonly devices: Pick<DevicesStore, 'applyCheckins'>;
+  readonly meta: Pick<MetaStore, 'get' | 'set'>;
+}
+
+/** Options for {@link CheckinJournal.open}. */
+export interface JournalOptions {
+  readonly synchronous?: 'FULL' | 'NORMAL';
+  /** Background fold period (default 1000 ms). */
+  readonly foldEveryMs?: number;
+  /** Reports a background fold that failed (it is retried at the next period). */
+  readonly onFoldError?: (err: unknown) => void;
+}
+
+type JournalRow = { batch: number; device_id: string; seq: number; at: number; address: string; n: number };
+
+/** The check-in journal of one server. */
+export class CheckinJournal {
+  private openBatch: number;
+  /** Highest batch already in the devices table: never read again, even if trimming it failed. */
+  private foldedBatch: number;
+  private chain: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** Totals, for metrics and benchmarks. */
+  readonly stats = { appends: 0, folds: 0, foldedRows: 0 };
+
+  private constructor(
+    private readonly db: Database,
+    private readonly target: FoldTarget,
+    private readonly opts: JournalOptions,
+    foldedBatch: number,
+    firstBatch: number,
+  ) {
+    this.foldedBatch = foldedBatch;
+    this.openBatch = firstBatch;
+  }
+
+  /** Opens (creating) the journal and folds whatever an earlier run left in it. */
+  static async open(file: string, target: FoldTarget, opts: JournalOptions = {}): Promise<CheckinJournal> {
+    const db = await openDatabase(file, { synchronous: opts.synchronous });
+    try {
+      await db.exec(
+        `CREATE TABLE IF NOT EXISTS checkins (
+           batch INTEGER NOT NULL, device_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+           address TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (batch, device_id)
+         ) WITHOUT ROWID`,
+      );
+      const folded = (await target.meta.get<number>(FOLDED_BATCH_KEY)) ?? 0;
+      await db.run('DELETE FROM checkins WHERE batch <= ?', [folded]); // applied before a crash cut the fold short
+      const last = (await db.get<{ b: number | null }>('SELECT max(batch) AS b FROM checkins'))?.b ?? 0;
+      const journal = new CheckinJournal(db, target, opts, folded, Math.max(folded, last) + 1);
+      await journal.fold();
+      return journal;
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Makes a batch of check-ins (one entry per device) durable. The check-in
+   * writer calls this; once it resolves the check-ins may be acked.
+   */
+  append(updates: readonly CheckinUpdate[]): Promise<void> {
+    this.stats.appends += 1;
+    const statements: { sql: string; params: SqlValue[] }[] = [];
+    for (let i = 0; i < updates.length; i += ROWS_PER_STATEMENT) {
+      const chunk = updates.slice(i, i + ROWS_PER_STATEMENT);
+      const params: SqlValue[] = [];
+      for (const u of chunk) params.push(this.openBatch, u.deviceId, u.seq, u.at, u.address, u.count);
+      statements.push({
+        sql: `INSERT INTO checkins (batch, device_id, seq, at, address, n) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
+              ON CONFLICT (batch, device_id) DO UPDATE SET seq = max(seq, excluded.seq), at = max(at, excluded.at),
+                address = excluded.address, n = n + excluded.n`,
+        params,
+      });
+    }
+    if (statements.length === 0) return Promise.resolve();
+    // One statement is atomic by itself; more need a transaction. Either way it is queued now, before any later fold.
+    if (statements.length === 1) return this.db.run(statements[0]!.sql, statements[0]!.params).then(() => undefined);
+    return this.db.transaction(async (tx) => {
+      for (const s of statements) await tx.run(s.sql, s.params);
+    });
+  }
+
+  /** Folds everything appended so far into the devices table; resolves when it is there. */
+  fold(): Promise<void> {
+    this.queued += 1;
+    const run = this.chain.then(() => {
+      this.queued -= 1;
+      return this.foldOnce();
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Starts background folds. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (this.queued > 0) return; // one is waiting already (the main database is busy): don't pile up
+      this.fold().catch((err: unknown) => this.opts.onFoldError?.(err));
+    }, this.opts.foldEveryMs ?? 1000);
+    this.timer.unref();
+  }
+
+  /** Stops background folds, folds what is left and closes the file. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    try {
+      await this.fold();
+    } finally {
+      await this.db.close();
+    }
+  }
+
+  private async foldOnce(): Promise<void> {
+    const sealed = this.openBatch;
+    this.openBatch += 1; // appends from now on go to the next batch
+    const rows = await this.db.all<JournalRow>('SELECT batch, device_id, seq, at, address, n FROM checkins WHERE batch > ? AND batch <= ?', [
+      this.foldedBatch,
+      sealed,
+    ]);
+    if (rows.length === 0) return;
+    const byDevice = new Map<string, { deviceId: string; seq: number; at: number; address: string; count: number }>();
+    for (const r of rows) {
+      // Rows come in batch order: the newest batch's address wins.
+      const prev = byDevice.get(r.device_id);
+      byDevice.set(r.device_id, {
+        deviceId: r.device_id,
+        seq: Math.max(prev?.seq ?? 0, r.seq),
+        at: Math.max(prev?.at ?? 0, r.at),
+        address: r.address,
+        count: (prev?.count ?? 0) + r.n,
+      });
+    }
+    const updates = [...byDevice.values()];
+    await this.target.db.transaction(async (tx) => {
+      await this.target.devices.applyCheckins(updates, tx);
+      await this.target.meta.set(FOLDED_BATCH_KEY, sealed, tx);
+    });
+    this.foldedBatch = sealed;
+    try {
+      await this.db.run('DELETE FROM checkins WHERE batch <= ?', [sealed]);
+    } catch (err) {
+      // Harmless: the next start drops rows at or below the recorded batch.
+      this.opts.onFoldError?.(new Error(`cannot trim the check-in journal: ${describeError(err)}`));
+    }
+    this.stats.folds += 1;
+    this.stats.foldedRows += rows.length;
+  }
+}
