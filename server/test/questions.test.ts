@@ -177,6 +177,19 @@ describe('answering: bad input', () => {
     await visit(s, agent, fp('b'));
   });
 
+  it('is for admins only: a customer-scoped API token is refused with FORBIDDEN', async () => {
+    const s = await h.startServer();
+    const agent = await s.enrollAgent({ group: 'Customers/Scoped', fingerprint: fp('a') });
+    await visit(s, agent, fp('b'));
+    const [q] = await open(s);
+    const scoped = await s.api<{ token: string }>('POST', '/api/v1/api-tokens', { name: 'scoped', group: 'Customers/Scoped' });
+    expect(scoped.status).toBe(201);
+    expect((await s.api<Err>('GET', '/api/v1/questions', undefined, scoped.body.token)).body.error.code).toBe('FORBIDDEN');
+    expect((await s.api<Err>('POST', `/api/v1/questions/${q!.id}/answer`, { resolution: 'accept_change' }, scoped.body.token)).body.error.code).toBe('FORBIDDEN');
+    expect((await s.api<Err>('POST', '/api/v1/installers', { target: 'x', os: 'linux' }, scoped.body.token)).body.error.code).toBe('FORBIDDEN');
+    expect((await open(s))[0]).toMatchObject({ id: q!.id, answeredAt: null });
+  });
+
   it('rollcall questions lists, shows and answers; bad ids and resolutions exit with their codes', async () => {
     const s = await h.startServer();
     await s.server.writeLocalCliCredentials();
