@@ -3,7 +3,7 @@
  * docs/errors.md (and in `--help`).
  */
 import fs from 'node:fs/promises';
-import { pino } from 'pino';
+import { pino, type Level } from 'pino';
 import { formatTable, parseCommandArgs, processIo, runCli, usageError, type CliIo } from '../common/cli-support.js';
 import { RollcallError } from '../common/errors.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
@@ -12,6 +12,7 @@ import { diagnoseCommand } from './diagnose.js';
 import { enrollAgent } from './enroll.js';
 import { classifyError } from './errors.js';
 import { hardwareFingerprint } from './fingerprint.js';
+import { RotatingLogFile } from './log-file.js';
 import { AgentState } from './state.js';
 import { formatStatus, type AgentStatus } from './status.js';
 import { startAgent } from './supervisor.js';
@@ -33,14 +34,18 @@ const HELP = `rollcall-agent ${ROLLCALL_VERSION} (protocol ${PROTOCOL_VERSION})
 
 Usage:
   rollcall-agent enroll --server HOST:PORT [--server HOST:PORT …] --ca-pin sha256:HEX --token TOKEN
-                        [--state-dir DIR] [--force] [--json]
-  rollcall-agent run    [--state-dir DIR] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
+                        [--state-dir DIR] [--config FILE] [--force] [--json]
+  rollcall-agent run    [--state-dir DIR] [--config FILE] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
+                        [--log-file FILE|none] [--log-max-bytes 1MiB] [--log-files 3]
   rollcall-agent status [--state-dir DIR] [--json]
   rollcall-agent diagnose [--state-dir DIR] [--timeout 5s] [--json]
       checks every server: DNS, TCP, TLS, identification, the check-in channel round trip
   rollcall-agent --version
 
 The token may also come from ROLLCALL_AGENT_TOKEN (keeps it out of the process list).
+--config (or ROLLCALL_AGENT_CONFIG) names a JSON file such as installers write:
+{ "proxy": "http://[user:pass@]host:port" }.
+run logs JSON lines to stdout and to <state-dir>/agent.log, rotated at 1 MiB, 3 files kept.
 State directory: --state-dir, else ROLLCALL_AGENT_STATE_DIR, else /var/lib/rollcall-agent (root)
 or ~/.local/state/rollcall-agent.
 
@@ -98,6 +103,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'ca-pin': { type: 'string' },
     token: { type: 'string' },
     'state-dir': { type: 'string' },
+    config: { type: 'string' },
     force: { type: 'boolean' },
     json: { type: 'boolean' },
     debug: { type: 'boolean' },
@@ -123,7 +129,11 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
 async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parseCommandArgs(args, {
     'state-dir': { type: 'string' },
+    config: { type: 'string' },
     'log-level': { type: 'string' },
+    'log-file': { type: 'string' },
+    'log-max-bytes': { type: 'string' },
+    'log-files': { type: 'string' },
     'backoff-base': { type: 'string' },
     'backoff-cap': { type: 'string' },
     'connect-timeout': { type: 'string' },
@@ -132,12 +142,17 @@ async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<numbe
     debug: { type: 'boolean' },
   });
   const config = resolveRunConfig(values, env);
-  const log = pino({ level: config.logLevel, base: { program: 'rollcall-agent' } });
   const state = new AgentState(config.stateDir);
   await state.ensureDir();
   await state.loadCredentials();
   const release = await takeLock(state);
+  let file: RotatingLogFile | undefined;
   try {
+    // Told once per failing stretch; reported on the next turn, so the report does not re-enter the failing write.
+    const onFileError = (err: Error): void => void setImmediate(() => log.error({ file: config.logFile, err: err.message }, 'cannot write the log file; logging to stdout only until it works again'));
+    file = config.logFile ? new RotatingLogFile(config.logFile, config.logMaxBytes, config.logFiles, onFileError) : undefined;
+    const streams = [{ level: config.logLevel as Level, stream: process.stdout }, ...(file ? [{ level: config.logLevel as Level, stream: file }] : [])];
+    const log = pino({ level: config.logLevel, base: { program: 'rollcall-agent' } }, pino.multistream(streams));
     const agent = await startAgent({
       state,
       fingerprint: hardwareFingerprint(config.fingerprintSalt),
@@ -159,6 +174,7 @@ async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
     return AGENT_EXIT.OK;
   } finally {
+    file?.close();
     await release();
   }
 }

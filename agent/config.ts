@@ -2,11 +2,13 @@
  * Agent configuration: flags first, then `ROLLCALL_AGENT_*` environment
  * variables, then defaults. Nothing else in the agent reads process.env.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../common/backoff.js';
 import { parseDuration } from '../common/duration.js';
 import { RollcallError } from '../common/errors.js';
+import { LOG_FILE_DEFAULTS } from './log-file.js';
 
 /** Settings shared by every agent command. */
 export interface AgentCommonConfig {
@@ -14,6 +16,30 @@ export interface AgentCommonConfig {
   readonly logLevel: string;
   /** Test seam: makes this process look like other hardware. */
   readonly fingerprintSalt: string;
+  /** The HTTP proxy from the config file (`proxy`), `http://[user:pass@]host:port`, or null. */
+  readonly proxy: string | null;
+}
+
+/** What the agent's JSON config file (`--config`, ROLLCALL_AGENT_CONFIG) may hold; installers write it. */
+export interface AgentConfigFile {
+  readonly proxy?: string;
+}
+
+/** Reads and checks the config file; a missing file named by the caller is an error. */
+export function readConfigFile(file: string): AgentConfigFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new RollcallError('USAGE', `cannot read the config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new RollcallError('USAGE', `the config file ${file} must hold a JSON object`);
+  const problems: string[] = [];
+  for (const key of Object.keys(parsed)) if (key !== 'proxy') problems.push(`unknown key "${key}"`);
+  const proxy = (parsed as { proxy?: unknown }).proxy;
+  if (proxy !== undefined && (typeof proxy !== 'string' || !/^http:\/\/[^\s/]+:\d+\/?$/.test(proxy))) problems.push('"proxy" must be http://[user:pass@]host:port');
+  if (problems.length > 0) throw new RollcallError('USAGE', `the config file ${file}: ${problems.join('; ')}`);
+  return parsed as AgentConfigFile;
 }
 
 /** Settings of `run`. */
@@ -22,6 +48,10 @@ export interface AgentRunConfig extends AgentCommonConfig {
   readonly connectTimeoutMs: number;
   readonly ackTimeoutMs: number;
   readonly intervalOverrideSec: number | undefined;
+  /** The rotating log file; null: stdout only. */
+  readonly logFile: string | null;
+  readonly logMaxBytes: number;
+  readonly logFiles: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -34,21 +64,43 @@ export function defaultStateDir(env: Env): string {
 }
 
 /** Resolves the settings every command shares. */
-export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: string }, env: Env): AgentCommonConfig {
+export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: string; config?: string }, env: Env): AgentCommonConfig {
   const logLevel = flags['log-level'] ?? env.ROLLCALL_AGENT_LOG_LEVEL ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new RollcallError('USAGE', `log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
   }
+  const configFile = flags.config ?? env.ROLLCALL_AGENT_CONFIG;
+  const file = configFile ? readConfigFile(path.resolve(configFile)) : {};
   return Object.freeze({
     stateDir: flags['state-dir'] ? path.resolve(flags['state-dir']) : defaultStateDir(env),
     logLevel,
     fingerprintSalt: env.ROLLCALL_AGENT_FINGERPRINT_SALT ?? '',
+    proxy: file.proxy ?? null,
   });
+}
+
+function logSettings(
+  problems: string[],
+  flags: { 'log-file'?: string; 'log-max-bytes'?: string; 'log-files'?: string },
+  env: Env,
+  stateDir: string,
+): Pick<AgentRunConfig, 'logFile' | 'logMaxBytes' | 'logFiles'> {
+  const file = flags['log-file'] ?? env.ROLLCALL_AGENT_LOG_FILE;
+  const size = flags['log-max-bytes'] ?? String(LOG_FILE_DEFAULTS.maxBytes);
+  const m = /^(\d+)(k|ki|kib|m|mi|mib)?$/i.exec(size.trim());
+  const unit = m?.[2]?.toLowerCase().startsWith('k') ? 1024 : m?.[2] ? 1024 * 1024 : 1;
+  const logMaxBytes = m ? Number(m[1]) * unit : NaN;
+  if (!(logMaxBytes >= 64 * 1024 && logMaxBytes <= 1024 ** 3)) problems.push('--log-max-bytes must be from 64KiB to 1024MiB (like 1048576, 512KiB or 1MiB)');
+  const files = flags['log-files'] ?? String(LOG_FILE_DEFAULTS.files);
+  const logFiles = /^\d+$/.test(files) ? Number(files) : NaN;
+  if (!(logFiles >= 1 && logFiles <= 20)) problems.push('--log-files must be a whole number from 1 to 20');
+  const logFile = file === 'none' ? null : path.resolve(file ?? path.join(stateDir, 'agent.log'));
+  return { logFile, logMaxBytes, logFiles };
 }
 
 /** Resolves `run` settings, listing every problem at once. */
 export function resolveRunConfig(
-  flags: { 'state-dir'?: string; 'log-level'?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
+  flags: { 'state-dir'?: string; 'log-level'?: string; config?: string; 'log-file'?: string; 'log-max-bytes'?: string; 'log-files'?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
   env: Env,
 ): AgentRunConfig {
   const problems: string[] = [];
@@ -73,6 +125,7 @@ export function resolveRunConfig(
     connectTimeoutMs: duration('connect-timeout', flags['connect-timeout'], 15_000),
     ackTimeoutMs: duration('ack-timeout', flags['ack-timeout'], 30_000),
     intervalOverrideSec: interval,
+    ...logSettings(problems, flags, env, common.stateDir),
   };
   if (problems.length > 0) throw new RollcallError('USAGE', `invalid options:\n  - ${problems.join('\n  - ')}`);
   return Object.freeze(config);

@@ -20,6 +20,7 @@
  *   node dist/scripts/bench.js sync …   the MSP sync under check-in load (scripts/bench-sync.ts)
  *   node dist/scripts/bench.js health … port checks and the health report (scripts/bench-visibility.ts)
  *   node dist/scripts/bench.js console … console device pages and the live feed (scripts/bench-console.ts)
+ *   node dist/scripts/bench.js agent …  the agent executable: size, idle RSS, CPU (scripts/bench-agent.ts)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +37,7 @@ import { writeSection } from './bench-sections.js';
 import { parseSyncArgs, runSyncBench, SYNC_USAGE } from './bench-sync.js';
 import { HEALTH_USAGE, runHealthBench } from './bench-visibility.js';
 import { CONSOLE_USAGE, runConsoleBench } from './bench-console.js';
+import { AGENT_USAGE, runAgentBench } from './bench-agent.js';
 
 /** Parsed command line of the bench. */
 export interface BenchArgs {
@@ -159,6 +161,7 @@ export async function benchMain(argv: string[], io: CliIo = processIo): Promise<
   const main = async (): Promise<number> => {
     if (argv[0] === 'health') return runHealthBench(argv.slice(1), io);
     if (argv[0] === 'console') return runConsoleBench(argv.slice(1), io);
+    if (argv[0] === 'agent') return runAgentBench(argv.slice(1), io);
     if (argv[0] === 'sync') {
       const args = parseSyncArgs(argv.slice(1));
       if ('help' in args) {
@@ -172,7 +175,8 @@ export async function benchMain(argv: string[], io: CliIo = processIo): Promise<
       io.out(`${USAGE}
 ${SYNC_USAGE}
 ${HEALTH_USAGE}
-${CONSOLE_USAGE}`);
+${CONSOLE_USAGE}
+${AGENT_USAGE}`);
       return 0;
     }
     return runBench(args, io);

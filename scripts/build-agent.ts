@@ -30,13 +30,17 @@ export interface AgentBuild {
   readonly sha256: string;
 }
 
-/** Builds the agent executable at `out`; `root` is the project root (for agent/main.ts). */
-export async function buildAgentExecutable(out: string, root: string): Promise<AgentBuild> {
+/**
+ * Builds the agent executable at `out`; `root` is the project root (for
+ * agent/main.ts). `entry` replaces the agent's entry point (the agent bench
+ * builds an empty program the same way, as the floor of any such file).
+ */
+export async function buildAgentExecutable(out: string, root: string, entry = path.join(root, 'agent', 'main.ts')): Promise<AgentBuild> {
   const work = path.join(path.dirname(out), '.sea-build');
   await fs.mkdir(work, { recursive: true });
   const bundle = path.join(work, 'rollcall-agent.cjs');
   await build({
-    entryPoints: [path.join(root, 'agent', 'main.ts')],
+    entryPoints: [entry],
     bundle: true,
     platform: 'node',
     target: 'node20',
@@ -44,6 +48,7 @@ export async function buildAgentExecutable(out: string, root: string): Promise<A
     outfile: bundle,
     logLevel: 'warning',
     legalComments: 'none',
+    minify: true,
     // ws tries optional native add-ons; inside the executable require() loads built-ins only, so skip the attempt.
     define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
   });

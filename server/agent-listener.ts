@@ -23,6 +23,7 @@ import { enroll, type EnrollDeps } from './enroll.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { registerPortcheckReport } from './portcheck-report.js';
+import { registerAgentDownload, type AgentBinaries } from './agent-download.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import type { Storage } from './storage/index.js';
 
@@ -34,6 +35,8 @@ export interface AgentListenerDeps {
   readonly placementProblem?: EnrollDeps['placementProblem'];
   readonly enrollLimiter: FailureLimiter;
   readonly session: SessionDeps;
+  /** The agent executables served to installers. */
+  readonly binaries: AgentBinaries;
   readonly now: () => number;
   readonly log: Logger;
   /** Observes check-in refusals (the console's live feed); deviceId when the certificate names a known device. */
@@ -143,6 +146,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
     return result;
   });
 
+  registerAgentDownload(app, deps.binaries, deps.log);
   registerPortcheckReport(app, { storage: deps.storage, limiter: deps.enrollLimiter, now: deps.now, log: deps.log });
 
   await app.register(fastifyWebsocket, {

@@ -11,6 +11,8 @@ import { connectAdmin, type AdminClient } from './admin-client.js';
 import { ADMIN_FLAGS, adminTarget, when } from './cli-common.js';
 import { customersCommand, instanceCommand, mspCommand } from './cli-msp.js';
 import { healthCommand } from './cli-health.js';
+import { INSTALLER_HELP, installerCommand } from './cli-installer.js';
+import { QUESTIONS_HELP, questionsCommand } from './cli-questions.js';
 import { PORTCHECK_HELP, portcheckCommand } from './cli-portcheck.js';
 import { resolveServerConfig } from './config.js';
 import type { DeviceView } from './device-view.js';
@@ -25,11 +27,11 @@ Server:
   rollcall server [--data-dir ./data] [--agent-port 2222] [--console-port 8443]
                   [--public-host NAME …] [--listen-host 0.0.0.0] [--interval 60] [--msp-sync-interval 24h]
                   [--console-exposure public|restricted] [--alert-webhook URL] [--port-alert-after 15m]
-                  [--log-level info]
+                  [--log-level info] [--agent-binary FILE] [--agent-binary-windows FILE]
     Environment: ROLLCALL_DATA_DIR, ROLLCALL_AGENT_PORT, ROLLCALL_CONSOLE_PORT,
     ROLLCALL_PUBLIC_HOST (comma-separated), ROLLCALL_LISTEN_HOST, ROLLCALL_CHECKIN_INTERVAL,
     ROLLCALL_MSP_SYNC_INTERVAL, ROLLCALL_CONSOLE_EXPOSURE, ROLLCALL_ALERT_WEBHOOK,
-    ROLLCALL_PORT_ALERT_AFTER_MIN, ROLLCALL_LOG_LEVEL.
+    ROLLCALL_PORT_ALERT_AFTER_MIN, ROLLCALL_LOG_LEVEL, ROLLCALL_AGENT_BINARY, ROLLCALL_AGENT_BINARY_WINDOWS.
 
 Admin commands (talk to the console API):
   rollcall token create --group PATH|ID [--ttl 7d] [--uses N] [--note TEXT] [--json]
@@ -52,6 +54,8 @@ Admin commands (talk to the console API):
   rollcall customers setup CUSTOMER [--ttl 30d] [--json]
   rollcall customers skip CUSTOMER | --all-new
   rollcall instance [--json]
+${INSTALLER_HELP}
+${QUESTIONS_HELP}
   rollcall health [--all] [--json]   ports, customers' reachability with probable causes, certificates, alerts
   rollcall instance delete --confirm INSTANCE_ID (--file TREE.json | --api URL --user NAME --password-env VAR)
   Reaching the API: --data-dir DIR on the server machine (default ./data), or
@@ -91,6 +95,8 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'alert-webhook': { type: 'string' },
     'port-alert-after': { type: 'string' },
     'log-level': { type: 'string' },
+    'agent-binary': { type: 'string' },
+    'agent-binary-windows': { type: 'string' },
     debug: { type: 'boolean' },
   });
   const mspSync = values['msp-sync-interval'] ?? env.ROLLCALL_MSP_SYNC_INTERVAL;
@@ -108,6 +114,8 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       alertWebhookUrl: values['alert-webhook'],
       portAlertAfterMin: portAlertAfter === undefined ? undefined : /^\d+$/.test(portAlertAfter) ? portAlertAfter : Math.max(1, Math.round(parseDuration(portAlertAfter) / 60_000)),
       logLevel: values['log-level'],
+      agentBinary: values['agent-binary'],
+      agentBinaryWindows: values['agent-binary-windows'],
     },
     env,
   );
@@ -309,6 +317,10 @@ export async function rollcallMain(argv: string[], env: NodeJS.ProcessEnv = proc
           return instanceCommand(rest, env, io);
         case 'health':
           return healthCommand(rest, env, io);
+        case 'questions':
+          return questionsCommand(rest, env, io);
+        case 'installer':
+          return installerCommand(rest, env, io);
         case 'portcheck':
           return portcheckCommand(rest, env, io);
         default:

@@ -46,6 +46,10 @@ export interface ServerConfig {
   /** How long after start customers going dark are not alerted (agents reconnect after a restart). */
   readonly alertGraceMs: number;
   readonly logLevel: string;
+  /** The Linux agent executable served on the agent port; null: dist/rollcall-agent of this package. */
+  readonly agentBinary: string | null;
+  /** The Windows agent executable served on the agent port; null: none. */
+  readonly agentBinaryWindows: string | null;
   /** Password of the first console admin (made on first start when no admin exists); null: a generated one is printed once. */
   readonly adminPassword: string | null;
 }
@@ -76,6 +80,8 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   alertIntervalMs: 60_000,
   alertGraceMs: 600_000,
   logLevel: 'info',
+  agentBinary: null,
+  agentBinaryWindows: null,
   adminPassword: null,
 });
 
@@ -91,6 +97,8 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   consoleExposure: 'ROLLCALL_CONSOLE_EXPOSURE',
   alertWebhookUrl: 'ROLLCALL_ALERT_WEBHOOK',
   portAlertAfterMin: 'ROLLCALL_PORT_ALERT_AFTER_MIN',
+  agentBinary: 'ROLLCALL_AGENT_BINARY',
+  agentBinaryWindows: 'ROLLCALL_AGENT_BINARY_WINDOWS',
   adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
 };
 
@@ -132,6 +140,10 @@ function webhookUrl(problems: string[], value: unknown): string | null {
     return null;
   }
   return url.href;
+}
+
+function optionalPath(value: unknown): string | null {
+  return value === null || value === undefined || value === '' ? null : path.resolve(String(value));
 }
 
 /**
@@ -187,6 +199,8 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     alertIntervalMs: intIn(problems, 'alert interval', pick('alertIntervalMs'), 10, 3_600_000),
     alertGraceMs: intIn(problems, 'alert grace period', pick('alertGraceMs'), 0, 86_400_000),
     logLevel,
+    agentBinary: optionalPath(pick('agentBinary')),
+    agentBinaryWindows: optionalPath(pick('agentBinaryWindows')),
     adminPassword: typeof adminPassword === 'string' && adminPassword.length >= 12 ? adminPassword : null,
   };
   if (problems.length > 0) {

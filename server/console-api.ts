@@ -26,6 +26,10 @@ import type { Customers } from './msp/customers.js';
 import type { MspSync } from './msp/sync-service.js';
 import { registerMspRoutes } from './msp-api.js';
 import { registerHealthRoutes, type HealthApiDeps } from './health-api.js';
+import { registerInstallerRoutes } from './installer-api.js';
+import type { Installers } from './installer/installers.js';
+import type { Questions } from './questions.js';
+import { registerQuestionRoutes } from './questions-api.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
@@ -51,6 +55,8 @@ export interface ConsoleApiDeps {
   readonly registry: SessionRegistry<AgentSession>;
   readonly facts: ServerFacts;
   readonly health: HealthApiDeps;
+  readonly installers: Installers;
+  readonly questions: Questions;
   /** The live feed the agent listener publishes into. */
   readonly feed: LiveFeed;
   /** Login and session numbers (default {@link DEFAULT_AUTH_SETTINGS}). */
@@ -214,6 +220,8 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
     return tokenView((await storage.enrollTokens.get(existing.id))!, paths);
   });
 
+  registerInstallerRoutes(app, { installers: deps.installers, log: deps.log });
+  registerQuestionRoutes(app, { questions: deps.questions, storage, now: deps.now });
   app.addHook('preClose', async () => deps.feed.close()); // open streams would hold the close up
   registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
   return app;

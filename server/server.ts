@@ -12,6 +12,9 @@ import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
+import { AgentBinaries, defaultLinuxAgentBinary } from './agent-download.js';
+import { Installers } from './installer/installers.js';
+import { Questions } from './questions.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
@@ -133,7 +136,10 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
 
+  const questions = new Questions({ storage, closeChannel: (id, code, reason) => registry.get(id)?.close(code, reason), now, log: log.child({ component: 'questions' }) });
+  const binaries = new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows });
   agentApp = await buildAgentListener({
+    binaries,
     tls,
     storage,
     ca: pki.ca,
@@ -145,8 +151,9 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     session: {
       decoder: agentMessageDecoder(),
       registry,
-      recordConnect: (id, facts) => storage.devices.recordConnect(id, facts),
-      flagPossibleClone: (id, at) => storage.devices.flagPossibleClone(id, at),
+      // Identity questions (clones, hardware changes) are raised on the way to storage.
+      recordConnect: (id, facts) => questions.connected(id, facts),
+      flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
       recordCheckin: (r) => writer.record(r),
       latestSeq: (id) => writer.latestSeq(id),
       settings: config,
@@ -171,6 +178,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     checkinIntervalSec: config.checkinIntervalSec,
   };
   const customers = new Customers({ storage, presenceOf, agentCommand: (secret) => agentCommand(facts, secret), now });
+  const installers = new Installers({ storage, customers, binaries, facts: { ...facts, caPem: pki.ca.certPem }, now });
   const listenerOf = (role: ListenerState['role'], app: HttpsApp | undefined, port: number): ListenerState => ({
     role,
     port: app?.server.listening ? portOf(app) : port,
@@ -203,6 +211,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     log: log.child({ listener: 'console' }),
     facts,
     health: health.api,
+    installers,
+    questions,
     feed,
     auth: opts.auth,
   });

@@ -233,8 +233,8 @@ export class DevicesStore {
   }
 
   /** Marks a device revoked; returns false when it was unknown or already revoked. */
-  async revoke(id: string, at: number): Promise<boolean> {
-    const r = await this.sql.run('UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [at, id]);
+  async revoke(id: string, at: number, sql: Sql = this.sql): Promise<boolean> {
+    const r = await sql.run('UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [at, id]);
     return r.changes === 1;
   }
 
@@ -251,6 +251,16 @@ export class DevicesStore {
          os = ?, interval_sec = ? WHERE id = ?`,
       [f.at, f.address, f.hostname, f.fingerprint, f.agentVersion, f.os, f.intervalSec, id],
     );
+  }
+
+  /** Stores a fingerprint as the device's own (an accepted hardware change). */
+  async setFingerprint(id: string, fingerprint: string, sql: Sql = this.sql): Promise<void> {
+    await sql.run('UPDATE devices SET fingerprint = ? WHERE id = ?', [fingerprint, id]);
+  }
+
+  /** Clears the possible-clone flag (the admin matched the record). */
+  async clearPossibleClone(id: string, sql: Sql = this.sql): Promise<void> {
+    await sql.run('UPDATE devices SET possible_clone_at = NULL WHERE id = ?', [id]);
   }
 
   /** Flags a device whose certificate was seen on two connections at once. */

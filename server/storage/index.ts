@@ -12,6 +12,7 @@ import { UsersStore } from './users-store.js';
 import { SessionsStore } from './sessions-store.js';
 import { MetaStore } from './meta-store.js';
 import { EvidenceStore } from './evidence-store.js';
+import { QuestionsStore } from './questions-store.js';
 
 /** Every store of one server. */
 export interface Storage {
@@ -26,6 +27,7 @@ export interface Storage {
   readonly sessions: SessionsStore;
   readonly meta: MetaStore;
   readonly evidence: EvidenceStore;
+  readonly questions: QuestionsStore;
   /** Stable id of this server instance, made on first start. */
   readonly instanceId: string;
 }
@@ -51,6 +53,7 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       sessions: new SessionsStore(db),
       meta: new MetaStore(db),
       evidence: new EvidenceStore(db),
+      questions: new QuestionsStore(db),
       instanceId: row!.value,
     };
   } catch (err) {

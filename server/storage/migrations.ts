@@ -300,6 +300,43 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX devices_last_contact ON devices(max(ifnull(last_checkin_at, 0), ifnull(last_connected_at, 0)), id);
     `,
   },
+  {
+    version: 6,
+    description: 'questions for the admin (clones, hardware changes), their history, per-device answers that stick',
+    sql: `
+      CREATE TABLE questions (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('clone', 'hardware_change')),
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        old_fingerprint TEXT,
+        new_fingerprint TEXT,
+        old_address TEXT,
+        new_address TEXT,
+        raised_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        times_seen INTEGER NOT NULL DEFAULT 1,
+        answered_at INTEGER,
+        resolution TEXT,
+        answered_by TEXT
+      );
+      CREATE UNIQUE INDEX questions_open_per_device ON questions(device_id, kind) WHERE answered_at IS NULL;
+      CREATE INDEX questions_raised ON questions(raised_at);
+      CREATE TABLE question_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        question_id TEXT REFERENCES questions(id),
+        device_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX question_history_device ON question_history(device_id, at);
+      CREATE TABLE device_policies (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        hardware_change TEXT NOT NULL DEFAULT 'ask' CHECK (hardware_change IN ('ask', 'accept')),
+        clone TEXT NOT NULL DEFAULT 'ask' CHECK (clone IN ('ask', 'match'))
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** Applies every migration newer than the database's; returns how many ran. */
