@@ -29,7 +29,9 @@ import type { Storage } from './storage/index.js';
 /** What the agent listener needs. */
 export interface AgentListenerDeps {
   readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
-  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence'>;
+  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence' | 'certRenewals'>;
+  /** Lifetime of certificates issued at enrollment, in seconds. */
+  readonly certValiditySec?: number;
   readonly ca: KeyedCert;
   readonly placementProblem?: EnrollDeps['placementProblem'];
   readonly enrollLimiter: FailureLimiter;
@@ -74,7 +76,16 @@ async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps:
     if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
     return void reject(req, reply, deps.log, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
   }
-  const device = await deps.storage.devices.findBySerial(normalizeSerial(cert.serialNumber));
+  const serial = normalizeSerial(cert.serialNumber);
+  let device = await deps.storage.devices.findBySerial(serial);
+  if (!device) {
+    // A renewed certificate's first connection: it replaces the old one now, and the old one stops mapping to the device.
+    const pending = await deps.storage.certRenewals.find(serial);
+    if (pending && cert.subject?.CN === pending.deviceId && (await deps.storage.certRenewals.promote(serial))) {
+      deps.log.info({ deviceId: pending.deviceId, serial }, 'renewed certificate in use; the old one is no longer accepted');
+      device = await deps.storage.devices.findBySerial(serial);
+    }
+  }
   if (!device || cert.subject?.CN !== device.id) {
     return void reject(req, reply, deps.log, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
   }
@@ -110,7 +121,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
 
   app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
 
-  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now, placementProblem: deps.placementProblem };
+  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now, placementProblem: deps.placementProblem, certValiditySec: deps.certValiditySec };
   const onEnrollError = async (req: FastifyRequest, _reply: FastifyReply, err: unknown): Promise<void> => {
     const reason = enrollRefusalReason(err);
     if (reason === undefined) return;

@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
+import { droppedCount, eventsToObservations } from './agent-events.js';
+import { renewCertificate } from './cert-renewal.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
@@ -117,6 +119,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     storage,
     ca: pki.ca,
     placementProblem: (g) => groupAdmin.placementProblem(g),
+    certValiditySec: config.agentCertValiditySec,
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
@@ -136,6 +139,12 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
         { port: portOf(consoleApp), role: 'console', required: false },
       ],
       recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
+      recordEvents: async (events, ctx) => {
+        const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, (news, tx) => storage.evidence.record(eventsToObservations(news, ctx), tx));
+        return { fresh: fresh.length, dropped: droppedCount(fresh) };
+      },
+      lastEventSeq: (id) => storage.events.lastSeq(id),
+      renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => pki.ca, now, validitySec: config.agentCertValiditySec }, id, csr),
       recordSighting: (s) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }),
     },
   });

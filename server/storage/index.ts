@@ -11,6 +11,8 @@ import { MspStore } from './msp-store.js';
 import { UsersStore } from './users-store.js';
 import { MetaStore } from './meta-store.js';
 import { EvidenceStore } from './evidence-store.js';
+import { EventsStore } from './events-store.js';
+import { CertRenewalsStore } from './cert-renewals-store.js';
 
 /** Every store of one server. */
 export interface Storage {
@@ -23,6 +25,10 @@ export interface Storage {
   readonly users: UsersStore;
   readonly meta: MetaStore;
   readonly evidence: EvidenceStore;
+  /** Agents' outbox events, once per (device, seq). */
+  readonly events: EventsStore;
+  /** Renewed agent certificates waiting for their first connection. */
+  readonly certRenewals: CertRenewalsStore;
   /** Stable id of this server instance, made on first start. */
   readonly instanceId: string;
 }
@@ -47,6 +53,8 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       users: new UsersStore(db),
       meta: new MetaStore(db),
       evidence: new EvidenceStore(db),
+      events: new EventsStore(db),
+      certRenewals: new CertRenewalsStore(db),
       instanceId: row!.value,
     };
   } catch (err) {
