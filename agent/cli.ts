@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { pino } from 'pino';
 import { formatTable, parseCommandArgs, processIo, runCli, usageError, type CliIo } from '../common/cli-support.js';
 import { RollcallError } from '../common/errors.js';
+import { parseProxyUrl } from '../common/http-proxy.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
 import { resolveCommon, resolveRunConfig } from './config.js';
 import { diagnoseCommand } from './diagnose.js';
@@ -33,14 +34,15 @@ const HELP = `rollcall-agent ${ROLLCALL_VERSION} (protocol ${PROTOCOL_VERSION})
 
 Usage:
   rollcall-agent enroll --server HOST:PORT [--server HOST:PORT …] --ca-pin sha256:HEX --token TOKEN
-                        [--state-dir DIR] [--force] [--json]
-  rollcall-agent run    [--state-dir DIR] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
+                        [--proxy http://[USER:PASS@]HOST:PORT] [--state-dir DIR] [--force] [--json]
+  rollcall-agent run    [--state-dir DIR] [--proxy URL] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
   rollcall-agent status [--state-dir DIR] [--json]
   rollcall-agent diagnose [--state-dir DIR] [--timeout 5s] [--json]
       checks every server: DNS, TCP, TLS, identification, the check-in channel round trip
   rollcall-agent --version
 
-The token may also come from ROLLCALL_AGENT_TOKEN (keeps it out of the process list).
+The token may also come from ROLLCALL_AGENT_TOKEN (keeps it out of the process list), the proxy
+from ROLLCALL_AGENT_PROXY; a proxy given at enrollment is kept for run. HTTPS_PROXY is not used.
 State directory: --state-dir, else ROLLCALL_AGENT_STATE_DIR, else /var/lib/rollcall-agent (root)
 or ~/.local/state/rollcall-agent.
 
@@ -57,7 +59,8 @@ function exitCodeOf(err: unknown): number {
     return AGENT_EXIT.ERROR;
   }
   const c = err.code;
-  if (c === 'USAGE' || c === 'PIN_MALFORMED' || c === 'ADDRESS_INVALID' || c === 'DURATION_INVALID') return AGENT_EXIT.USAGE;
+  if (c === 'USAGE' || c === 'PIN_MALFORMED' || c === 'ADDRESS_INVALID' || c === 'DURATION_INVALID' || c === 'PROXY_INVALID') return AGENT_EXIT.USAGE;
+  if (c === 'PROXY_UNREACHABLE' || c === 'PROXY_REFUSED' || c === 'PROXY_AUTH_REQUIRED' || c === 'PROXY_BAD_RESPONSE') return AGENT_EXIT.SERVER_UNREACHABLE;
   if (c.startsWith('ENROLL_TOKEN') || c.startsWith('CSR_') || c === 'RATE_LIMITED' || c === 'BAD_REQUEST') return AGENT_EXIT.ENROLL_REFUSED;
   if (c.startsWith('TLS_') || c === 'CA_PIN_MISMATCH' || c === 'ENROLL_BAD_RESPONSE') return AGENT_EXIT.SERVER_UNTRUSTED;
   if (c === 'TIMEOUT') return AGENT_EXIT.SERVER_UNREACHABLE;
@@ -100,6 +103,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'state-dir': { type: 'string' },
     force: { type: 'boolean' },
     json: { type: 'boolean' },
+    proxy: { type: 'string' },
     debug: { type: 'boolean' },
   });
   const token = values.token ?? env.ROLLCALL_AGENT_TOKEN;
@@ -114,6 +118,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     state,
     fingerprint: hardwareFingerprint(common.fingerprintSalt),
     force: values.force ?? false,
+    proxy: values.proxy ?? (env.ROLLCALL_AGENT_PROXY || undefined),
   });
   if (values.json) io.out(JSON.stringify({ deviceId: identity.deviceId, group: identity.group, servers: identity.servers, stateDir: state.dir }));
   else io.out(`enrolled as ${identity.deviceId} in group "${identity.group.path}"; state in ${state.dir}\nnext: rollcall-agent run${values['state-dir'] ? ` --state-dir ${state.dir}` : ''}`);
@@ -129,13 +134,14 @@ async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<numbe
     'connect-timeout': { type: 'string' },
     'ack-timeout': { type: 'string' },
     interval: { type: 'string' },
+    proxy: { type: 'string' },
     debug: { type: 'boolean' },
   });
   const config = resolveRunConfig(values, env);
   const log = pino({ level: config.logLevel, base: { program: 'rollcall-agent' } });
   const state = new AgentState(config.stateDir);
   await state.ensureDir();
-  await state.loadCredentials();
+  const { identity } = await state.loadCredentials();
   const release = await takeLock(state);
   try {
     const agent = await startAgent({
@@ -145,6 +151,8 @@ async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<numbe
       connectTimeoutMs: config.connectTimeoutMs,
       ackTimeoutMs: config.ackTimeoutMs,
       intervalOverrideSec: config.intervalOverrideSec,
+      proxy: config.proxy ?? (identity.proxy ? parseProxyUrl(identity.proxy) : undefined),
+      syntheticEvents: config.syntheticEvents,
       log,
     });
     const stop = (): void => void agent.stop();

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../common/backoff.js';
 import { parseDuration } from '../common/duration.js';
 import { RollcallError } from '../common/errors.js';
+import { parseProxyUrl, type ProxyConfig } from '../common/http-proxy.js';
 
 /** Settings shared by every agent command. */
 export interface AgentCommonConfig {
@@ -22,6 +23,16 @@ export interface AgentRunConfig extends AgentCommonConfig {
   readonly connectTimeoutMs: number;
   readonly ackTimeoutMs: number;
   readonly intervalOverrideSec: number | undefined;
+  /** HTTP CONNECT proxy: --proxy, else ROLLCALL_AGENT_PROXY, else the one given at enrollment (identity.json). */
+  readonly proxy: ProxyConfig | undefined;
+  /** Test-only: synthetic outbox load from ROLLCALL_AGENT_TEST_EVENTS=TOTAL@PER_SECOND. */
+  readonly syntheticEvents: { readonly total: number; readonly perSec: number } | undefined;
+}
+
+/** Parses a proxy flag or variable; undefined when not given. */
+export function resolveProxy(flag: string | undefined, env: Env): ProxyConfig | undefined {
+  const text = flag ?? env.ROLLCALL_AGENT_PROXY;
+  return text === undefined || text === '' ? undefined : parseProxyUrl(text);
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -48,7 +59,16 @@ export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: strin
 
 /** Resolves `run` settings, listing every problem at once. */
 export function resolveRunConfig(
-  flags: { 'state-dir'?: string; 'log-level'?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
+  flags: {
+    'state-dir'?: string;
+    'log-level'?: string;
+    'backoff-base'?: string;
+    'backoff-cap'?: string;
+    'connect-timeout'?: string;
+    'ack-timeout'?: string;
+    interval?: string;
+    proxy?: string;
+  },
   env: Env,
 ): AgentRunConfig {
   const problems: string[] = [];
@@ -67,8 +87,23 @@ export function resolveRunConfig(
   if (capMs < baseMs) problems.push('--backoff-cap must not be smaller than --backoff-base');
   const interval = flags.interval === undefined ? undefined : duration('interval', flags.interval, 60_000) / 1000;
   if (interval !== undefined && !Number.isInteger(interval)) problems.push('--interval must be whole seconds');
+  let proxy: ProxyConfig | undefined;
+  try {
+    proxy = resolveProxy(flags.proxy, env);
+  } catch (err) {
+    problems.push(`--proxy: ${(err as Error).message}`);
+  }
+  let syntheticEvents: AgentRunConfig['syntheticEvents'];
+  const load = env.ROLLCALL_AGENT_TEST_EVENTS;
+  if (load) {
+    const m = /^(\d{1,7})@(\d{1,6})$/.exec(load);
+    if (m) syntheticEvents = { total: Number(m[1]), perSec: Math.max(1, Number(m[2])) };
+    else problems.push('ROLLCALL_AGENT_TEST_EVENTS must be TOTAL@PER_SECOND, e.g. 3000@500');
+  }
   const config: AgentRunConfig = {
     ...common,
+    proxy,
+    syntheticEvents,
     backoff: Object.freeze({ baseMs, capMs }),
     connectTimeoutMs: duration('connect-timeout', flags['connect-timeout'], 15_000),
     ackTimeoutMs: duration('ack-timeout', flags['ack-timeout'], 30_000),

@@ -51,6 +51,7 @@ export class EventDelivery {
 
   /** The server stored events up to `upTo`. */
   acked(upTo: number): void {
+    this.log.debug({ upTo, sentUpTo: this.sentUpTo }, 'events acknowledged');
     this.source.ack(upTo);
     if (upTo >= this.sentUpTo) this.inflight = false;
     this.pump();
@@ -80,5 +81,6 @@ export class EventDelivery {
     this.inflight = true;
     this.lastSentAt = Date.now();
     this.sentUpTo = events[events.length - 1]!.seq;
+    this.log.debug({ from: events[0]!.seq, upTo: this.sentUpTo }, 'events sent');
   }
 }

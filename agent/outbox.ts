@@ -138,6 +138,7 @@ export class Outbox {
     if (seq <= this.floor) return;
     this.setFloor(Math.min(seq, this.lastSeq));
     this.schedule();
+    this.changed();
   }
 
   /**
@@ -164,7 +165,7 @@ export class Outbox {
     return { pending: this.pending.length, bytes: this.pendingBytes, lastSeq: this.lastSeq, dropped: this.dropped, lastError: this.lastError };
   }
 
-  /** Calls `fn` whenever events became durable or were renumbered. */
+  /** Calls `fn` whenever events became durable, were acknowledged or were renumbered. */
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);

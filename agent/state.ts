@@ -19,6 +19,8 @@ export interface Identity {
   readonly group: { readonly id: string; readonly path: string };
   readonly enrolledAt: string;
   readonly checkinPath: string;
+  /** The HTTP CONNECT proxy given at enrollment (`http://[user:password@]host:port`), used by `run` unless overridden. */
+  readonly proxy?: string;
 }
 
 /** File names inside the state directory. */

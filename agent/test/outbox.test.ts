@@ -74,7 +74,7 @@ describe('outbox', () => {
     const buf = await fs.readFile(file);
     const frames = decodeRecords(buf).records;
     const third = frames[0]!.bytes + frames[1]!.bytes;
-    buf[third + 12] ^= 0xff; // inside the third record's payload
+    buf[third + 12] = buf[third + 12]! ^ 0xff; // inside the third record's payload
     await fs.writeFile(file, buf);
     const { box: again, problems } = await open(file);
     expect(all(again).map((e) => e.seq)).toEqual([1, 2]);
