@@ -41,8 +41,8 @@ export interface ConnectionParams {
   readonly onInterval?: (intervalSec: number) => void;
   /** The outbox, delivered once the channel works (protocol 3 servers). */
   readonly outbox?: EventSource;
-  /** Certificate renewal over this channel (protocol 3 servers). */
-  readonly renewal?: RenewalHook;
+  /** Certificate renewal over this channel (protocol 3 servers): the hook of the certificate current now, if it may renew. */
+  readonly renewal?: () => RenewalHook | undefined;
   /** Opens the TLS connection (e.g. through an HTTP CONNECT tunnel); default: direct. */
   readonly connect?: ConnectFn;
 }
@@ -105,11 +105,14 @@ function runChannel(p: ConnectionParams, tunnel: TLSSocket | undefined): Promise
       ws.send(frame);
       return true;
     };
+    let hook: RenewalHook | undefined;
     const maybeRenew = (): void => {
-      if (!p.renewal || renewState !== 'idle' || !p.renewal.due()) return;
+      if (renewState !== 'idle') return;
+      hook = p.renewal?.();
+      if (!hook?.due()) return;
       renewState = 'requested';
       p.log.info('certificate nears expiry; requesting a renewed one');
-      p.renewal.request().then(
+      hook.request().then(
         (csr) => sendFrame(encode({ type: 'renew', csr })),
         (err: unknown) => {
           renewState = 'done';
@@ -118,9 +121,9 @@ function runChannel(p: ConnectionParams, tunnel: TLSSocket | undefined): Promise
       );
     };
     const onRenewed = (certPem: string): void => {
-      if (renewState !== 'requested' || !p.renewal) return protocolFailure('unexpected renewed');
+      if (renewState !== 'requested' || !hook) return protocolFailure('unexpected renewed');
       renewState = 'done';
-      p.renewal.accept(certPem).then(
+      hook.accept(certPem).then(
         () => {
           setFailure({ class: 'CLOSED', code: CERT_RENEWED, message: 'switching to the renewed certificate', retryable: true });
           ws.close(1000, 'switching to a renewed certificate');

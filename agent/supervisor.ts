@@ -196,6 +196,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       const { host, port } = parseHostPort(server, DEFAULT_AGENT_PORT);
       status.update({ state: 'connecting', server, nextAttemptAt: null });
       let welcomed = false;
+      let renewalSettled: Promise<void> = Promise.resolve();
       const using = next ?? current;
       const failure = await runConnection({
         host,
@@ -214,17 +215,20 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         signal: abort.signal,
         log,
         outbox,
-        renewal: next ? undefined : using.renewal,
+        renewal: () => (next ? undefined : current.renewal),
         onWelcome: onWelcomeOf(server, () => {
           welcomed = true;
           attempt = 0;
+          // The renewed pair reached welcome: it is the current one from now on.
+          if (using === next) renewalSettled = settleRenewal(true, null).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot make the renewed certificate current'));
         }),
         onInterval: (intervalSec) => status.update({ intervalSec }),
         onAck,
       });
       prober.onDisconnected();
-      const triedRenewed = using === next;
-      if (triedRenewed) await settleRenewal(welcomed, failure).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot settle the renewed certificate'));
+      await renewalSettled;
+      const triedRenewed = !welcomed && using === next;
+      if (triedRenewed) await settleRenewal(false, failure).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot drop the renewed certificate'));
       if (failure === null) break;
       if (failure.code === CERT_RENEWED) {
         next = (await opts.state.loadRenewed().then((pair) => pair && credentialsOf(pair))) ?? null;
