@@ -8,7 +8,8 @@ import { formatTable, parseCommandArgs, processIo, runCli, usageError, type CliI
 import { RollcallError } from '../common/errors.js';
 import { parseProxyUrl } from '../common/http-proxy.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
-import { resolveCommon, resolveRunConfig } from './config.js';
+import { resolveCommon, resolveProxy, resolveRunConfig } from './config.js';
+import { repinAgent } from './repin.js';
 import { diagnoseCommand } from './diagnose.js';
 import { enrollAgent } from './enroll.js';
 import { classifyError } from './errors.js';
@@ -37,6 +38,8 @@ Usage:
                         [--proxy http://[USER:PASS@]HOST:PORT] [--state-dir DIR] [--force] [--json]
   rollcall-agent run    [--state-dir DIR] [--proxy URL] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
   rollcall-agent status [--state-dir DIR] [--json]
+  rollcall-agent repin --ca-pin sha256:HEX [--state-dir DIR] [--proxy URL] [--json]
+      after the server rotated its CA while this agent was offline: trust the new CA by its pin
   rollcall-agent diagnose [--state-dir DIR] [--timeout 5s] [--json]
       checks every server: DNS, TCP, TLS, identification, the check-in channel round trip
   rollcall-agent --version
@@ -187,6 +190,18 @@ async function statusCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
   return AGENT_EXIT.OK;
 }
 
+async function repinCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+  const { values } = parseCommandArgs(args, { 'state-dir': { type: 'string' }, 'ca-pin': { type: 'string' }, proxy: { type: 'string' }, json: { type: 'boolean' }, debug: { type: 'boolean' } });
+  if (!values['ca-pin']) throw usageError('repin needs --ca-pin (the new pin: rollcall ca on the server shows it)');
+  const state = new AgentState(resolveCommon(values, env).stateDir);
+  const { identity } = await state.loadCredentials();
+  const proxy = resolveProxy(values.proxy, env) ?? (identity.proxy ? parseProxyUrl(identity.proxy) : undefined);
+  const result = await repinAgent({ state, caPin: values['ca-pin'], proxy });
+  if (values.json) io.out(JSON.stringify(result));
+  else io.out(`now trusting the CA ${result.caPin} as presented by ${result.server} (${result.trusted} CA certificate(s) trusted); restart the agent (rollcall-agent run)`);
+  return AGENT_EXIT.OK;
+}
+
 /** Entry point; returns the exit code. */
 export async function agentMain(argv: string[], env: NodeJS.ProcessEnv = process.env, io: CliIo = processIo): Promise<number> {
   const [command, ...rest] = argv;
@@ -204,6 +219,7 @@ export async function agentMain(argv: string[], env: NodeJS.ProcessEnv = process
       if (command === 'enroll') return enrollCommand(rest, env, io);
       if (command === 'run') return runCommand(rest, env);
       if (command === 'status') return statusCommand(rest, env, io);
+      if (command === 'repin') return repinCommand(rest, env, io);
       if (command === 'diagnose') return (await diagnoseCommand(rest, env, io)) ? AGENT_EXIT.OK : AGENT_EXIT.DIAGNOSE_FAILED;
       throw usageError(`unknown command "${command}"; see rollcall-agent --help`);
     },

@@ -43,6 +43,8 @@ export interface ConnectionParams {
   readonly outbox?: EventSource;
   /** Certificate renewal over this channel (protocol 3 servers): the hook of the certificate current now, if it may renew. */
   readonly renewal?: () => RenewalHook | undefined;
+  /** The server named the CAs to trust (CA rotation). */
+  readonly onTrust?: (caCertificates: string[]) => void;
   /** Opens the TLS connection (e.g. through an HTTP CONNECT tunnel); default: direct. */
   readonly connect?: ConnectFn;
 }
@@ -206,6 +208,9 @@ function runChannel(p: ConnectionParams, tunnel: TLSSocket | undefined): Promise
           return;
         case 'renewed':
           return onRenewed(msg.certificate);
+        case 'trust':
+          p.onTrust?.(msg.caCertificates);
+          return;
         case 'report_ack':
           return protocolFailure('unexpected report_ack');
         case 'diagnose_ack':

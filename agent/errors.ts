@@ -95,3 +95,20 @@ const CODE_REMEDIES: Readonly<Record<string, string>> = {
 export function remedyFor(f: Pick<Failure, 'class' | 'code'>): string {
   return CODE_REMEDIES[f.code] ?? FAILURE_REMEDIES[f.class];
 }
+
+/** TLS verification codes meaning: the server's chain does not lead to a CA we trust. */
+const UNTRUSTED_CHAIN = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE']);
+
+/**
+ * Names a server certificate that does not chain to the agent's trusted
+ * CA for what it means to the operator: CA_PIN_MISMATCH (wrong server, an
+ * intercepting proxy, or a CA rotation this agent missed).
+ */
+export function asPinMismatch(f: Failure, pin: string): Failure {
+  if (f.class !== 'TLS' || !UNTRUSTED_CHAIN.has(f.code)) return f;
+  return {
+    ...f,
+    code: 'CA_PIN_MISMATCH',
+    message: `the server's certificate does not chain to a CA this agent trusts (pin ${pin}; TLS said ${f.code}): a wrong server, a TLS-intercepting proxy, or the server rotated its CA while this agent was offline`,
+  };
+}

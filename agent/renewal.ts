@@ -29,6 +29,7 @@ export function renewAt(notBefore: Date, notAfter: Date): number {
 export class CertRenewal implements RenewalHook {
   private keyPem: string | null = null;
   private readonly due_: number;
+  private forced = false;
 
   constructor(
     private readonly state: AgentState,
@@ -45,7 +46,12 @@ export class CertRenewal implements RenewalHook {
   }
 
   due(): boolean {
-    return this.now() >= this.due_;
+    return this.forced || this.now() >= this.due_;
+  }
+
+  /** Renew at the next chance whatever the lifetime left (the server's CA changed). */
+  forceDue(): void {
+    this.forced = true;
   }
 
   async request(): Promise<string> {

@@ -155,6 +155,16 @@ export class AgentState {
     return this.loadCredentials();
   }
 
+  /** Replaces the trusted CA certificates (a bundle in ca.crt; CA rotation). */
+  async saveTrustedCas(pems: readonly string[]): Promise<void> {
+    await writePrivateFile(this.file('ca'), pems.map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join(''));
+  }
+
+  /** Replaces the identity (repin). */
+  async saveIdentity(identity: Identity): Promise<void> {
+    await writePrivateFile(this.file('identity'), JSON.stringify(identity, null, 2));
+  }
+
   /** Last sequence number the server acknowledged (0 when none). */
   async loadAckedSeq(): Promise<number> {
     const text = await readText(this.file('seq'));
@@ -201,4 +211,9 @@ export function keyMatchesCert(keyPem: string, certPem: string): boolean {
   } catch {
     return false; // unreadable PEM: the caller reports the pair as unusable
   }
+}
+
+/** The certificates of a PEM bundle, each as its own PEM. */
+export function splitPems(bundle: string): string[] {
+  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((p) => (p.endsWith('\n') ? p : `${p}\n`)) ?? [];
 }

@@ -14,14 +14,15 @@ import type { Welcome } from '../common/protocol.js';
 import { backoffDelay, type BackoffPolicy } from '../common/backoff.js';
 import { parseHostPort } from '../common/https-json.js';
 import { tlsThroughProxy, type ProxyConfig } from '../common/http-proxy.js';
-import { certInfo } from '../common/pki.js';
+import { X509Certificate } from 'node:crypto';
+import { certInfo, isIssuedBy, spkiPin } from '../common/pki.js';
 import { CERT_RENEWED, runConnection, collectInventory, type ConnectFn } from './connection.js';
 import { DEFAULT_AGENT_PORT } from './enroll.js';
-import { remedyFor, type Failure } from './errors.js';
+import { asPinMismatch, remedyFor, type Failure } from './errors.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
 import { importLegacyAttempts, OutboxFeed, recordInventoryChange, runSyntheticEvents } from './outbox-feeds.js';
 import { CertRenewal } from './renewal.js';
-import type { AgentState } from './state.js';
+import { splitPems, type AgentState } from './state.js';
 import { StatusFile } from './status.js';
 import { ProbeScheduler, type ProbeFn } from './prober.js';
 import { portcheckProbe } from './portcheck-probe.js';
@@ -76,6 +77,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** The key pair a connection presents, with its TLS context. */
 interface Credentials {
+  readonly keyPem: string;
   readonly certPem: string;
   readonly secureContext: tls.SecureContext;
   readonly renewal: CertRenewal;
@@ -94,10 +96,12 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   let ackedSeq = await opts.state.loadAckedSeq();
   const { identity } = creds;
   const now = opts.now ?? Date.now;
+  let caPems = splitPems(creds.caPem);
   const credentialsOf = (pair: { keyPem: string; certPem: string }): Credentials => ({
+    keyPem: pair.keyPem,
     certPem: pair.certPem,
-    secureContext: tls.createSecureContext({ ca: creds.caPem, cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2' }),
-    renewal: new CertRenewal(opts.state, { certPem: pair.certPem, caPems: [creds.caPem], deviceId: identity.deviceId }, now),
+    secureContext: tls.createSecureContext({ ca: caPems.join(''), cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2' }),
+    renewal: new CertRenewal(opts.state, { certPem: pair.certPem, caPems, deviceId: identity.deviceId }, now),
   });
   let current = credentialsOf(creds);
   const renewed = await opts.state.loadRenewed();
@@ -172,6 +176,26 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     seqWrites = seqWrites.then(() => opts.state.saveAckedSeq(ackedSeq)).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save sequence number'));
   };
 
+  /** The server named the CAs to trust (rotation): trust them from the next connection, and renew from the newest. */
+  const applyTrust = (pems: string[]): void => {
+    const valid = pems.every((p) => {
+      try {
+        return new X509Certificate(p).ca;
+      } catch {
+        return false; // not a certificate: the whole message is refused below
+      }
+    });
+    if (!valid) return void log.warn('the server sent a trust list that is not all CA certificates; ignored');
+    if (pems.join('') === caPems.join('')) return;
+    caPems = [...pems];
+    current = credentialsOf(current);
+    if (next) next = credentialsOf(next);
+    if (!isIssuedBy(current.certPem, pems[0]!)) current.renewal.forceDue();
+    log.info({ pins: pems.map((p) => spkiPin(p)) }, 'the server rotates its CA: trusting the CAs it named, renewing from the newest');
+    trustWrites = trustWrites.then(() => opts.state.saveTrustedCas(pems)).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save the trusted CAs'));
+  };
+  let trustWrites: Promise<void> = Promise.resolve();
+
   /** After a connection with the renewed pair: make it current if it worked, forget it if the server refused it. */
   const settleRenewal = async (welcomed: boolean, failure: Failure | null): Promise<void> => {
     if (!next) return;
@@ -198,7 +222,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       let welcomed = false;
       let renewalSettled: Promise<void> = Promise.resolve();
       const using = next ?? current;
-      const failure = await runConnection({
+      const ended = await runConnection({
         host,
         port,
         path: identity.checkinPath,
@@ -223,8 +247,10 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
           if (using === next) renewalSettled = settleRenewal(true, null).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot make the renewed certificate current'));
         }),
         onInterval: (intervalSec) => status.update({ intervalSec }),
+        onTrust: applyTrust,
         onAck,
       });
+      const failure = ended && asPinMismatch(ended, identity.caPin);
       prober.onDisconnected();
       await renewalSettled;
       const triedRenewed = !welcomed && using === next;
@@ -269,6 +295,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     await outbox.close();
     status.update({ outbox: outbox.stats() });
     await seqWrites;
+    await trustWrites;
     await status.flushed();
     return outcome;
   });

@@ -235,10 +235,23 @@ export const Renewed = Type.Object(
 );
 export type Renewed = Static<typeof Renewed>;
 
+/**
+ * Server → agent (protocol 3): the CAs to trust, newest first, sent after
+ * `welcome` while a CA rotation runs or an old CA is still trusted, and to
+ * every live channel when a rotation starts. The agent trusts them for the
+ * server's certificate from its next connection on, and renews its own
+ * certificate when it does not come from the newest.
+ */
+export const Trust = Type.Object(
+  { type: Type.Literal('trust'), caCertificates: Type.Array(Type.String({ minLength: 1, maxLength: 16 * 1024 }), { minItems: 1, maxItems: 4 }) },
+  { additionalProperties: false },
+);
+export type Trust = Static<typeof Trust>;
+
 /** Messages the agent may send. */
 export type AgentMessage = Hello | Checkin | Report | Diagnose | Events | Renew | ErrorMessage;
 /** Messages the server may send. */
-export type ServerMessage = Welcome | Ack | Config | ReportAck | DiagnoseAck | EventsAck | Renewed | ErrorMessage;
+export type ServerMessage = Welcome | Ack | Config | ReportAck | DiagnoseAck | EventsAck | Renewed | Trust | ErrorMessage;
 
 const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = {
   hello: Hello,
@@ -252,6 +265,7 @@ const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = {
 const SERVER_SCHEMAS: Record<ServerMessage['type'], TSchema> = {
   events_ack: EventsAck,
   renewed: Renewed,
+  trust: Trust,
   welcome: Welcome,
   ack: Ack,
   config: Config,

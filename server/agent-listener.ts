@@ -28,11 +28,12 @@ import type { Storage } from './storage/index.js';
 
 /** What the agent listener needs. */
 export interface AgentListenerDeps {
-  readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
+  readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number; readonly clientCaPems?: readonly string[] };
   readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence' | 'certRenewals'>;
   /** Lifetime of certificates issued at enrollment, in seconds. */
   readonly certValiditySec?: number;
-  readonly ca: KeyedCert;
+  /** The CA that enrolls agents now (the one the port presents). */
+  readonly ca: () => KeyedCert;
   readonly placementProblem?: EnrollDeps['placementProblem'];
   readonly enrollLimiter: FailureLimiter;
   readonly session: SessionDeps;
@@ -104,7 +105,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
     https: {
       key: deps.tls.server.keyPem,
       cert: deps.tls.server.certPem + deps.tls.caCertPem,
-      ca: [deps.tls.caCertPem],
+      ca: [...(deps.tls.clientCaPems ?? [deps.tls.caCertPem])],
       requestCert: true,
       rejectUnauthorized: false, // the check-in route checks the certificate itself; enrollment has none yet
       minVersion: 'TLSv1.2',
@@ -119,9 +120,9 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
   app.decorateRequest('rollcallDevice', null);
   addIdentifyRoute(app, 'agent', deps.storage.instanceId);
 
-  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
+  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.ca().certPem));
 
-  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now, placementProblem: deps.placementProblem, certValiditySec: deps.certValiditySec };
+  const enrollDeps = (): EnrollDeps => ({ storage: deps.storage, ca: deps.ca(), now: deps.now, placementProblem: deps.placementProblem, certValiditySec: deps.certValiditySec });
   const onEnrollError = async (req: FastifyRequest, _reply: FastifyReply, err: unknown): Promise<void> => {
     const reason = enrollRefusalReason(err);
     if (reason === undefined) return;
@@ -138,7 +139,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       void reply.header('retry-after', String(Math.ceil(blockedMs / 1000)));
       return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: 'too many failed enrollments; retry later', retryAfterMs: blockedMs } });
     }
-    const result = await enroll(checkEnrollRequest(req.body), enrollDeps);
+    const result = await enroll(checkEnrollRequest(req.body), enrollDeps());
     deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
     return result;
   });

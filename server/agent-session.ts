@@ -63,6 +63,8 @@ export interface SessionDeps {
   readonly lastEventSeq: (deviceId: string) => Promise<number>;
   /** Signs a renewal CSR for the device (protocol 3); resolves with the certificate PEM, usable once the agent connects with it. */
   readonly renewCertificate: (deviceId: string, csrPem: string) => Promise<string>;
+  /** The CAs agents should trust, newest first, while more than one is (CA rotation); null otherwise. */
+  readonly trustedCas: () => string[] | null;
   /** Records that the device connected from an address (health evidence). */
   readonly recordSighting: (s: { deviceId: string; groupId: string; address: string; at: number }) => Promise<void>;
   readonly now: () => number;
@@ -124,6 +126,11 @@ export class AgentSession implements LiveSession {
     if (this.socket.readyState === this.socket.CLOSED || this.socket.readyState === this.socket.CLOSING) return;
     this.closedByServer = true;
     this.socket.close(code, reason.slice(0, 120));
+  }
+
+  /** Tells a protocol-3 agent which CAs to trust (CA rotation); older agents are left alone. */
+  sendTrust(caCertificates: string[]): void {
+    if (this.state === 'ready' && this.protocol >= 3) this.send({ type: 'trust', caCertificates });
   }
 
   /** Pings the peer; terminates it if it did not answer the previous ping. */
@@ -253,7 +260,11 @@ export class AgentSession implements LiveSession {
       });
     if (this.protocol < 3) welcome(undefined);
     else {
-      this.deps.lastEventSeq(this.deviceId).then(welcome, (err: unknown) => {
+      this.deps.lastEventSeq(this.deviceId).then((seq) => {
+        welcome(seq);
+        const cas = this.deps.trustedCas();
+        if (cas) this.sendTrust(cas);
+      }, (err: unknown) => {
         this.log.error({ err: describeError(err) }, 'cannot read the last event sequence; closing so the agent retries');
         this.close(1011, 'event store unavailable');
       });

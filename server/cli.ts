@@ -11,6 +11,7 @@ import { connectAdmin, type AdminClient } from './admin-client.js';
 import { ADMIN_FLAGS, adminTarget, when } from './cli-common.js';
 import { customersCommand, instanceCommand, mspCommand } from './cli-msp.js';
 import { healthCommand } from './cli-health.js';
+import { CA_HELP, caCommand } from './cli-ca.js';
 import { PORTCHECK_HELP, portcheckCommand } from './cli-portcheck.js';
 import { resolveServerConfig } from './config.js';
 import type { DeviceView } from './device-view.js';
@@ -53,6 +54,7 @@ Admin commands (talk to the console API):
   rollcall customers skip CUSTOMER | --all-new
   rollcall instance [--json]
   rollcall health [--all] [--json]   ports, customers' reachability with probable causes, certificates, alerts
+${CA_HELP}
   rollcall instance delete --confirm INSTANCE_ID (--file TREE.json | --api URL --user NAME --password-env VAR)
   Reaching the API: --data-dir DIR on the server machine (default ./data), or
   --server https://HOST:8443 with ROLLCALL_API_TOKEN and --ca-pin sha256:… (ROLLCALL_CA_PIN) or --ca-file FILE.
@@ -305,6 +307,8 @@ export async function rollcallMain(argv: string[], env: NodeJS.ProcessEnv = proc
           return instanceCommand(rest, env, io);
         case 'health':
           return healthCommand(rest, env, io);
+        case 'ca':
+          return caCommand(rest, env, io);
         case 'portcheck':
           return portcheckCommand(rest, env, io);
         default:

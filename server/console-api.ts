@@ -17,6 +17,8 @@ import type { Customers } from './msp/customers.js';
 import type { MspSync } from './msp/sync-service.js';
 import { registerMspRoutes } from './msp-api.js';
 import { registerHealthRoutes, type HealthApiDeps } from './health-api.js';
+import { registerCaRoutes } from './ca-api.js';
+import type { CaRotation } from './ca-rotation.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Device } from './storage/devices-store.js';
@@ -43,6 +45,8 @@ export interface ConsoleApiDeps {
   readonly registry: SessionRegistry<AgentSession>;
   readonly facts: ServerFacts;
   readonly health: HealthApiDeps;
+  /** CA rotation (routes /api/v1/ca…). */
+  readonly ca?: CaRotation;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -239,5 +243,6 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   });
 
   registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
+  if (deps.ca) registerCaRoutes(app, deps.ca);
   return app;
 }

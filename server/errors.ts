@@ -62,6 +62,7 @@ export const SERVER_ERRORS = {
   TOKEN_NOT_FOUND: 404,
   PORTCHECK_TOKEN_MISSING: 401,
   PORTCHECK_TOKEN_INVALID: 401,
+  CA_ROTATION_RUNNING: 409,
 } as const;
 
 /** A server error code. */

@@ -29,7 +29,8 @@ import { MspSync, type FetchTree } from './msp/sync-service.js';
 import { computePresence, lastContact } from './presence.js';
 import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
-import { ensureServerPki, type ServerPki } from './pki-store.js';
+import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki-store.js';
+import { CaRotation } from './ca-rotation.js';
 import { SessionRegistry } from './session-registry.js';
 import { openStorage, type Storage } from './storage/index.js';
 
@@ -50,6 +51,8 @@ export interface RollcallServer {
   readonly config: ServerConfig;
   readonly storage: Storage;
   readonly pki: ServerPki;
+  /** CA rotation: status, rotate, and the cutover timer. */
+  readonly ca: CaRotation;
   readonly registry: SessionRegistry<AgentSession>;
   readonly writer: CheckinWriter;
   readonly msp: MspSync;
@@ -79,7 +82,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const now = opts.now ?? Date.now;
   const log = opts.log;
   await fs.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const pki = await ensureServerPki(path.join(config.dataDir, 'pki'), certificateHosts(config));
+  const pkiDir = path.join(config.dataDir, 'pki');
+  let pki = await ensureServerPki(pkiDir, certificateHosts(config));
   if (pki.createdCa) log.info({ caPin: pki.caPin }, 'created a new certification authority');
   if (pki.issuedServerCert) log.info({ hosts: certificateHosts(config) }, 'issued a server certificate');
   const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
@@ -110,14 +114,30 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     flushDelayMs: config.flushDelayMs,
   });
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
+  const clientCas = (p: ServerPki): string[] => trustedCaPems(p) ?? [p.ca.certPem];
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
 
+  const ca = new CaRotation({
+    dir: pkiDir,
+    hosts: certificateHosts(config),
+    get: () => pki,
+    install: (fresh) => {
+      pki = fresh;
+      agentApp?.server.setSecureContext({ key: fresh.server.keyPem, cert: fresh.server.certPem + fresh.ca.certPem, ca: clientCas(fresh), minVersion: 'TLSv1.2' });
+      consoleApp?.server.setSecureContext({ key: fresh.server.keyPem, cert: fresh.server.certPem + fresh.ca.certPem, minVersion: 'TLSv1.2' });
+      const cas = trustedCaPems(fresh);
+      if (cas) for (const session of registry.values()) session.sendTrust(cas);
+    },
+    now,
+    log: log.child({ component: 'ca' }),
+  });
+
   agentApp = await buildAgentListener({
-    tls,
+    tls: { ...tls, clientCaPems: clientCas(pki) },
     storage,
-    ca: pki.ca,
+    ca: () => pki.ca,
     placementProblem: (g) => groupAdmin.placementProblem(g),
     certValiditySec: config.agentCertValiditySec,
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
@@ -144,14 +164,17 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
         return { fresh: fresh.length, dropped: droppedCount(fresh) };
       },
       lastEventSeq: (id) => storage.events.lastSeq(id),
-      renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => pki.ca, now, validitySec: config.agentCertValiditySec }, id, csr),
+      renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
+      trustedCas: () => trustedCaPems(pki),
       recordSighting: (s) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }),
     },
   });
   const facts = {
     instanceId: storage.instanceId,
     version: ROLLCALL_VERSION,
-    caPin: pki.caPin,
+    get caPin() {
+      return pki.caPin;
+    },
     publicHosts: config.publicHosts,
     agentPort: () => portOf(agentApp),
     consolePort: () => portOf(consoleApp),
@@ -190,12 +213,16 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     log: log.child({ listener: 'console' }),
     facts,
     health: health.api,
+    ca,
   });
 
   const server: RollcallServer = {
     config,
     storage,
-    pki,
+    get pki() {
+      return pki;
+    },
+    ca,
     registry,
     writer,
     msp,
@@ -212,11 +239,13 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
       await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
       registry.startHeartbeat(config.pingIntervalMs);
+      ca.start();
       msp.startScheduler();
       health.start();
       log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
     },
     async close() {
+      ca.stop();
       await msp.close();
       registry.closeAll(1001, 'server shutting down');
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);

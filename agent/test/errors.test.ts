@@ -9,7 +9,7 @@ import { generateKeyPair, issueClientCert, issueServerCert, spkiPin } from '../.
 import { CHECKIN_PATH, serverMessageDecoder } from '../../common/protocol.js';
 import { Harness, readTestCa, type TestServer } from '../../test/support/harness.js';
 import { enrollAgent } from '../enroll.js';
-import { classifyClose, classifyError, classifyUpgradeRefusal, FAILURE_CLASSES } from '../errors.js';
+import { classifyClose, classifyError, classifyUpgradeRefusal, FAILURE_CLASSES, remedyFor } from '../errors.js';
 import { AgentState } from '../state.js';
 import { closedPort, firstError, nxdomainResolver, plainHttpServer, silentTcpServer, tlsServer } from './net-fixtures.js';
 
@@ -319,7 +319,10 @@ describe('classifyUpgradeRefusal', () => {
 });
 
 describe('failure classes', () => {
-  it('are exactly the seven documented ones', () => {
-    expect([...FAILURE_CLASSES]).toEqual(['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'REJECTED', 'PROTOCOL', 'CLOSED']);
+  it('are exactly the eight documented ones, each with a remedy sentence', () => {
+    expect([...FAILURE_CLASSES]).toEqual(['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'PROXY', 'REJECTED', 'PROTOCOL', 'CLOSED']);
+    for (const c of FAILURE_CLASSES) expect(remedyFor({ class: c, code: 'X' }), c).toMatch(/^[A-Z].{20,}\.$/);
+    expect(remedyFor({ class: 'TLS', code: 'CA_PIN_MISMATCH' })).toMatch(/repin/);
+    expect(remedyFor({ class: 'REJECTED', code: 'DEVICE_REVOKED' })).toMatch(/re-enroll/);
   });
 });
