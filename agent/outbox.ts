@@ -314,19 +314,17 @@ export class Outbox {
   }
 
   private async writeFailed(err: unknown, batch: readonly Waiting[]): Promise<void> {
-    const code = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'OUTBOX_DISK_FULL' : 'OUTBOX_WRITE_FAILED';
-    const message =
-      code === 'OUTBOX_DISK_FULL'
-        ? `the disk holding ${this.file} is full; ${batch.length} event(s) not recorded, earlier ones are intact`
-        : `cannot write ${this.file}: ${(err as Error).message}; ${batch.length} event(s) not recorded`;
-    this.lastError = { code, message, at: new Date().toISOString() };
+    const failure =
+      (err as NodeJS.ErrnoException).code === 'ENOSPC'
+        ? new RollcallError('OUTBOX_DISK_FULL', `the disk holding ${this.file} is full; ${batch.length} event(s) not recorded, earlier ones are intact`, { cause: err, retryable: true })
+        : new RollcallError('OUTBOX_WRITE_FAILED', `cannot write ${this.file}: ${(err as Error).message}; ${batch.length} event(s) not recorded`, { cause: err, retryable: true });
+    this.lastError = { code: failure.code, message: failure.message, at: new Date().toISOString() };
     try {
       await this.handle.truncate(this.fileBytes); // cut off whatever part of this write reached the file
     } catch (truncErr) {
       this.opts.onProblem?.(`cannot cut a failed write off ${this.file}; recovery will on the next start`, truncErr);
     }
-    this.opts.onProblem?.(message, err);
-    const failure = new RollcallError(code, message, { cause: err, retryable: true });
+    this.opts.onProblem?.(failure.message, err);
     for (const w of batch) w.reject(failure);
   }
 

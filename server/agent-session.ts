@@ -353,10 +353,10 @@ export class AgentSession implements LiveSession {
       },
       (err: unknown) => {
         this.renewing = false;
-        const code = err instanceof RollcallError ? err.code : 'RENEW_FAILED';
-        this.log.warn({ err: describeError(err), code }, 'certificate renewal refused');
+        const failure = err instanceof RollcallError ? err : new RollcallError('RENEW_FAILED', describeError(err), { cause: err });
+        this.log.warn({ err: describeError(err), code: failure.code }, 'certificate renewal refused');
         // A refused CSR is the agent's problem to fix; the channel itself stays usable.
-        this.send({ type: 'error', code, message: `certificate renewal refused: ${describeError(err)}`.slice(0, 1024) });
+        this.send({ type: 'error', code: failure.code, message: `certificate renewal refused: ${failure.message}`.slice(0, 1024) });
       },
     );
   }
