@@ -164,6 +164,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       }
     }
     ackedSeq = Math.max(ackedSeq, w.lastSeq);
+    recordInventoryChange(opts.state, feed, collectInventory()).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot record the inventory'));
     const intervalSec = opts.intervalOverrideSec ?? w.intervalSec; // the interval in use, as runConnection applies it
     log.info({ server, path: status.status.path, group: w.group.path, intervalSec }, 'connected');
     const at = new Date().toISOString();

@@ -6,6 +6,7 @@
  * effects (health observations) are written for the new events only, in
  * the same transaction. So a redelivered event is neither stored nor
  * counted twice, and a crash leaves either the whole batch or none of it.
+ * Rows are pruned after a week (the health service does it hourly).
  */
 import type { AgentEvent } from '../../common/protocol.js';
 import type { Database, Sql, SqlValue } from './db.js';
@@ -38,7 +39,9 @@ export class EventsStore {
     return this.db.transaction(async (tx) => {
       const held = await tx.all<{ seq: number }>('SELECT seq FROM agent_events WHERE device_id = ? AND seq BETWEEN ? AND ?', [deviceId, lo, hi]);
       const have = new Set(held.map((r) => r.seq));
-      const fresh = events.filter((e) => !have.has(e.seq));
+      // Below the oldest row kept is pruned history: stored before, so a redelivery.
+      const oldest = (await tx.get<{ s: number | null }>('SELECT min(seq) AS s FROM agent_events WHERE device_id = ?', [deviceId]))?.s ?? 0;
+      const fresh = events.filter((e) => !have.has(e.seq) && e.seq >= oldest);
       for (let i = 0; i < fresh.length; i += ROWS_PER_STATEMENT) {
         const chunk = fresh.slice(i, i + ROWS_PER_STATEMENT);
         const params: SqlValue[] = [];
@@ -48,6 +51,20 @@ export class EventsStore {
       if (effects && fresh.length > 0) await effects(fresh, tx);
       return fresh;
     });
+  }
+
+  /**
+   * Deletes events received before `before`, keeping each device's newest
+   * row: numbers at or below it count as stored (see record), so pruning
+   * never lets a late redelivery in twice. Resolves with rows deleted.
+   */
+  async prune(before: number): Promise<number> {
+    const r = await this.db.run(
+      `DELETE FROM agent_events WHERE received_at < ?
+         AND seq < (SELECT max(e.seq) FROM agent_events e WHERE e.device_id = agent_events.device_id)`,
+      [before],
+    );
+    return r.changes;
   }
 
   /** Highest event sequence stored for a device (0 when none). */

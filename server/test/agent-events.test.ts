@@ -55,6 +55,19 @@ describe('agent events', () => {
     expect((await again.waitMessage('welcome')).lastEventSeq).toBe(4);
   });
 
+  it('prunes old events but still takes a late redelivery of a pruned one for a duplicate', async () => {
+    const s = await h.startServer();
+    const { client, deviceId } = await welcomed(s);
+    await sendEvents(client, [attempt(1), attempt(2), attempt(3)]);
+    expect(await s.server.storage.events.prune(Date.now() + 1000)).toBe(2);
+    expect((await s.server.storage.events.list(deviceId)).map((e) => e.seq)).toEqual([3]);
+    expect(await s.server.storage.events.lastSeq(deviceId)).toBe(3);
+    await sendEvents(client, [attempt(2), attempt(3), attempt(4)]);
+    expect((await s.server.storage.events.list(deviceId)).map((e) => e.seq)).toEqual([3, 4]);
+    const observations = (await s.server.storage.evidence.observationsSince(0)).filter((o) => o.source === 'failed_attempt' && o.deviceId === deviceId);
+    expect(observations).toHaveLength(4);
+  });
+
   it('logs the count an agent reports in a dropped event', async () => {
     const s = await h.startServer();
     const { client } = await welcomed(s);
