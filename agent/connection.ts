@@ -195,7 +195,10 @@ function runChannel(p: ConnectionParams, tunnel: TLSSocket | undefined): Promise
           p.onWelcome(msg);
           sendCheckin();
           if (msg.protocol >= 3 && p.outbox) {
-            delivery = new EventDelivery(p.outbox, sendFrame, p.log);
+            delivery = new EventDelivery(p.outbox, sendFrame, p.log, p.ackTimeoutMs, (message) => {
+              setFailure({ class: 'TIMEOUT', code: 'ACK_TIMEOUT', message, retryable: true });
+              ws.terminate();
+            });
             delivery.start(msg.lastEventSeq ?? 0).catch((err: unknown) => {
               setFailure({ class: 'CLOSED', code: 'OUTBOX_WRITE_FAILED', message: `cannot renumber the outbox: ${(err as Error).message}`, retryable: true });
               ws.close(1011, 'outbox failure');

@@ -32,10 +32,15 @@ export class EventDelivery {
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
 
+  private ackTimer: NodeJS.Timeout | null = null;
+
   constructor(
     private readonly source: EventSource,
     private readonly send: (frame: string) => boolean,
     private readonly log: Logger,
+    /** How long an `events` frame may wait for its ack before the channel counts as broken. */
+    private readonly ackTimeoutMs: number,
+    private readonly onStall: (message: string) => void,
     private readonly gapMs = MIN_EVENTS_GAP_MS,
   ) {}
 
@@ -53,7 +58,11 @@ export class EventDelivery {
   acked(upTo: number): void {
     this.log.debug({ upTo, sentUpTo: this.sentUpTo }, 'events acknowledged');
     this.source.ack(upTo);
-    if (upTo >= this.sentUpTo) this.inflight = false;
+    if (upTo >= this.sentUpTo) {
+      this.inflight = false;
+      if (this.ackTimer) clearTimeout(this.ackTimer);
+      this.ackTimer = null;
+    }
     this.pump();
   }
 
@@ -62,7 +71,8 @@ export class EventDelivery {
     this.stopped = true;
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.timer = this.ackTimer = null;
   }
 
   private pump(): void {
@@ -81,6 +91,8 @@ export class EventDelivery {
     this.inflight = true;
     this.lastSentAt = Date.now();
     this.sentUpTo = events[events.length - 1]!.seq;
+    const upTo = this.sentUpTo;
+    this.ackTimer = setTimeout(() => this.onStall(`events up to ${upTo} were not acknowledged within ${this.ackTimeoutMs} ms`), this.ackTimeoutMs);
     this.log.debug({ from: events[0]!.seq, upTo: this.sentUpTo }, 'events sent');
   }
 }

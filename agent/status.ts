@@ -38,9 +38,15 @@ export interface AgentStatus {
   certificate: { serial: string; notAfter: string; renewAt: string } | null;
 }
 
-/** Keeps the status in memory and writes it out on every change. */
+/**
+ * Keeps the status in memory and writes it out after every change. Writes
+ * never overlap, and changes made while one runs are coalesced into the
+ * next, which writes the newest state (the outbox changes many times a
+ * second under load).
+ */
 export class StatusFile {
   private writing: Promise<void> = Promise.resolve();
+  private queued = false;
 
   constructor(
     private readonly file: string,
@@ -48,11 +54,17 @@ export class StatusFile {
     private readonly onWriteError: (err: unknown) => void,
   ) {}
 
-  /** Applies a change and queues a write (writes never overlap). */
+  /** Applies a change and queues a write. */
   update(change: Partial<AgentStatus>): void {
     Object.assign(this.status, change, { updatedAt: new Date().toISOString() });
-    const snapshot = JSON.stringify(this.status, null, 2);
-    this.writing = this.writing.then(() => writePrivateFile(this.file, snapshot)).catch(this.onWriteError);
+    if (this.queued) return;
+    this.queued = true;
+    this.writing = this.writing
+      .then(() => {
+        this.queued = false;
+        return writePrivateFile(this.file, JSON.stringify(this.status, null, 2));
+      })
+      .catch(this.onWriteError);
   }
 
   /** Resolves when every queued write is done. */
