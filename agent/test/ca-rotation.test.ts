@@ -127,3 +127,20 @@ describe('CA rotation', () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe('probes and diagnose during a CA rotation', () => {
+  it('judge the presented certificate by whichever trusted CA issued it', async () => {
+    const s = await h.startServer();
+    const agent = await s.enrollAgent();
+    const running = await run(agent);
+    await waitFor(() => running.status.status.lastAckedSeq >= 1, 'a first ack', 10_000);
+    await rotate(s, 3600);
+    await waitFor(async () => splitPems(await fs.readFile(agent.state.file('ca'), 'utf8')).length === 2, 'the agent to trust both CAs', 10_000);
+    await running.stop();
+    const out: string[] = [];
+    const code = await agentMain(['diagnose', '--state-dir', agent.state.dir, '--json'], {}, { out: (t) => out.push(t), err: (t) => out.push(t) });
+    const diagnosis = JSON.parse(out.join('')) as { ok: boolean; servers: { ports: { ok: boolean; failure?: { class: string } }[] }[] };
+    expect(diagnosis.servers[0]!.ports[0]).toMatchObject({ ok: true });
+    expect(code).toBe(0);
+  });
+});
