@@ -148,7 +148,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   await importLegacyAttempts(opts.state, feed, log);
   await recordInventoryChange(opts.state, feed, collectInventory()).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot record the inventory'));
   const synthetic = opts.syntheticEvents ? runSyntheticEvents(outbox, feed, opts.syntheticEvents, abort.signal) : Promise.resolve();
-  const prober = new ProbeScheduler(opts.probe ?? portcheckProbe({ caPem: creds.caPem }), feed, opts.probeIntervalMs ?? 3_600_000, log);
+  const prober = new ProbeScheduler(opts.probe ?? portcheckProbe({ caPem: () => caPems.join('') }), feed, opts.probeIntervalMs ?? 3_600_000, log);
   const hosts = identity.servers.map((s) => parseHostPort(s, DEFAULT_AGENT_PORT).host);
   let savedPorts = JSON.stringify(await opts.state.loadListenerPorts());
 
