@@ -6,8 +6,10 @@ import fs from 'node:fs/promises';
 import { pino, type Level } from 'pino';
 import { formatTable, parseCommandArgs, processIo, runCli, usageError, type CliIo } from '../common/cli-support.js';
 import { RollcallError } from '../common/errors.js';
+import { parseProxyUrl } from '../common/http-proxy.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
-import { resolveCommon, resolveRunConfig } from './config.js';
+import { resolveCommon, resolveProxy, resolveRunConfig } from './config.js';
+import { repinAgent } from './repin.js';
 import { diagnoseCommand } from './diagnose.js';
 import { enrollAgent } from './enroll.js';
 import { classifyError } from './errors.js';
@@ -34,10 +36,12 @@ const HELP = `rollcall-agent ${ROLLCALL_VERSION} (protocol ${PROTOCOL_VERSION})
 
 Usage:
   rollcall-agent enroll --server HOST:PORT [--server HOST:PORT …] --ca-pin sha256:HEX --token TOKEN
-                        [--state-dir DIR] [--config FILE] [--force] [--json]
-  rollcall-agent run    [--state-dir DIR] [--config FILE] [--backoff-cap 5m] [--backoff-base 1s] [--log-level info]
-                        [--log-file FILE|none] [--log-max-bytes 1MiB] [--log-files 3]
+                        [--proxy http://[USER:PASS@]HOST:PORT] [--state-dir DIR] [--config FILE] [--force] [--json]
+  rollcall-agent run    [--state-dir DIR] [--config FILE] [--proxy URL] [--backoff-cap 5m] [--backoff-base 1s]
+                        [--log-level info] [--log-file FILE|none] [--log-max-bytes 1MiB] [--log-files 3]
   rollcall-agent status [--state-dir DIR] [--json]
+  rollcall-agent repin --ca-pin sha256:HEX [--state-dir DIR] [--proxy URL] [--json]
+      after the server rotated its CA while this agent was offline: trust the new CA by its pin
   rollcall-agent diagnose [--state-dir DIR] [--timeout 5s] [--json]
       checks every server: DNS, TCP, TLS, identification, the check-in channel round trip
   rollcall-agent --version
@@ -45,6 +49,8 @@ Usage:
 The token may also come from ROLLCALL_AGENT_TOKEN (keeps it out of the process list).
 --config (or ROLLCALL_AGENT_CONFIG) names a JSON file such as installers write:
 { "proxy": "http://[user:pass@]host:port" }.
+The proxy: --proxy, else ROLLCALL_AGENT_PROXY, else the config file's, else the one given at
+enrollment (kept for run). HTTPS_PROXY is not used.
 run logs JSON lines to stdout and to <state-dir>/agent.log, rotated at 1 MiB, 3 files kept.
 State directory: --state-dir, else ROLLCALL_AGENT_STATE_DIR, else /var/lib/rollcall-agent (root)
 or ~/.local/state/rollcall-agent.
@@ -62,7 +68,8 @@ function exitCodeOf(err: unknown): number {
     return AGENT_EXIT.ERROR;
   }
   const c = err.code;
-  if (c === 'USAGE' || c === 'PIN_MALFORMED' || c === 'ADDRESS_INVALID' || c === 'DURATION_INVALID') return AGENT_EXIT.USAGE;
+  if (c === 'USAGE' || c === 'PIN_MALFORMED' || c === 'ADDRESS_INVALID' || c === 'DURATION_INVALID' || c === 'PROXY_INVALID') return AGENT_EXIT.USAGE;
+  if (c === 'PROXY_UNREACHABLE' || c === 'PROXY_REFUSED' || c === 'PROXY_AUTH_REQUIRED' || c === 'PROXY_BAD_RESPONSE') return AGENT_EXIT.SERVER_UNREACHABLE;
   if (c.startsWith('ENROLL_TOKEN') || c.startsWith('CSR_') || c === 'RATE_LIMITED' || c === 'BAD_REQUEST') return AGENT_EXIT.ENROLL_REFUSED;
   if (c.startsWith('TLS_') || c === 'CA_PIN_MISMATCH' || c === 'ENROLL_BAD_RESPONSE') return AGENT_EXIT.SERVER_UNTRUSTED;
   if (c === 'TIMEOUT') return AGENT_EXIT.SERVER_UNREACHABLE;
@@ -106,6 +113,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     config: { type: 'string' },
     force: { type: 'boolean' },
     json: { type: 'boolean' },
+    proxy: { type: 'string' },
     debug: { type: 'boolean' },
   });
   const token = values.token ?? env.ROLLCALL_AGENT_TOKEN;
@@ -120,6 +128,7 @@ async function enrollCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     state,
     fingerprint: hardwareFingerprint(common.fingerprintSalt),
     force: values.force ?? false,
+    proxy: values.proxy ?? (env.ROLLCALL_AGENT_PROXY || undefined) ?? common.configProxy ?? undefined,
   });
   if (values.json) io.out(JSON.stringify({ deviceId: identity.deviceId, group: identity.group, servers: identity.servers, stateDir: state.dir }));
   else io.out(`enrolled as ${identity.deviceId} in group "${identity.group.path}"; state in ${state.dir}\nnext: rollcall-agent run${values['state-dir'] ? ` --state-dir ${state.dir}` : ''}`);
@@ -139,12 +148,13 @@ async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<numbe
     'connect-timeout': { type: 'string' },
     'ack-timeout': { type: 'string' },
     interval: { type: 'string' },
+    proxy: { type: 'string' },
     debug: { type: 'boolean' },
   });
   const config = resolveRunConfig(values, env);
   const state = new AgentState(config.stateDir);
   await state.ensureDir();
-  await state.loadCredentials();
+  const { identity } = await state.loadCredentials();
   const release = await takeLock(state);
   let file: RotatingLogFile | undefined;
   try {
@@ -160,6 +170,8 @@ async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<numbe
       connectTimeoutMs: config.connectTimeoutMs,
       ackTimeoutMs: config.ackTimeoutMs,
       intervalOverrideSec: config.intervalOverrideSec,
+      proxy: config.proxy ?? (identity.proxy ? parseProxyUrl(identity.proxy) : undefined),
+      syntheticEvents: config.syntheticEvents,
       log,
     });
     const stop = (): void => void agent.stop();
@@ -195,6 +207,18 @@ async function statusCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
   return AGENT_EXIT.OK;
 }
 
+async function repinCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+  const { values } = parseCommandArgs(args, { 'state-dir': { type: 'string' }, 'ca-pin': { type: 'string' }, proxy: { type: 'string' }, json: { type: 'boolean' }, debug: { type: 'boolean' } });
+  if (!values['ca-pin']) throw usageError('repin needs --ca-pin (the new pin: rollcall ca on the server shows it)');
+  const state = new AgentState(resolveCommon(values, env).stateDir);
+  const { identity } = await state.loadCredentials();
+  const proxy = resolveProxy(values.proxy, env) ?? (identity.proxy ? parseProxyUrl(identity.proxy) : undefined);
+  const result = await repinAgent({ state, caPin: values['ca-pin'], proxy });
+  if (values.json) io.out(JSON.stringify(result));
+  else io.out(`now trusting the CA ${result.caPin} as presented by ${result.server} (${result.trusted} CA certificate(s) trusted); restart the agent (rollcall-agent run)`);
+  return AGENT_EXIT.OK;
+}
+
 /** Entry point; returns the exit code. */
 export async function agentMain(argv: string[], env: NodeJS.ProcessEnv = process.env, io: CliIo = processIo): Promise<number> {
   const [command, ...rest] = argv;
@@ -212,6 +236,7 @@ export async function agentMain(argv: string[], env: NodeJS.ProcessEnv = process
       if (command === 'enroll') return enrollCommand(rest, env, io);
       if (command === 'run') return runCommand(rest, env);
       if (command === 'status') return statusCommand(rest, env, io);
+      if (command === 'repin') return repinCommand(rest, env, io);
       if (command === 'diagnose') return (await diagnoseCommand(rest, env, io)) ? AGENT_EXIT.OK : AGENT_EXIT.DIAGNOSE_FAILED;
       throw usageError(`unknown command "${command}"; see rollcall-agent --help`);
     },

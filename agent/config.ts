@@ -8,6 +8,7 @@ import path from 'node:path';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../common/backoff.js';
 import { parseDuration } from '../common/duration.js';
 import { RollcallError } from '../common/errors.js';
+import { parseProxyUrl, type ProxyConfig } from '../common/http-proxy.js';
 import { LOG_FILE_DEFAULTS } from './log-file.js';
 
 /** Settings shared by every agent command. */
@@ -17,7 +18,7 @@ export interface AgentCommonConfig {
   /** Test seam: makes this process look like other hardware. */
   readonly fingerprintSalt: string;
   /** The HTTP proxy from the config file (`proxy`), `http://[user:pass@]host:port`, or null. */
-  readonly proxy: string | null;
+  readonly configProxy: string | null;
 }
 
 /** What the agent's JSON config file (`--config`, ROLLCALL_AGENT_CONFIG) may hold; installers write it. */
@@ -52,6 +53,19 @@ export interface AgentRunConfig extends AgentCommonConfig {
   readonly logFile: string | null;
   readonly logMaxBytes: number;
   readonly logFiles: number;
+  /**
+   * HTTP CONNECT proxy: --proxy, else ROLLCALL_AGENT_PROXY, else the config file's, else the one given at
+   * enrollment (identity.json, applied by the caller).
+   */
+  readonly proxy: ProxyConfig | undefined;
+  /** Test-only: synthetic outbox load from ROLLCALL_AGENT_TEST_EVENTS=TOTAL@PER_SECOND. */
+  readonly syntheticEvents: { readonly total: number; readonly perSec: number } | undefined;
+}
+
+/** Parses the proxy from the flag, else ROLLCALL_AGENT_PROXY, else the config file; undefined when none is given. */
+export function resolveProxy(flag: string | undefined, env: Env, configProxy: string | null = null): ProxyConfig | undefined {
+  const text = flag ?? (env.ROLLCALL_AGENT_PROXY || undefined) ?? configProxy ?? undefined;
+  return text === undefined || text === '' ? undefined : parseProxyUrl(text);
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -75,7 +89,7 @@ export function resolveCommon(flags: { 'state-dir'?: string; 'log-level'?: strin
     stateDir: flags['state-dir'] ? path.resolve(flags['state-dir']) : defaultStateDir(env),
     logLevel,
     fingerprintSalt: env.ROLLCALL_AGENT_FINGERPRINT_SALT ?? '',
-    proxy: file.proxy ?? null,
+    configProxy: file.proxy ?? null,
   });
 }
 
@@ -100,7 +114,20 @@ function logSettings(
 
 /** Resolves `run` settings, listing every problem at once. */
 export function resolveRunConfig(
-  flags: { 'state-dir'?: string; 'log-level'?: string; config?: string; 'log-file'?: string; 'log-max-bytes'?: string; 'log-files'?: string; 'backoff-base'?: string; 'backoff-cap'?: string; 'connect-timeout'?: string; 'ack-timeout'?: string; interval?: string },
+  flags: {
+    'state-dir'?: string;
+    'log-level'?: string;
+    config?: string;
+    'log-file'?: string;
+    'log-max-bytes'?: string;
+    'log-files'?: string;
+    'backoff-base'?: string;
+    'backoff-cap'?: string;
+    'connect-timeout'?: string;
+    'ack-timeout'?: string;
+    interval?: string;
+    proxy?: string;
+  },
   env: Env,
 ): AgentRunConfig {
   const problems: string[] = [];
@@ -119,8 +146,23 @@ export function resolveRunConfig(
   if (capMs < baseMs) problems.push('--backoff-cap must not be smaller than --backoff-base');
   const interval = flags.interval === undefined ? undefined : duration('interval', flags.interval, 60_000) / 1000;
   if (interval !== undefined && !Number.isInteger(interval)) problems.push('--interval must be whole seconds');
+  let proxy: ProxyConfig | undefined;
+  try {
+    proxy = resolveProxy(flags.proxy, env, common.configProxy);
+  } catch (err) {
+    problems.push(`--proxy: ${(err as Error).message}`);
+  }
+  let syntheticEvents: AgentRunConfig['syntheticEvents'];
+  const load = env.ROLLCALL_AGENT_TEST_EVENTS;
+  if (load) {
+    const m = /^(\d{1,7})@(\d{1,6})$/.exec(load);
+    if (m) syntheticEvents = { total: Number(m[1]), perSec: Math.max(1, Number(m[2])) };
+    else problems.push('ROLLCALL_AGENT_TEST_EVENTS must be TOTAL@PER_SECOND, e.g. 3000@500');
+  }
   const config: AgentRunConfig = {
     ...common,
+    proxy,
+    syntheticEvents,
     backoff: Object.freeze({ baseMs, capMs }),
     connectTimeoutMs: duration('connect-timeout', flags['connect-timeout'], 15_000),
     ackTimeoutMs: duration('ack-timeout', flags['ack-timeout'], 30_000),

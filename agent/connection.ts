@@ -5,14 +5,15 @@
  */
 import os from 'node:os';
 import net from 'node:net';
-import type { SecureContext } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../common/close-codes.js';
 import { RollcallError } from '../common/errors.js';
-import { encode, MAX_FRAME_BYTES, serverMessageDecoder, type Inventory, type Report, type ServerMessage, type Welcome } from '../common/protocol.js';
+import { encode, MAX_FRAME_BYTES, serverMessageDecoder, type Inventory, type ServerMessage, type Welcome } from '../common/protocol.js';
 import { PROTOCOL_VERSION, ROLLCALL_VERSION } from '../common/version.js';
 import { classifyClose, classifyError, classifyUpgradeRefusal, type Failure } from './errors.js';
+import { EventDelivery, type EventSource } from './event-delivery.js';
 
 /** What one connection needs. */
 export interface ConnectionParams {
@@ -38,17 +39,31 @@ export interface ConnectionParams {
   readonly onAck: (seq: number, at: number) => void;
   /** The server changed the interval with a `config` message (the value in use is passed). */
   readonly onInterval?: (intervalSec: number) => void;
-  /** Reports to deliver once the channel works (protocol 2 servers only). */
-  readonly reports?: ReportSource;
+  /** The outbox, delivered once the channel works (protocol 3 servers). */
+  readonly outbox?: EventSource;
+  /** Certificate renewal over this channel (protocol 3 servers): the hook of the certificate current now, if it may renew. */
+  readonly renewal?: () => RenewalHook | undefined;
+  /** The server named the CAs to trust (CA rotation). */
+  readonly onTrust?: (caCertificates: string[]) => void;
+  /** Opens the TLS connection (e.g. through an HTTP CONNECT tunnel); default: direct. */
+  readonly connect?: ConnectFn;
 }
 
-/** Where the connection takes reports from; see report-queue.ts. */
-export interface ReportSource {
-  next(): Report | null;
-  acked(id: number): void;
-  lost(): void;
-  onChange(fn: () => void): () => void;
+/** Opens a TLS socket for the WebSocket; see proxy.ts. */
+export type ConnectFn = () => Promise<TLSSocket>;
+
+/** What the connection needs to renew the certificate; see renewal.ts. */
+export interface RenewalHook {
+  /** True when the certificate in use should be renewed now. */
+  due(): boolean;
+  /** Makes a new key and a CSR for it. */
+  request(): Promise<string>;
+  /** Checks the renewed certificate and stores it beside the old one. */
+  accept(certPem: string): Promise<void>;
 }
+
+/** The failure code a channel ends with when it closes to switch to a renewed certificate. */
+export const CERT_RENEWED = 'CERT_RENEWED';
 
 /** Builds the inventory sent in `hello`. */
 export function collectInventory(): Inventory {
@@ -56,7 +71,23 @@ export function collectInventory(): Inventory {
 }
 
 /** Runs one connection until it ends; resolves with why, or null when stopped. */
-export function runConnection(p: ConnectionParams): Promise<Failure | null> {
+export async function runConnection(p: ConnectionParams): Promise<Failure | null> {
+  let tunnel: TLSSocket | undefined;
+  if (p.connect) {
+    try {
+      tunnel = await p.connect();
+    } catch (err) {
+      return p.signal.aborted ? null : classifyError(err);
+    }
+    if (p.signal.aborted) {
+      tunnel.destroy();
+      return null;
+    }
+  }
+  return runChannel(p, tunnel);
+}
+
+function runChannel(p: ConnectionParams, tunnel: TLSSocket | undefined): Promise<Failure | null> {
   return new Promise((resolve) => {
     const decoder = serverMessageDecoder();
     let failure: Failure | undefined;
@@ -69,11 +100,38 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
     let ackTimer: NodeJS.Timeout | null = null;
     let welcomed = false;
     let settled = false;
-    let unsubscribe: (() => void) | null = null;
-    const sendReport = (): void => {
-      if (ws.readyState !== ws.OPEN) return;
-      const report = p.reports?.next();
-      if (report) ws.send(encode(report));
+    let delivery: EventDelivery | null = null;
+    let renewState: 'idle' | 'requested' | 'done' = 'idle';
+    const sendFrame = (frame: string): boolean => {
+      if (ws.readyState !== ws.OPEN) return false;
+      ws.send(frame);
+      return true;
+    };
+    let hook: RenewalHook | undefined;
+    const maybeRenew = (): void => {
+      if (renewState !== 'idle') return;
+      hook = p.renewal?.();
+      if (!hook?.due()) return;
+      renewState = 'requested';
+      p.log.info('certificate nears expiry; requesting a renewed one');
+      hook.request().then(
+        (csr) => sendFrame(encode({ type: 'renew', csr })),
+        (err: unknown) => {
+          renewState = 'done';
+          p.log.error({ err: (err as Error).message }, 'cannot make a renewal request');
+        },
+      );
+    };
+    const onRenewed = (certPem: string): void => {
+      if (renewState !== 'requested' || !hook) return protocolFailure('unexpected renewed');
+      renewState = 'done';
+      hook.accept(certPem).then(
+        () => {
+          setFailure({ class: 'CLOSED', code: CERT_RENEWED, message: 'switching to the renewed certificate', retryable: true });
+          ws.close(1000, 'switching to a renewed certificate');
+        },
+        (err: unknown) => p.log.error({ err: (err as Error).message }, 'renewed certificate not usable; keeping the current one'),
+      );
     };
 
     const ws = new WebSocket(`wss://${net.isIPv6(p.host) ? `[${p.host}]` : p.host}:${p.port}${p.path}`, {
@@ -83,6 +141,7 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
       maxPayload: MAX_FRAME_BYTES,
       perMessageDeflate: false,
       handshakeTimeout: p.connectTimeoutMs,
+      ...(tunnel ? { createConnection: () => tunnel } : {}),
     } as ConstructorParameters<typeof WebSocket>[2]);
 
     const setFailure = (f: Failure): void => {
@@ -97,8 +156,7 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
       if (settled) return;
       settled = true;
       clearTimers();
-      unsubscribe?.();
-      p.reports?.lost();
+      delivery?.stop();
       p.signal.removeEventListener('abort', onAbort);
       resolve(result);
     };
@@ -136,15 +194,28 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
           intervalSec = p.intervalOverrideSec ?? msg.intervalSec;
           p.onWelcome(msg);
           sendCheckin();
-          if (msg.protocol >= 2 && p.reports) {
-            unsubscribe = p.reports.onChange(sendReport);
-            sendReport();
+          if (msg.protocol >= 3 && p.outbox) {
+            delivery = new EventDelivery(p.outbox, sendFrame, p.log, p.ackTimeoutMs, (message) => {
+              setFailure({ class: 'TIMEOUT', code: 'ACK_TIMEOUT', message, retryable: true });
+              ws.terminate();
+            });
+            delivery.start(msg.lastEventSeq ?? 0).catch((err: unknown) => {
+              setFailure({ class: 'CLOSED', code: 'OUTBOX_WRITE_FAILED', message: `cannot renumber the outbox: ${(err as Error).message}`, retryable: true });
+              ws.close(1011, 'outbox failure');
+            });
           }
+          if (msg.protocol >= 3) maybeRenew();
+          return;
+        case 'events_ack':
+          delivery?.acked(msg.upTo);
+          return;
+        case 'renewed':
+          return onRenewed(msg.certificate);
+        case 'trust':
+          p.onTrust?.(msg.caCertificates);
           return;
         case 'report_ack':
-          p.reports?.acked(msg.id);
-          sendReport();
-          return;
+          return protocolFailure('unexpected report_ack');
         case 'diagnose_ack':
           return protocolFailure('unexpected diagnose_ack');
         case 'ack':
@@ -153,6 +224,7 @@ export function runConnection(p: ConnectionParams): Promise<Failure | null> {
             if (ackTimer) clearTimeout(ackTimer);
             ackTimer = null;
             p.onAck(msg.seq, Date.now());
+            maybeRenew();
           }
           return;
         case 'config':

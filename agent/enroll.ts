@@ -9,6 +9,7 @@ import { checkEnrollResponse, ENROLL_PATH, type ErrorBody } from '../common/enro
 import { RollcallError } from '../common/errors.js';
 import { parseHostPort, requestJson } from '../common/https-json.js';
 import { fetchPinnedCa } from '../common/pinned-tls.js';
+import { parseProxyUrl } from '../common/http-proxy.js';
 import { certInfo, createCsr, generateKeyPair, isIssuedBy, parsePin, spkiPin } from '../common/pki.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import type { AgentState, Identity } from './state.js';
@@ -28,6 +29,8 @@ export interface EnrollOptions {
   /** Replace an existing enrollment in the state directory. */
   readonly force?: boolean;
   readonly timeoutMs?: number;
+  /** `http://[user:password@]host:port`: enroll through this proxy, and keep it for `run`. */
+  readonly proxy?: string;
 }
 
 /** Enrolls this computer; returns the stored identity. */
@@ -38,7 +41,8 @@ export async function enrollAgent(opts: EnrollOptions): Promise<Identity> {
     throw new RollcallError('ALREADY_ENROLLED', `${opts.state.dir} already holds an enrollment; use --force to replace it`);
   }
   const { host, port } = parseHostPort(opts.servers[0]!, DEFAULT_AGENT_PORT);
-  const caPem = await fetchPinnedCa(host, port, pin, opts.timeoutMs);
+  const proxy = opts.proxy ? parseProxyUrl(opts.proxy) : undefined;
+  const caPem = await fetchPinnedCa(host, port, pin, opts.timeoutMs, proxy);
   const keys = generateKeyPair(2048);
   const hostname = (opts.hostname ?? os.hostname()).slice(0, 253) || 'unknown';
   const res = await requestJson({
@@ -47,6 +51,7 @@ export async function enrollAgent(opts: EnrollOptions): Promise<Identity> {
     path: ENROLL_PATH,
     ca: caPem,
     timeoutMs: opts.timeoutMs,
+    proxy,
     body: { token: opts.token, csr: createCsr(keys.privateKeyPem, hostname), hostname, fingerprint: opts.fingerprint, agentVersion: ROLLCALL_VERSION },
   });
   if (res.status !== 200) {
@@ -71,6 +76,7 @@ export async function enrollAgent(opts: EnrollOptions): Promise<Identity> {
     group: answer.group,
     enrolledAt: new Date().toISOString(),
     checkinPath: answer.checkinPath,
+    ...(opts.proxy ? { proxy: opts.proxy } : {}),
   };
   await opts.state.saveEnrollment({ keyPem: keys.privateKeyPem, certPem: answer.certificate, caPem: answer.caCertificate, identity });
   await opts.state.saveAckedSeq(0);

@@ -6,7 +6,7 @@ import { closeCodeName, CloseCode, TERMINAL_CLOSE_CODES } from '../common/close-
 import { RollcallError } from '../common/errors.js';
 
 /** The classes, iterable. */
-export const FAILURE_CLASSES = ['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'REJECTED', 'PROTOCOL', 'CLOSED'] as const;
+export const FAILURE_CLASSES = ['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'PROXY', 'REJECTED', 'PROTOCOL', 'CLOSED'] as const;
 export type FailureClass = (typeof FAILURE_CLASSES)[number];
 
 /** A classified failure. */
@@ -32,6 +32,8 @@ export function classifyError(err: unknown): Failure {
   if (err instanceof RollcallError && (err.code === 'REJECTED' || err.code.startsWith('ENROLL_TOKEN') || err.code.startsWith('CSR_'))) {
     return { class: 'REJECTED', code, message, retryable: err.retryable };
   }
+  if (err instanceof RollcallError && err.code.startsWith('PROXY_')) return { class: 'PROXY', code, message, retryable: err.retryable || err.code === 'PROXY_AUTH_REQUIRED' };
+  if (err instanceof RollcallError && err.code === 'CA_PIN_MISMATCH') return { class: 'TLS', code, message, retryable: true };
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME' || code === 'EAI_FAIL') {
     return { class: 'DNS', code, message, retryable: true };
   }
@@ -64,4 +66,49 @@ export function classifyUpgradeRefusal(status: number, body: { error?: { code?: 
   }
   if (code.startsWith('CLIENT_CERT_')) return { class: 'TLS', code, message, retryable: code !== 'CLIENT_CERT_EXPIRED', terminal: code === 'CLIENT_CERT_EXPIRED' };
   return { class: 'REJECTED', code, message, retryable: !terminal, terminal };
+}
+
+/** One sentence per failure class: what to check or do. */
+export const FAILURE_REMEDIES: Readonly<Record<FailureClass, string>> = {
+  DNS: 'Check the server name in the agent\'s server list and this computer\'s DNS settings.',
+  REFUSED: 'Nothing accepts connections on that port: check the server runs and the firewall / port forwarding lets the agent port through.',
+  TIMEOUT: 'Packets go unanswered: check the firewall lets the agent port through, and the server is not overloaded.',
+  TLS: 'The server\'s certificate was not accepted: check the address points at the Rollcall server and no TLS-inspecting proxy sits in between.',
+  PROXY: 'The HTTP proxy did not open a tunnel: check the proxy address, its credentials, and that it allows CONNECT to the agent port.',
+  REJECTED: 'The server refused this agent: see the code; a revoked or unknown device must be re-enrolled.',
+  PROTOCOL: 'The server sent something this agent does not understand: check both run matching Rollcall versions.',
+  CLOSED: 'The channel dropped (network or server restart); the agent reconnects by itself.',
+};
+
+/** Remedies for codes that say more than their class. */
+const CODE_REMEDIES: Readonly<Record<string, string>> = {
+  CA_PIN_MISMATCH:
+    'The server presents a CA this agent does not trust (it may have rotated its CA while this agent was offline): get the new pin from the administrator (rollcall ca status) and run "rollcall-agent repin --ca-pin <pin>", or re-enroll.',
+  PROXY_AUTH_REQUIRED: 'The proxy wants credentials: set the proxy as http://user:password@host:port.',
+  CLIENT_CERT_EXPIRED: 'This agent\'s certificate expired before it could be renewed: re-enroll with a new token (rollcall-agent enroll --force).',
+  DEVICE_REVOKED: 'The device was revoked by an administrator: re-enroll with a new token if it should connect again.',
+  DEVICE_UNKNOWN: 'The server does not know this certificate: re-enroll with a new token.',
+  OUTBOX_DISK_FULL: 'The disk holding the state directory is full: free space; events recorded before stay intact.',
+};
+
+/** The remedy sentence for a failure. */
+export function remedyFor(f: Pick<Failure, 'class' | 'code'>): string {
+  return CODE_REMEDIES[f.code] ?? FAILURE_REMEDIES[f.class];
+}
+
+/** TLS verification codes meaning: the server's chain does not lead to a CA we trust. */
+const UNTRUSTED_CHAIN = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE']);
+
+/**
+ * Names a server certificate that does not chain to the agent's trusted
+ * CA for what it means to the operator: CA_PIN_MISMATCH (wrong server, an
+ * intercepting proxy, or a CA rotation this agent missed).
+ */
+export function asPinMismatch(f: Failure, pin: string): Failure {
+  if (f.class !== 'TLS' || !UNTRUSTED_CHAIN.has(f.code)) return f;
+  return {
+    ...f,
+    code: 'CA_PIN_MISMATCH',
+    message: `the server's certificate does not chain to a CA this agent trusts (pin ${pin}; TLS said ${f.code}): a wrong server, a TLS-intercepting proxy, or the server rotated its CA while this agent was offline`,
+  };
 }

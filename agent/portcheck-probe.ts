@@ -8,12 +8,12 @@ import type { ProbeResult } from '../common/protocol.js';
 import type { ProbeFn } from './prober.js';
 
 /** Builds a probe that trusts the agent's CA. */
-export function portcheckProbe(opts: { caPem: string; expectInstanceId?: string; stepTimeoutMs?: number }): ProbeFn {
+export function portcheckProbe(opts: { caPem: string | (() => string); expectInstanceId?: string; stepTimeoutMs?: number }): ProbeFn {
   return async (host, ports) => {
     const report = await runPortcheck({
       host,
       ports: ports.map((p) => ({ port: p.port, role: p.role, required: p.required })),
-      trust: { caPem: opts.caPem },
+      trust: { caPem: typeof opts.caPem === 'function' ? opts.caPem() : opts.caPem }, // a getter follows a CA rotation
       expectInstanceId: opts.expectInstanceId,
       websocket: false,
       // An agent on the server's own LAN legitimately resolves the name to a private address (split DNS).

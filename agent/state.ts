@@ -4,6 +4,7 @@
  * status. Every file is written atomically (temp file + rename) with mode
  * 0600; the directory itself is 0700.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { RollcallError } from '../common/errors.js';
@@ -18,6 +19,8 @@ export interface Identity {
   readonly group: { readonly id: string; readonly path: string };
   readonly enrolledAt: string;
   readonly checkinPath: string;
+  /** The HTTP CONNECT proxy given at enrollment (`http://[user:password@]host:port`), used by `run` unless overridden. */
+  readonly proxy?: string;
 }
 
 /** File names inside the state directory. */
@@ -28,7 +31,12 @@ export const STATE_FILES = {
   identity: 'identity.json',
   seq: 'seq.json',
   status: 'status.json',
+  /** Protocol-2 failed-attempt list; imported into the outbox once, then removed. */
   attempts: 'attempts.json',
+  outbox: 'outbox.log',
+  nextKey: 'agent.next.key',
+  nextCert: 'agent.next.crt',
+  inventory: 'inventory.json',
   ports: 'ports.json',
   lock: 'agent.pid',
 } as const;
@@ -94,6 +102,7 @@ export class AgentState {
       readText(this.file('ca')),
       readText(this.file('identity')),
     ]);
+    if (keyPem && certPem && !keyMatchesCert(keyPem, certPem)) return this.finishPromotion();
     if (!keyPem || !certPem || !caPem || !identityText) {
       throw new RollcallError('NOT_ENROLLED', `this agent is not enrolled (no complete enrollment in ${this.dir}); run "rollcall-agent enroll" first`);
     }
@@ -104,6 +113,56 @@ export class AgentState {
       throw new RollcallError('STATE_UNREADABLE', `${this.file('identity')} is not valid JSON`, { cause: err });
     }
     return { keyPem, certPem, caPem, identity };
+  }
+
+  /**
+   * Keeps a renewed key and certificate beside the current ones until the
+   * new pair has connected once (key first: a pair without its certificate
+   * is incomplete and ignored).
+   */
+  async saveRenewed(keyPem: string, certPem: string): Promise<void> {
+    await writePrivateFile(this.file('nextKey'), keyPem);
+    await writePrivateFile(this.file('nextCert'), certPem);
+  }
+
+  /** The renewed pair waiting to be tried, if complete and matching. */
+  async loadRenewed(): Promise<{ keyPem: string; certPem: string } | undefined> {
+    const [keyPem, certPem] = await Promise.all([readText(this.file('nextKey')), readText(this.file('nextCert'))]);
+    if (!keyPem || !certPem || !keyMatchesCert(keyPem, certPem)) return undefined;
+    return { keyPem, certPem };
+  }
+
+  /** The renewed pair worked: it becomes the current one (see loadCredentials for a crash in between). */
+  async promoteRenewed(): Promise<void> {
+    await fs.rename(this.file('nextKey'), this.file('key'));
+    await fs.rename(this.file('nextCert'), this.file('cert'));
+  }
+
+  /** The renewed pair was refused: forget it. */
+  async discardRenewed(): Promise<void> {
+    await fs.rm(this.file('nextCert'), { force: true });
+    await fs.rm(this.file('nextKey'), { force: true });
+  }
+
+  /** A promotion was cut between its two renames (the new key is in place, its certificate not yet): complete it. */
+  private async finishPromotion(): Promise<{ keyPem: string; certPem: string; caPem: string; identity: Identity }> {
+    const key = await readText(this.file('key'));
+    const next = await readText(this.file('nextCert'));
+    if (!key || !next || !keyMatchesCert(key, next)) {
+      throw new RollcallError('STATE_UNREADABLE', `${this.file('key')} does not belong to ${this.file('cert')}; re-enroll with --force`);
+    }
+    await fs.rename(this.file('nextCert'), this.file('cert'));
+    return this.loadCredentials();
+  }
+
+  /** Replaces the trusted CA certificates (a bundle in ca.crt; CA rotation). */
+  async saveTrustedCas(pems: readonly string[]): Promise<void> {
+    await writePrivateFile(this.file('ca'), pems.map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join(''));
+  }
+
+  /** Replaces the identity (repin). */
+  async saveIdentity(identity: Identity): Promise<void> {
+    await writePrivateFile(this.file('identity'), JSON.stringify(identity, null, 2));
   }
 
   /** Last sequence number the server acknowledged (0 when none). */
@@ -141,4 +200,20 @@ export class AgentState {
     const text = await readText(this.file('status'));
     return text ? (JSON.parse(text) as T) : undefined;
   }
+}
+
+/** True when the private key belongs to the certificate. */
+export function keyMatchesCert(keyPem: string, certPem: string): boolean {
+  try {
+    const ours = crypto.createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
+    const theirs = new crypto.X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
+    return ours.equals(theirs);
+  } catch {
+    return false; // unreadable PEM: the caller reports the pair as unusable
+  }
+}
+
+/** The certificates of a PEM bundle, each as its own PEM. */
+export function splitPems(bundle: string): string[] {
+  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((p) => (p.endsWith('\n') ? p : `${p}\n`)) ?? [];
 }

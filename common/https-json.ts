@@ -4,7 +4,10 @@
  */
 import https from 'node:https';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { RollcallError } from './errors.js';
+import { openTunnel, type ProxyConfig } from './http-proxy.js';
 
 /** One request. */
 export interface JsonRequest {
@@ -19,6 +22,19 @@ export interface JsonRequest {
   readonly timeoutMs?: number;
   /** Largest response body accepted, in bytes. */
   readonly maxResponseBytes?: number;
+  /** Go through this HTTP CONNECT proxy. */
+  readonly proxy?: ProxyConfig;
+}
+
+/** A createConnection for https.request that tunnels through the proxy and verifies TLS against `ca`. */
+function tunnelled(req: JsonRequest, proxy: ProxyConfig) {
+  return (_opts: unknown, done: (err: Error | null, socket: Duplex) => void): undefined => {
+    openTunnel(proxy, req.host, req.port, req.timeoutMs ?? 15_000).then(
+      (raw) => done(null, tls.connect({ socket: raw, host: req.host, servername: net.isIP(req.host) ? undefined : req.host, ca: req.ca, minVersion: 'TLSv1.2' })),
+      (err: Error) => done(err, undefined as unknown as Duplex),
+    );
+    return undefined;
+  };
 }
 
 /** A response with its parsed JSON body (undefined when empty or not JSON). */
@@ -42,7 +58,8 @@ export function requestJson(req: JsonRequest): Promise<JsonResponse> {
         ca: req.ca,
         servername: net.isIP(req.host) ? undefined : req.host,
         minVersion: 'TLSv1.2',
-        agent: false,
+        // No agent with a proxy: Node then opens the connection with our createConnection.
+        ...(req.proxy ? { agent: undefined, createConnection: tunnelled(req, req.proxy) } : { agent: false }),
         headers: {
           accept: 'application/json',
           ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),

@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { RollcallError } from './errors.js';
+import { openTunnel, type ProxyConfig } from './http-proxy.js';
 import { parsePin, spkiPin } from './pki.js';
 
 function toPem(raw: Buffer): string {
@@ -56,10 +57,12 @@ export function verifyChainAgainstPin(chain: readonly Buffer[], pin: string, hos
 }
 
 /** Connects to host:port, checks the chain against the pin, and returns the CA certificate PEM. */
-export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs = 10_000): Promise<string> {
+export async function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs = 10_000, proxy?: ProxyConfig): Promise<string> {
   parsePin(pin);
+  const raw = proxy ? await openTunnel(proxy, host, port, timeoutMs) : undefined;
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
+      ...(raw ? { socket: raw } : {}),
       host,
       port,
       servername: net.isIP(host) ? undefined : host,

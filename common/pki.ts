@@ -66,12 +66,13 @@ function nativeSigner(keyPem: string): forge.pki.rsa.PrivateKey {
   return signer as unknown as forge.pki.rsa.PrivateKey;
 }
 
-function newCertificate(publicKeyPem: string, validityDays: number, now: Date): forge.pki.Certificate {
+function newCertificate(publicKeyPem: string, validityDays: number, now: Date, validityMs = validityDays * 86_400_000): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
   cert.serialNumber = randomSerialHex();
-  cert.validity.notBefore = new Date(now.getTime() - 5 * 60_000); // tolerate small clock skew
-  cert.validity.notAfter = new Date(now.getTime() + validityDays * 86_400_000);
+  // Tolerate small clock skew: 5 minutes, or a tenth of a (test-sized) short lifetime.
+  cert.validity.notBefore = new Date(now.getTime() - Math.min(5 * 60_000, Math.floor(validityMs / 10)));
+  cert.validity.notAfter = new Date(now.getTime() + validityMs);
   return cert;
 }
 
@@ -192,12 +193,15 @@ export interface ClientCertOptions {
   /** Becomes the certificate's common name. */
   readonly deviceId: string;
   readonly validityDays?: number;
+  /** Lifetime in seconds; overrides validityDays (short-lived certificates for renewal tests). */
+  readonly validitySec?: number;
   readonly now?: Date;
 }
 
 /** Issues an agent (TLS client) certificate signed by the CA. */
 export function issueClientCert(ca: KeyedCert, opts: ClientCertOptions): IssuedCert {
-  const cert = newCertificate(opts.publicKeyPem, opts.validityDays ?? 825, opts.now ?? new Date());
+  const days = opts.validityDays ?? 825;
+  const cert = newCertificate(opts.publicKeyPem, days, opts.now ?? new Date(), opts.validitySec === undefined ? undefined : opts.validitySec * 1000);
   const issuer = issuerOf(ca);
   cert.setSubject([{ name: 'commonName', value: opts.deviceId }]);
   cert.setIssuer(issuer.attrs);

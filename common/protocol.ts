@@ -84,6 +84,8 @@ export const Welcome = Type.Object(
     lastSeq: Type.Integer({ minimum: 0 }),
     /** Protocol 2: the server's listener ports, for the agent's reachability probes. */
     ports: Type.Optional(Type.Array(ListenerPort, { maxItems: 16 })),
+    /** Protocol 3: highest outbox event sequence the server holds for this device. */
+    lastEventSeq: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
@@ -183,13 +185,87 @@ export const DiagnoseAck = Type.Object(
 );
 export type DiagnoseAck = Static<typeof DiagnoseAck>;
 
-/** Messages the agent may send. */
-export type AgentMessage = Hello | Checkin | Report | Diagnose | ErrorMessage;
-/** Messages the server may send. */
-export type ServerMessage = Welcome | Ack | Config | ReportAck | DiagnoseAck | ErrorMessage;
+/** Data of an outbox event, by kind (protocol 3). */
+export const EVENT_DATA = {
+  /** A connection attempt that failed before `welcome`. */
+  attempt: FailedAttempt,
+  /** One round of port probes. */
+  probes: Type.Object({ results: Type.Array(ProbeResult, { maxItems: 64 }) }, { additionalProperties: false }),
+  /** The inventory changed since the last one recorded. */
+  inventory: Inventory,
+  /** The outbox was full: `count` oldest events, up to `throughSeq`, were dropped unsent. */
+  dropped: Type.Object({ count: Type.Integer({ minimum: 1 }), throughSeq: Seq }, { additionalProperties: false }),
+  /** Test-only load (`ROLLCALL_AGENT_TEST_EVENTS`): stored, otherwise ignored. */
+  synthetic: Type.Object({ n: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+} as const;
 
-const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = { hello: Hello, checkin: Checkin, report: Report, diagnose: Diagnose, error: ErrorMessage };
+/** Kinds of outbox events. */
+export type EventKind = keyof typeof EVENT_DATA;
+
+/** One outbox event on the wire: the agent's own sequence number (separate from check-in numbers). */
+export const AgentEvent = Type.Union(
+  Object.entries(EVENT_DATA).map(([kind, data]) =>
+    Type.Object({ seq: Seq, kind: Type.Literal(kind), at: Millis, data }, { additionalProperties: false }),
+  ),
+);
+export type AgentEvent = { [K in EventKind]: { seq: number; kind: K; at: number; data: Static<(typeof EVENT_DATA)[K]> } }[EventKind];
+
+/** Most events in one `events` frame. */
+export const MAX_EVENTS_PER_FRAME = 500;
+
+/** Agent → server (protocol 3): outbox events, in strictly increasing `seq` order. */
+export const Events = Type.Object(
+  { type: Type.Literal('events'), events: Type.Array(AgentEvent, { minItems: 1, maxItems: MAX_EVENTS_PER_FRAME }) },
+  { additionalProperties: false },
+);
+export type Events = { type: 'events'; events: AgentEvent[] };
+
+/** Server → agent (protocol 3): every event of this device up to `upTo` is stored. */
+export const EventsAck = Type.Object({ type: Type.Literal('events_ack'), upTo: Seq }, { additionalProperties: false });
+export type EventsAck = Static<typeof EventsAck>;
+
+/** Agent → server (protocol 3): a certificate signing request for a renewed certificate. */
+export const Renew = Type.Object({ type: Type.Literal('renew'), csr: Type.String({ minLength: 1, maxLength: 16 * 1024 }) }, { additionalProperties: false });
+export type Renew = Static<typeof Renew>;
+
+/** Server → agent (protocol 3): the renewed certificate (PEM), valid once the agent connects with it. */
+export const Renewed = Type.Object(
+  { type: Type.Literal('renewed'), certificate: Type.String({ minLength: 1, maxLength: 16 * 1024 }) },
+  { additionalProperties: false },
+);
+export type Renewed = Static<typeof Renewed>;
+
+/**
+ * Server → agent (protocol 3): the CAs to trust, newest first, sent after
+ * `welcome` while a CA rotation runs or an old CA is still trusted, and to
+ * every live channel when a rotation starts. The agent trusts them for the
+ * server's certificate from its next connection on, and renews its own
+ * certificate when it does not come from the newest.
+ */
+export const Trust = Type.Object(
+  { type: Type.Literal('trust'), caCertificates: Type.Array(Type.String({ minLength: 1, maxLength: 16 * 1024 }), { minItems: 1, maxItems: 4 }) },
+  { additionalProperties: false },
+);
+export type Trust = Static<typeof Trust>;
+
+/** Messages the agent may send. */
+export type AgentMessage = Hello | Checkin | Report | Diagnose | Events | Renew | ErrorMessage;
+/** Messages the server may send. */
+export type ServerMessage = Welcome | Ack | Config | ReportAck | DiagnoseAck | EventsAck | Renewed | Trust | ErrorMessage;
+
+const AGENT_SCHEMAS: Record<AgentMessage['type'], TSchema> = {
+  hello: Hello,
+  checkin: Checkin,
+  report: Report,
+  diagnose: Diagnose,
+  events: Events,
+  renew: Renew,
+  error: ErrorMessage,
+};
 const SERVER_SCHEMAS: Record<ServerMessage['type'], TSchema> = {
+  events_ack: EventsAck,
+  renewed: Renewed,
+  trust: Trust,
   welcome: Welcome,
   ack: Ack,
   config: Config,

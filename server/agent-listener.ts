@@ -29,9 +29,12 @@ import type { Storage } from './storage/index.js';
 
 /** What the agent listener needs. */
 export interface AgentListenerDeps {
-  readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number };
-  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence'>;
-  readonly ca: KeyedCert;
+  readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number; readonly clientCaPems?: readonly string[] };
+  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence' | 'certRenewals'>;
+  /** Lifetime of certificates issued at enrollment, in seconds. */
+  readonly certValiditySec?: number;
+  /** The CA that enrolls agents now (the one the port presents). */
+  readonly ca: () => KeyedCert;
   readonly placementProblem?: EnrollDeps['placementProblem'];
   readonly enrollLimiter: FailureLimiter;
   readonly session: SessionDeps;
@@ -88,7 +91,16 @@ async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps:
     if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
     return void reject(req, reply, deps, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
   }
-  const device = await deps.storage.devices.findBySerial(normalizeSerial(cert.serialNumber));
+  const serial = normalizeSerial(cert.serialNumber);
+  let device = await deps.storage.devices.findBySerial(serial);
+  if (!device) {
+    // A renewed certificate's first connection: it replaces the old one now, and the old one stops mapping to the device.
+    const pending = await deps.storage.certRenewals.find(serial);
+    if (pending && cert.subject?.CN === pending.deviceId && (await deps.storage.certRenewals.promote(serial))) {
+      deps.log.info({ deviceId: pending.deviceId, serial }, 'renewed certificate in use; the old one is no longer accepted');
+      device = await deps.storage.devices.findBySerial(serial);
+    }
+  }
   if (!device || cert.subject?.CN !== device.id) {
     return void reject(req, reply, deps, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
   }
@@ -107,7 +119,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
     https: {
       key: deps.tls.server.keyPem,
       cert: deps.tls.server.certPem + deps.tls.caCertPem,
-      ca: [deps.tls.caCertPem],
+      ca: [...(deps.tls.clientCaPems ?? [deps.tls.caCertPem])],
       requestCert: true,
       rejectUnauthorized: false, // the check-in route checks the certificate itself; enrollment has none yet
       minVersion: 'TLSv1.2',
@@ -122,9 +134,9 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
   app.decorateRequest('rollcallDevice', null);
   addIdentifyRoute(app, 'agent', deps.storage.instanceId);
 
-  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
+  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.ca().certPem));
 
-  const enrollDeps: EnrollDeps = { storage: deps.storage, ca: deps.ca, now: deps.now, placementProblem: deps.placementProblem };
+  const enrollDeps = (): EnrollDeps => ({ storage: deps.storage, ca: deps.ca(), now: deps.now, placementProblem: deps.placementProblem, certValiditySec: deps.certValiditySec });
   const onEnrollError = async (req: FastifyRequest, _reply: FastifyReply, err: unknown): Promise<void> => {
     const reason = enrollRefusalReason(err);
     if (reason === undefined) return;
@@ -141,7 +153,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       void reply.header('retry-after', String(Math.ceil(blockedMs / 1000)));
       return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: 'too many failed enrollments; retry later', retryAfterMs: blockedMs } });
     }
-    const result = await enroll(checkEnrollRequest(req.body), enrollDeps);
+    const result = await enroll(checkEnrollRequest(req.body), enrollDeps());
     deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
     return result;
   });

@@ -11,7 +11,20 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { CloseCode } from '../common/close-codes.js';
 import { describeError, RollcallError } from '../common/errors.js';
-import { encode, type AgentMessage, type Checkin, type Decoder, type Diagnose, type Hello, type ListenerPort, type Report, type ServerMessage } from '../common/protocol.js';
+import {
+  encode,
+  type AgentEvent,
+  type AgentMessage,
+  type Checkin,
+  type Decoder,
+  type Diagnose,
+  type Events,
+  type Hello,
+  type ListenerPort,
+  type Renew,
+  type Report,
+  type ServerMessage,
+} from '../common/protocol.js';
 import type { ReportContext } from './agent-reports.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../common/version.js';
 import type { CheckinRecord } from './checkin-writer.js';
@@ -44,6 +57,14 @@ export interface SessionDeps {
   readonly listenerPorts: () => ListenerPort[];
   /** Stores a report's observations durably. */
   readonly recordReport: (report: Report, ctx: ReportContext) => Promise<void>;
+  /** Stores outbox events once per (device, seq), with their health observations (protocol 3). */
+  readonly recordEvents: (events: readonly AgentEvent[], ctx: ReportContext) => Promise<{ fresh: number; dropped: number }>;
+  /** Highest outbox event sequence stored for a device (0 when none). */
+  readonly lastEventSeq: (deviceId: string) => Promise<number>;
+  /** Signs a renewal CSR for the device (protocol 3); resolves with the certificate PEM, usable once the agent connects with it. */
+  readonly renewCertificate: (deviceId: string, csrPem: string) => Promise<string>;
+  /** The CAs agents should trust, newest first, while more than one is (CA rotation); null otherwise. */
+  readonly trustedCas: () => string[] | null;
   /** Records that the device connected from an address (health evidence). */
   readonly recordSighting: (s: { deviceId: string; groupId: string; address: string; at: number }) => Promise<void>;
   readonly now: () => number;
@@ -70,6 +91,10 @@ export class AgentSession implements LiveSession {
   fingerprint = '';
   alive = true;
   private state: 'awaiting_hello' | 'ready' | 'closed' = 'awaiting_hello';
+  /** The protocol version agreed in `welcome`. */
+  private protocol = 0;
+  private lastEventSeqSeen = 0;
+  private renewing = false;
   private lastSeq: number;
   private readonly budget: FrameBudget;
   private helloTimer: NodeJS.Timeout | null;
@@ -101,6 +126,11 @@ export class AgentSession implements LiveSession {
     if (this.socket.readyState === this.socket.CLOSED || this.socket.readyState === this.socket.CLOSING) return;
     this.closedByServer = true;
     this.socket.close(code, reason.slice(0, 120));
+  }
+
+  /** Tells a protocol-3 agent which CAs to trust (CA rotation); older agents are left alone. */
+  sendTrust(caCertificates: string[]): void {
+    if (this.state === 'ready' && this.protocol >= 3) this.send({ type: 'trust', caCertificates });
   }
 
   /** Pings the peer; terminates it if it did not answer the previous ping. */
@@ -157,6 +187,12 @@ export class AgentSession implements LiveSession {
       case 'diagnose':
         this.onDiagnose(msg);
         break;
+      case 'events':
+        this.onEvents(msg);
+        break;
+      case 'renew':
+        this.onRenew(msg);
+        break;
       case 'error':
         this.log.warn({ agentErrorCode: msg.code, agentError: msg.message }, 'agent reported an error');
         break;
@@ -209,16 +245,30 @@ export class AgentSession implements LiveSession {
         intervalSec: interval,
       })
       .catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot record connect'));
-    this.send({
-      type: 'welcome',
-      protocol: Math.min(hello.protocol, PROTOCOL_VERSION),
-      deviceId: this.deviceId,
-      intervalSec: interval,
-      group: { id: this.device.group.id, path: this.device.group.path },
-      serverTime: now,
-      lastSeq: this.lastSeq,
-      ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
-    });
+    this.protocol = Math.min(hello.protocol, PROTOCOL_VERSION);
+    const welcome = (lastEventSeq: number | undefined): void =>
+      this.send({
+        type: 'welcome',
+        protocol: this.protocol,
+        deviceId: this.deviceId,
+        intervalSec: interval,
+        group: { id: this.device.group.id, path: this.device.group.path },
+        serverTime: now,
+        lastSeq: this.lastSeq,
+        ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
+        ...(lastEventSeq === undefined ? {} : { lastEventSeq }),
+      });
+    if (this.protocol < 3) welcome(undefined);
+    else {
+      this.deps.lastEventSeq(this.deviceId).then((seq) => {
+        welcome(seq);
+        const cas = this.deps.trustedCas();
+        if (cas) this.sendTrust(cas);
+      }, (err: unknown) => {
+        this.log.error({ err: describeError(err) }, 'cannot read the last event sequence; closing so the agent retries');
+        this.close(1011, 'event store unavailable');
+      });
+    }
     this.deps
       .recordSighting({ deviceId: this.deviceId, groupId: this.device.group.id, address: this.address, at: now })
       .catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot record sighting'));
@@ -253,6 +303,60 @@ export class AgentSession implements LiveSession {
       (err: unknown) => {
         this.log.error({ err: describeError(err), reportId: r.id }, 'report not stored; closing so the agent resends');
         this.close(1011, 'report could not be stored');
+      },
+    );
+  }
+
+  private onEvents(m: Events): void {
+    if (this.state !== 'ready' || this.protocol < 3) {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', this.state === 'ready' ? 'events need protocol 3' : 'events before hello');
+      return;
+    }
+    for (let i = 1; i < m.events.length; i += 1) {
+      if (m.events[i]!.seq <= m.events[i - 1]!.seq) {
+        this.fail(CloseCode.MALFORMED_FRAME, 'MALFORMED_FRAME', `event sequence numbers must increase (seq ${m.events[i]!.seq} after ${m.events[i - 1]!.seq})`);
+        return;
+      }
+    }
+    const upTo = m.events[m.events.length - 1]!.seq;
+    if (m.events[0]!.seq <= this.lastEventSeqSeen) this.log.debug({ from: m.events[0]!.seq, upTo }, 'events redelivered');
+    this.lastEventSeqSeen = Math.max(this.lastEventSeqSeen, upTo);
+    const ctx = { deviceId: this.deviceId, groupId: this.device.group.id, sourceAddress: this.address, now: this.deps.now() };
+    this.deps.recordEvents(m.events, ctx).then(
+      ({ fresh, dropped }) => {
+        if (dropped > 0) this.log.warn({ dropped }, "agent dropped events unsent (its outbox was full)");
+        this.log.debug({ upTo, fresh, redelivered: m.events.length - fresh }, 'events stored');
+        this.send({ type: 'events_ack', upTo });
+      },
+      (err: unknown) => {
+        this.log.error({ err: describeError(err), upTo }, 'events not stored; closing so the agent resends');
+        this.close(1011, 'events could not be stored');
+      },
+    );
+  }
+
+  private onRenew(m: Renew): void {
+    if (this.state !== 'ready' || this.protocol < 3) {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', this.state === 'ready' ? 'renew needs protocol 3' : 'renew before hello');
+      return;
+    }
+    if (this.renewing) {
+      this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'a renewal is already in progress on this channel');
+      return;
+    }
+    this.renewing = true;
+    this.deps.renewCertificate(this.deviceId, m.csr).then(
+      (certificate) => {
+        this.renewing = false;
+        this.log.info('renewed the agent certificate; the old one stays valid until the new one connects');
+        this.send({ type: 'renewed', certificate });
+      },
+      (err: unknown) => {
+        this.renewing = false;
+        const failure = err instanceof RollcallError ? err : new RollcallError('RENEW_FAILED', describeError(err), { cause: err });
+        this.log.warn({ err: describeError(err), code: failure.code }, 'certificate renewal refused');
+        // A refused CSR is the agent's problem to fix; the channel itself stays usable.
+        this.send({ type: 'error', code: failure.code, message: `certificate renewal refused: ${failure.message}`.slice(0, 1024) });
       },
     );
   }

@@ -13,6 +13,7 @@ import { customersCommand, instanceCommand, mspCommand } from './cli-msp.js';
 import { healthCommand } from './cli-health.js';
 import { INSTALLER_HELP, installerCommand } from './cli-installer.js';
 import { QUESTIONS_HELP, questionsCommand } from './cli-questions.js';
+import { CA_HELP, caCommand } from './cli-ca.js';
 import { PORTCHECK_HELP, portcheckCommand } from './cli-portcheck.js';
 import { resolveServerConfig } from './config.js';
 import type { DeviceView } from './device-view.js';
@@ -57,6 +58,7 @@ Admin commands (talk to the console API):
 ${INSTALLER_HELP}
 ${QUESTIONS_HELP}
   rollcall health [--all] [--json]   ports, customers' reachability with probable causes, certificates, alerts
+${CA_HELP}
   rollcall instance delete --confirm INSTANCE_ID (--file TREE.json | --api URL --user NAME --password-env VAR)
   Reaching the API: --data-dir DIR on the server machine (default ./data), or
   --server https://HOST:8443 with ROLLCALL_API_TOKEN and --ca-pin sha256:… (ROLLCALL_CA_PIN) or --ca-file FILE.
@@ -321,6 +323,8 @@ export async function rollcallMain(argv: string[], env: NodeJS.ProcessEnv = proc
           return questionsCommand(rest, env, io);
         case 'installer':
           return installerCommand(rest, env, io);
+        case 'ca':
+          return caCommand(rest, env, io);
         case 'portcheck':
           return portcheckCommand(rest, env, io);
         default:

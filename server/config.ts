@@ -45,6 +45,8 @@ export interface ServerConfig {
   readonly alertIntervalMs: number;
   /** How long after start customers going dark are not alerted (agents reconnect after a restart). */
   readonly alertGraceMs: number;
+  /** Lifetime of agent certificates issued at enrollment and renewal, in seconds (default 825 days). */
+  readonly agentCertValiditySec: number;
   readonly logLevel: string;
   /** The Linux agent executable served on the agent port; null: dist/rollcall-agent of this package. */
   readonly agentBinary: string | null;
@@ -79,6 +81,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   portAlertAfterMin: 15,
   alertIntervalMs: 60_000,
   alertGraceMs: 600_000,
+  agentCertValiditySec: 825 * 86_400,
   logLevel: 'info',
   agentBinary: null,
   agentBinaryWindows: null,
@@ -100,6 +103,7 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   agentBinary: 'ROLLCALL_AGENT_BINARY',
   agentBinaryWindows: 'ROLLCALL_AGENT_BINARY_WINDOWS',
   adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
+  agentCertValiditySec: 'ROLLCALL_AGENT_CERT_VALIDITY_SEC',
 };
 
 /** Environment variable names, for --help and docs. */
@@ -198,6 +202,7 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     portAlertAfterMin: intIn(problems, 'port alert delay (minutes)', pick('portAlertAfterMin'), 1, 7 * 1440),
     alertIntervalMs: intIn(problems, 'alert interval', pick('alertIntervalMs'), 10, 3_600_000),
     alertGraceMs: intIn(problems, 'alert grace period', pick('alertGraceMs'), 0, 86_400_000),
+    agentCertValiditySec: intIn(problems, 'agent certificate validity (seconds)', pick('agentCertValiditySec'), 10, 3650 * 86_400),
     logLevel,
     agentBinary: optionalPath(pick('agentBinary')),
     agentBinaryWindows: optionalPath(pick('agentBinaryWindows')),

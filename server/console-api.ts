@@ -30,6 +30,8 @@ import { registerInstallerRoutes } from './installer-api.js';
 import type { Installers } from './installer/installers.js';
 import type { Questions } from './questions.js';
 import { registerQuestionRoutes } from './questions-api.js';
+import { registerCaRoutes } from './ca-api.js';
+import type { CaRotation } from './ca-rotation.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
@@ -61,6 +63,8 @@ export interface ConsoleApiDeps {
   readonly feed: LiveFeed;
   /** Login and session numbers (default {@link DEFAULT_AUTH_SETTINGS}). */
   readonly auth?: AuthSettings;
+  /** CA rotation (routes /api/v1/ca…). */
+  readonly ca?: CaRotation;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -224,5 +228,6 @@ export async function buildConsoleApi(deps: ConsoleApiDeps): Promise<HttpsApp> {
   registerQuestionRoutes(app, { questions: deps.questions, storage, now: deps.now });
   app.addHook('preClose', async () => deps.feed.close()); // open streams would hold the close up
   registerMspRoutes(app, { storage, msp: deps.msp, customers: deps.customers, registry, instanceId: deps.facts.instanceId, now: deps.now, log: deps.log });
+  if (deps.ca) registerCaRoutes(app, deps.ca);
   return app;
 }

@@ -21,6 +21,8 @@ export interface EnrollDeps {
   readonly now: () => number;
   /** Why a computer cannot go into a group (it then lands in Lost & found), or null. */
   readonly placementProblem?: (group: GroupWithPath) => Promise<string | null>;
+  /** Lifetime of the issued certificate in seconds (default 825 days). */
+  readonly certValiditySec?: number;
 }
 
 function tokenProblem(t: EnrollmentToken, now: number): RollcallError | undefined {
@@ -40,7 +42,7 @@ export async function enroll(req: EnrollRequest, deps: EnrollDeps): Promise<Enro
   if (problem) throw problem;
   const csr = parseCsr(req.csr);
   const deviceId = `dev_${crypto.randomBytes(10).toString('hex')}`;
-  const issued = issueClientCert(deps.ca, { publicKeyPem: csr.publicKeyPem, deviceId, now: new Date(now) });
+  const issued = issueClientCert(deps.ca, { publicKeyPem: csr.publicKeyPem, deviceId, now: new Date(now), validitySec: deps.certValiditySec });
 
   const groups = await deps.storage.groups.list();
   const target = token.groupId ? groups.find((g) => g.id === token.groupId) : undefined;

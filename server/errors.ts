@@ -76,6 +76,7 @@ export const SERVER_ERRORS = {
   USER_NOT_FOUND: 404,
   USER_EXISTS: 409,
   USER_NAME_INVALID: 400,
+  CA_ROTATION_RUNNING: 409,
 } as const;
 
 /** A server error code. */

@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import { describeError } from '../common/errors.js';
 import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
+import { droppedCount, eventsToObservations } from './agent-events.js';
+import { renewCertificate } from './cert-renewal.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
 import { AgentBinaries, defaultLinuxAgentBinary } from './agent-download.js';
@@ -33,7 +35,8 @@ import { MspSync, type FetchTree } from './msp/sync-service.js';
 import { computePresence, lastContact } from './presence.js';
 import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
-import { ensureServerPki, type ServerPki } from './pki-store.js';
+import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki-store.js';
+import { CaRotation } from './ca-rotation.js';
 import { SessionRegistry } from './session-registry.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
@@ -58,6 +61,8 @@ export interface RollcallServer {
   readonly config: ServerConfig;
   readonly storage: Storage;
   readonly pki: ServerPki;
+  /** CA rotation: status, rotate, and the cutover timer. */
+  readonly ca: CaRotation;
   readonly registry: SessionRegistry<AgentSession>;
   readonly writer: CheckinWriter;
   readonly msp: MspSync;
@@ -94,7 +99,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const now = opts.now ?? Date.now;
   const log = opts.log;
   await fs.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const pki = await ensureServerPki(path.join(config.dataDir, 'pki'), certificateHosts(config));
+  const pkiDir = path.join(config.dataDir, 'pki');
+  let pki = await ensureServerPki(pkiDir, certificateHosts(config));
   if (pki.createdCa) log.info({ caPin: pki.caPin }, 'created a new certification authority');
   if (pki.issuedServerCert) log.info({ hosts: certificateHosts(config) }, 'issued a server certificate');
   const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
@@ -132,18 +138,35 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     opts.onEvent?.(e);
   };
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
+  const clientCas = (p: ServerPki): string[] => trustedCaPems(p) ?? [p.ca.certPem];
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
 
   const questions = new Questions({ storage, closeChannel: (id, code, reason) => registry.get(id)?.close(code, reason), now, log: log.child({ component: 'questions' }) });
   const binaries = new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows });
+  const ca = new CaRotation({
+    dir: pkiDir,
+    hosts: certificateHosts(config),
+    get: () => pki,
+    install: (fresh) => {
+      pki = fresh;
+      agentApp?.server.setSecureContext({ key: fresh.server.keyPem, cert: fresh.server.certPem + fresh.ca.certPem, ca: clientCas(fresh), minVersion: 'TLSv1.2' });
+      consoleApp?.server.setSecureContext({ key: fresh.server.keyPem, cert: fresh.server.certPem + fresh.ca.certPem, minVersion: 'TLSv1.2' });
+      const cas = trustedCaPems(fresh);
+      if (cas) for (const session of registry.values()) session.sendTrust(cas);
+    },
+    now,
+    log: log.child({ component: 'ca' }),
+  });
+
   agentApp = await buildAgentListener({
     binaries,
-    tls,
+    tls: { ...tls, clientCaPems: clientCas(pki) },
     storage,
-    ca: pki.ca,
+    ca: () => pki.ca,
     placementProblem: (g) => groupAdmin.placementProblem(g),
+    certValiditySec: config.agentCertValiditySec,
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
@@ -165,13 +188,22 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
         { port: portOf(consoleApp), role: 'console', required: false },
       ],
       recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
+      recordEvents: async (events, ctx) => {
+        const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, (news, tx) => storage.evidence.record(eventsToObservations(news, ctx), tx));
+        return { fresh: fresh.length, dropped: droppedCount(fresh) };
+      },
+      lastEventSeq: (id) => storage.events.lastSeq(id),
+      renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
+      trustedCas: () => trustedCaPems(pki),
       recordSighting: (s) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }),
     },
   });
   const facts = {
     instanceId: storage.instanceId,
     version: ROLLCALL_VERSION,
-    caPin: pki.caPin,
+    get caPin() {
+      return pki.caPin;
+    },
     publicHosts: config.publicHosts,
     agentPort: () => portOf(agentApp),
     consolePort: () => portOf(consoleApp),
@@ -215,12 +247,16 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     questions,
     feed,
     auth: opts.auth,
+    ca,
   });
 
   const server: RollcallServer = {
     config,
     storage,
-    pki,
+    get pki() {
+      return pki;
+    },
+    ca,
     registry,
     writer,
     msp,
@@ -239,11 +275,13 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
       registry.startHeartbeat(config.pingIntervalMs);
       journal.start();
+      ca.start();
       msp.startScheduler();
       health.start();
       log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
     },
     async close() {
+      ca.stop();
       await msp.close();
       registry.closeAll(1001, 'server shutting down');
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);

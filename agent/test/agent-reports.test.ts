@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { captureLogger, Harness, waitFor } from '../../test/support/harness.js';
 import { startAgent } from '../supervisor.js';
@@ -41,10 +40,12 @@ describe('the agent as an outside-in probe', () => {
         [s2.server.consolePort, 'console', true],
       ].sort(),
     );
+    await waitFor(() => running.outbox.stats().pending === 0, 'the outbox to be delivered');
     await running.stop();
-    expect(await agent.state.readStatus()).toBeDefined();
-    const left = JSON.parse(await fs.readFile(agent.state.file('attempts'), 'utf8')) as { attempts: unknown[] };
-    expect(left.attempts).toEqual([]);
+    expect(await agent.state.readStatus()).toMatchObject({ outbox: { pending: 0 } });
+    const stored = await s2.server.storage.events.list(agent.deviceId);
+    expect(stored.filter((e) => e.kind === 'attempt').length).toBe(attempts.length);
+    expect(stored.map((e) => e.seq)).toEqual(stored.map((_, i) => i + 1));
   });
 });
 

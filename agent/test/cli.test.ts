@@ -37,6 +37,7 @@ const STACK_LINE = /^\s+at /m;
 /** The fields `status --json` promises (docs/api.md); only additions are allowed. */
 const STATUS_JSON_KEYS = ['deviceId', 'enrolled', 'running', 'servers', 'status'];
 const STATUS_FILE_KEYS = [
+  'certificate',
   'connectedSince',
   'deviceId',
   'failedAttempts',
@@ -45,7 +46,10 @@ const STATUS_FILE_KEYS = [
   'lastAckedSeq',
   'lastCheckinAt',
   'lastError',
+  'lastSuccessAt',
   'nextAttemptAt',
+  'outbox',
+  'path',
   'pid',
   'server',
   'since',

@@ -9,8 +9,9 @@ import { generateKeyPair, issueClientCert, issueServerCert, spkiPin } from '../.
 import { CHECKIN_PATH, serverMessageDecoder } from '../../common/protocol.js';
 import { Harness, readTestCa, type TestServer } from '../../test/support/harness.js';
 import { enrollAgent } from '../enroll.js';
-import { classifyClose, classifyError, classifyUpgradeRefusal, FAILURE_CLASSES } from '../errors.js';
+import { classifyClose, classifyError, classifyUpgradeRefusal, FAILURE_CLASSES, remedyFor } from '../errors.js';
 import { AgentState } from '../state.js';
+import { formatStatus } from '../status.js';
 import { closedPort, firstError, nxdomainResolver, plainHttpServer, silentTcpServer, tlsServer } from './net-fixtures.js';
 
 const h = new Harness();
@@ -319,7 +320,45 @@ describe('classifyUpgradeRefusal', () => {
 });
 
 describe('failure classes', () => {
-  it('are exactly the seven documented ones', () => {
-    expect([...FAILURE_CLASSES]).toEqual(['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'REJECTED', 'PROTOCOL', 'CLOSED']);
+  it('are exactly the eight documented ones, each with a remedy sentence', () => {
+    expect([...FAILURE_CLASSES]).toEqual(['DNS', 'REFUSED', 'TIMEOUT', 'TLS', 'PROXY', 'REJECTED', 'PROTOCOL', 'CLOSED']);
+    for (const c of FAILURE_CLASSES) expect(remedyFor({ class: c, code: 'X' }), c).toMatch(/^[A-Z].{20,}\.$/);
+    expect(remedyFor({ class: 'TLS', code: 'CA_PIN_MISMATCH' })).toMatch(/repin/);
+    expect(remedyFor({ class: 'REJECTED', code: 'DEVICE_REVOKED' })).toMatch(/re-enroll/);
+  });
+});
+
+describe('status for people', () => {
+  it('shows the path, the last success, the error with its class and remedy, the outbox and the certificate', () => {
+    const text = formatStatus(
+      {
+        state: 'backoff',
+        deviceId: 'dev_1',
+        group: 'All/Customers/Acme',
+        server: 'rollcall.example:2222',
+        path: 'proxy proxy.example:3128',
+        pid: 1,
+        since: '2026-11-21T00:00:00.000Z',
+        updatedAt: '2026-11-21T00:00:00.000Z',
+        intervalSec: 60,
+        lastCheckinAt: '2026-11-21T00:00:00.000Z',
+        lastAckedSeq: 7,
+        connectedSince: null,
+        nextAttemptAt: '2026-11-21T00:01:00.000Z',
+        failedAttempts: 2,
+        lastSuccessAt: '2026-11-21T00:00:00.000Z',
+        lastError: { class: 'PROXY', code: 'PROXY_AUTH_REQUIRED', message: 'the proxy wants credentials', at: '2026-11-21T00:00:30.000Z', remedy: remedyFor({ class: 'PROXY', code: 'PROXY_AUTH_REQUIRED' }) },
+        outbox: { pending: 3, bytes: 300, lastSeq: 40, dropped: 2, lastError: { code: 'OUTBOX_DISK_FULL', message: 'the disk is full', at: '2026-11-21T00:00:40.000Z' } },
+        certificate: { serial: 'ABC', notAfter: '2029-01-01T00:00:00.000Z', renewAt: '2028-12-02T00:00:00.000Z' },
+      },
+      true,
+    );
+    expect(text).toContain('server:         rollcall.example:2222 (proxy proxy.example:3128)');
+    expect(text).toContain('last success:   2026-11-21T00:00:00.000Z');
+    expect(text).toContain('last error:     [PROXY] PROXY_AUTH_REQUIRED: the proxy wants credentials');
+    expect(text).toMatch(/remedy: +The proxy wants credentials: set the proxy as http:\/\/user:password@host:port\./);
+    expect(text).toContain('outbox:         3 event(s) to deliver, 300 bytes (last seq 40, 2 dropped when full)');
+    expect(text).toContain('outbox error:   OUTBOX_DISK_FULL: the disk is full');
+    expect(text).toContain('certificate:    serial ABC, expires 2029-01-01T00:00:00.000Z, renewal from 2028-12-02T00:00:00.000Z');
   });
 });

@@ -65,7 +65,7 @@ describe('the rotating log file', () => {
 describe('log and config options of rollcall-agent', () => {
   it('logs to <state-dir>/agent.log, 1 MiB x 3, by default; --log-file none turns it off', () => {
     const c = resolveRunConfig({ 'state-dir': '/tmp/st' }, {});
-    expect(c).toMatchObject({ logFile: '/tmp/st/agent.log', logMaxBytes: 1024 * 1024, logFiles: 3, proxy: null });
+    expect(c).toMatchObject({ logFile: '/tmp/st/agent.log', logMaxBytes: 1024 * 1024, logFiles: 3, configProxy: null, proxy: undefined });
     expect(resolveRunConfig({ 'state-dir': '/tmp/st', 'log-file': 'none' }, {}).logFile).toBeNull();
     expect(resolveRunConfig({ 'state-dir': '/tmp/st', 'log-max-bytes': '512KiB', 'log-files': '5' }, { ROLLCALL_AGENT_LOG_FILE: '/var/log/ra.log' })).toMatchObject({
       logFile: '/var/log/ra.log',
@@ -83,8 +83,11 @@ describe('log and config options of rollcall-agent', () => {
     const dir = await h.tempDir();
     const file = path.join(dir, 'agent.json');
     await fs.writeFile(file, JSON.stringify({ proxy: "http://o'brien:p$a%40ss@10.0.0.1:3128" }));
-    expect(resolveRunConfig({ config: file }, {}).proxy).toBe("http://o'brien:p$a%40ss@10.0.0.1:3128");
-    expect(resolveRunConfig({}, { ROLLCALL_AGENT_CONFIG: file }).proxy).toBe("http://o'brien:p$a%40ss@10.0.0.1:3128");
+    expect(resolveRunConfig({ config: file }, {})).toMatchObject({ configProxy: "http://o'brien:p$a%40ss@10.0.0.1:3128", proxy: { host: '10.0.0.1', port: 3128 } });
+    expect(resolveRunConfig({}, { ROLLCALL_AGENT_CONFIG: file }).proxy).toMatchObject({ host: '10.0.0.1', port: 3128 });
+    // --proxy and ROLLCALL_AGENT_PROXY come before the config file.
+    expect(resolveRunConfig({ config: file, proxy: 'http://127.0.0.2:8080' }, {}).proxy).toMatchObject({ host: '127.0.0.2', port: 8080 });
+    expect(resolveRunConfig({ config: file }, { ROLLCALL_AGENT_PROXY: 'http://127.0.0.3:8080' }).proxy).toMatchObject({ host: '127.0.0.3', port: 8080 });
     for (const [body, words] of [
       ['{"proxy": "socks5://x:1"}', '"proxy" must be http://'],
       ['{"proxy": "http://x:1", "colour": "red"}', 'unknown key "colour"'],

@@ -69,16 +69,26 @@ function untrusted(chainDer: readonly Buffer[], host: string): ChainVerdict {
   return { ok: false, failure: 'TLS_UNTRUSTED', detail: `${leafText}: ${why}` };
 }
 
+/** From a bundle of trusted CAs (an agent during a CA rotation), the one that issued the leaf, else the first. */
+function pickTrusted(bundle: string, leafDer: Buffer): string {
+  const pems = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [bundle];
+  const leaf = new crypto.X509Certificate(leafDer);
+  return pems.find((p) => leaf.checkIssued(new crypto.X509Certificate(p))) ?? pems[0]!;
+}
+
 /**
  * Judges a presented chain (leaf first, DER) for `host` at `now`. The
  * checks are those of verifyChainAgainstPin (trust, then validity, then the
  * name); with a CA certificate as trust, that certificate is added to the
- * candidates, so a server need not send it.
+ * candidates, so a server need not send it. A bundle of CA certificates
+ * (an agent trusting the old and the new CA of a rotation) is judged by the
+ * one that issued the leaf.
  */
 export function judgeChain(chainDer: readonly Buffer[], trust: PortcheckTrust, host: string, now: number): ChainVerdict {
   if (chainDer.length === 0) return { ok: false, failure: 'TLS_HANDSHAKE_FAILED', detail: 'the server presented no certificate' };
-  const candidates = 'caPem' in trust ? [...chainDer, new crypto.X509Certificate(trust.caPem).raw] : chainDer;
-  const pin = 'caPem' in trust ? spkiPin(trust.caPem) : trust.pin;
+  const trusted = 'caPem' in trust ? pickTrusted(trust.caPem, chainDer[0]!) : undefined;
+  const candidates = trusted ? [...chainDer, new crypto.X509Certificate(trusted).raw] : chainDer;
+  const pin = trusted ? spkiPin(trusted) : (trust as { pin: string }).pin;
   let caPem: string;
   try {
     caPem = verifyChainAgainstPin(candidates, pin, host, new Date(now));

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../../common/version.js';
 import { Harness } from '../../test/support/harness.js';
 import { buildAgentExecutable } from '../build-agent.js';
 
@@ -27,7 +28,7 @@ describe('the agent as one executable', () => {
     expect(built.bytes).toBeGreaterThan(10 * 2 ** 20);
     expect(built.sha256).toMatch(/^[0-9a-f]{64}$/);
     const version = await agent(built.file, ['--version']);
-    expect(version).toMatchObject({ code: 0, stdout: 'rollcall-agent 0.1.0 (protocol 2)\n' });
+    expect(version).toMatchObject({ code: 0, stdout: `rollcall-agent 0.1.0 (protocol ${PROTOCOL_VERSION})\n` });
     expect(version.stderr).toBe('');
     const s = await h.startServer();
     const token = await s.enrollmentToken('Customers/Sea');

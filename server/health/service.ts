@@ -22,7 +22,7 @@ import { WebhookSender } from './webhook.js';
 /** What health needs from the server. */
 export interface HealthServiceDeps {
   readonly config: Pick<ServerConfig, 'publicHosts' | 'consoleExposure' | 'alertWebhookUrl' | 'portAlertAfterMin' | 'alertIntervalMs' | 'alertGraceMs'>;
-  readonly storage: Pick<Storage, 'db' | 'evidence' | 'instanceId'>;
+  readonly storage: Pick<Storage, 'db' | 'evidence' | 'events' | 'instanceId'>;
   /** The database file, for the report's own reader connections. */
   readonly dbFile: string;
   readonly certificates: () => readonly { readonly name: 'server' | 'ca'; readonly certPem: string }[];
@@ -86,6 +86,8 @@ export async function buildHealthService(deps: HealthServiceDeps): Promise<Healt
       await prunePortStates(storage.db, now() - 2 * 86_400_000);
       // Raw evidence is kept a week: the report looks at 24 h, the rest is for people looking back.
       await storage.evidence.prune(now() - 7 * 86_400_000);
+      // Outbox events too: their effects are in the evidence; each device's newest row stays for dedupe.
+      await storage.events.prune(now() - 7 * 86_400_000);
     },
   });
   const sightings = new ConsoleSightings({ evidence: storage.evidence, log, now });

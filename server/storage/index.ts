@@ -13,6 +13,8 @@ import { SessionsStore } from './sessions-store.js';
 import { MetaStore } from './meta-store.js';
 import { EvidenceStore } from './evidence-store.js';
 import { QuestionsStore } from './questions-store.js';
+import { EventsStore } from './events-store.js';
+import { CertRenewalsStore } from './cert-renewals-store.js';
 
 /** Every store of one server. */
 export interface Storage {
@@ -28,6 +30,10 @@ export interface Storage {
   readonly meta: MetaStore;
   readonly evidence: EvidenceStore;
   readonly questions: QuestionsStore;
+  /** Agents' outbox events, once per (device, seq). */
+  readonly events: EventsStore;
+  /** Renewed agent certificates waiting for their first connection. */
+  readonly certRenewals: CertRenewalsStore;
   /** Stable id of this server instance, made on first start. */
   readonly instanceId: string;
 }
@@ -54,6 +60,8 @@ export async function openStorage(file: string, opts: { synchronous?: 'FULL' | '
       meta: new MetaStore(db),
       evidence: new EvidenceStore(db),
       questions: new QuestionsStore(db),
+      events: new EventsStore(db),
+      certRenewals: new CertRenewalsStore(db),
       instanceId: row!.value,
     };
   } catch (err) {

@@ -337,6 +337,28 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 7,
+    description: 'agent outbox events, deduped by (device, seq); certificates issued by renewal until first used',
+    sql: `
+      CREATE TABLE agent_events (
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      ) WITHOUT ROWID;
+      CREATE TABLE cert_renewals (
+        serial TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        not_after INTEGER NOT NULL,
+        issued_at INTEGER NOT NULL
+      );
+      CREATE INDEX cert_renewals_device ON cert_renewals(device_id);
+    `,
+  },
 ];
 
 /** Applies every migration newer than the database's; returns how many ran. */
