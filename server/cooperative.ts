@@ -6,13 +6,27 @@
  * time budget. The work and its result are the same either way.
  */
 import { performance } from 'node:perf_hooks';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as rest } from 'node:timers/promises';
 
 /** A computation that yields (nothing) between its steps and returns a T. */
 export type Steps<T> = Generator<void, T, void>;
 
-/** Default slice length: short next to a check-in's round trip. */
-export const SLICE_BUDGET_MS = 2;
+/**
+ * How a background computation shares the event loop and the CPU: slices of
+ * `budgetMs`, each followed by a rest of `restRatio` times the slice's
+ * length (0: just one turn of the event loop). A rest ratio of 1 keeps the
+ * work to about half of one core, leaving the rest to agents and whatever
+ * else shares the machine.
+ */
+export interface Pace {
+  readonly budgetMs: number;
+  readonly restRatio: number;
+}
+
+/** For work that may take all the CPU the event loop leaves: 2 ms slices, no rest. */
+export const EAGER: Pace = Object.freeze({ budgetMs: 2, restRatio: 0 });
+/** For background work such as an MSP sync: 2 ms slices, each followed by as long a rest. */
+export const BACKGROUND: Pace = Object.freeze({ budgetMs: 2, restRatio: 1 });
 
 /** Runs the steps to the end without yielding to the event loop. */
 export function runAll<T>(steps: Steps<T>): T {
@@ -22,9 +36,9 @@ export function runAll<T>(steps: Steps<T>): T {
   }
 }
 
-/** Runs the steps, letting the event loop run whenever a slice has taken `budgetMs`. */
-export async function runSliced<T>(steps: Steps<T>, budgetMs = SLICE_BUDGET_MS): Promise<T> {
-  const pacer = new Pacer(budgetMs);
+/** Runs the steps, letting the event loop run whenever a slice has used its budget. */
+export async function runSliced<T>(steps: Steps<T>, pace: Pace = BACKGROUND): Promise<T> {
+  const pacer = new Pacer(pace);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
@@ -32,20 +46,27 @@ export async function runSliced<T>(steps: Steps<T>, budgetMs = SLICE_BUDGET_MS):
   }
 }
 
-/** For async loops: `if (pacer.due()) await pacer.pause()` between items. */
+/** For async loops: `await pacer.step()` between items. */
 export class Pacer {
   private started = performance.now();
 
-  constructor(private readonly budgetMs = SLICE_BUDGET_MS) {}
+  constructor(private readonly pace: Pace = BACKGROUND) {}
 
   /** True once the current slice has used its budget. */
   due(): boolean {
-    return performance.now() - this.started >= this.budgetMs;
+    return performance.now() - this.started >= this.pace.budgetMs;
   }
 
-  /** Lets the event loop run (I/O callbacks included), then starts a new slice. */
+  /** Lets the event loop run (I/O callbacks included), rests as the pace says, then starts a new slice. */
   async pause(): Promise<void> {
-    await nextTurn();
+    const worked = performance.now() - this.started;
+    if (this.pace.restRatio > 0) await rest(Math.max(1, Math.round(worked * this.pace.restRatio)));
+    else await nextTurn();
     this.started = performance.now();
+  }
+
+  /** Pauses when the slice is used up; call between items of an async loop. */
+  async step(): Promise<void> {
+    if (this.due()) await this.pause();
   }
 }

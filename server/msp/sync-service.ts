@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import { describeError, RollcallError } from '../../common/errors.js';
+import { BACKGROUND, Pacer } from '../cooperative.js';
 import type { Sql } from '../storage/db.js';
 import type { Storage } from '../storage/index.js';
 import { ROOT_GROUP_ID } from '../storage/migrations.js';
@@ -156,8 +157,10 @@ export class MspSync {
   private async applyTree(account: MspAccount, tree: PortalTree, trigger: string, startedAt: number): Promise<SyncRun> {
     const { storage, now } = this.deps;
     // Plans are made in slices and writes go in statement-sized steps, so check-ins keep flowing during a sync.
+    const pacer = new Pacer(BACKGROUND);
+    const pace = () => pacer.step();
     const plan = async (sql: Sql) => {
-      const stored = await storage.msp.companies(account.id, sql);
+      const stored = await storage.msp.companies(account.id, sql, pace);
       const planned = await planSyncSliced(tree, stored, account.rootGroupId);
       const root = await sql.get<{ name: string }>('SELECT name FROM groups WHERE id = ?', [account.rootGroupId]);
       const rootRenamed = root?.name !== tree.account.name && !root?.name.startsWith(`${tree.account.name} (`);
@@ -176,7 +179,7 @@ export class MspSync {
                 await tx.run('UPDATE groups SET name = ? WHERE id = ?', [tree.account.name, account.rootGroupId]);
                 await tx.run('UPDATE msp_accounts SET name = ? WHERE id = ?', [tree.account.name, account.id]);
               }
-              if (!isEmptyPlan(planned)) await storage.msp.applyPlan(account, planned, stored, now(), tx);
+              if (!isEmptyPlan(planned)) await storage.msp.applyPlan(account, planned, stored, now(), tx, pace);
               return { ...planned.counts, renamed: planned.counts.renamed + (rootRenamed ? 1 : 0) };
             });
       const run = await storage.msp.recordRun({

@@ -180,9 +180,9 @@ export class MspStore {
    * parent. Read in pages, so that no single callback turns thousands of
    * rows into objects while check-ins wait.
    */
-  async companies(accountId?: string, sql: Sql = this.sql): Promise<MspCompany[]> {
+  async companies(accountId?: string, sql: Sql = this.sql, pace?: () => Promise<void>): Promise<MspCompany[]> {
     const out: MspCompany[] = [];
-    for (let after = 0; ; ) {
+    for (let after = 0; ; await pace?.()) {
       const rows = await sql.all<Row>(
         `SELECT c.rowid AS row_id, c.*, g.name, g.parent_id FROM msp_companies c JOIN groups g ON g.id = c.group_id
          WHERE c.rowid > ? ${accountId ? 'AND c.account_id = ?' : ''} ORDER BY c.rowid LIMIT ${COMPANY_PAGE}`,
@@ -213,9 +213,10 @@ export class MspStore {
   /**
    * Writes a sync plan; call inside a transaction, with the stored companies
    * the plan was made from. Rows are built and inserted a statement's worth
-   * at a time, so the event loop runs between statements.
+   * at a time, so the event loop runs between statements; `pace` is awaited
+   * between them (background work yields the CPU there).
    */
-  async applyPlan(account: MspAccount, plan: SyncPlan, stored: readonly StoredCompany[], now: number, sql: Sql): Promise<void> {
+  async applyPlan(account: MspAccount, plan: SyncPlan, stored: readonly StoredCompany[], now: number, sql: Sql, pace?: () => Promise<void>): Promise<void> {
     const groupOf = new Map<string, string>([[account.externalId, account.rootGroupId]]);
     for (const c of stored) groupOf.set(c.externalId, c.groupId);
     // Park every changing group under a unique temporary name, so that swaps and moves never collide.
@@ -236,6 +237,7 @@ export class MspStore {
       }
       await insertRows(sql, 'groups (id, parent_id, name, kind, created_at)', groupRows);
       await insertRows(sql, 'msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)', companyRows);
+      await pace?.();
     }
     for (const ch of plan.groupChanges) {
       const parent = groupOf.get(ch.parentExternalId);

@@ -28,6 +28,7 @@ describe('work in slices', () => {
   it('runs to the same result straight through or in slices', async () => {
     expect(runAll(spinning(3, 0, []))).toBe(3);
     expect(await runSliced(spinning(3, 0, []))).toBe(3);
+    expect(await runSliced(spinning(3, 0, []), { budgetMs: 0, restRatio: 1 })).toBe(3);
   });
 
   it('lets the event loop run between slices once a slice has used its budget, and not when run straight through', async () => {
@@ -39,7 +40,7 @@ describe('work in slices', () => {
 
     const sliced: string[] = [];
     setImmediate(() => sliced.push('event loop'));
-    await runSliced(spinning(3, 2, sliced), 1);
+    await runSliced(spinning(3, 2, sliced), { budgetMs: 1, restRatio: 0 });
     expect(sliced.indexOf('event loop')).toBeGreaterThan(0);
     expect(sliced.indexOf('event loop')).toBeLessThan(sliced.length - 1); // in between the steps, not after them all
   });
