@@ -138,8 +138,9 @@ function noteLines(r: SyncBenchResult): string[] {
       'journal, its own SQLite file and connection (`checkins.db`), so the sync\'s transaction on `rollcall.db`, which ' +
       'stays one transaction (a failed sync changes nothing), delays only the journal\'s background fold into the ' +
       'devices table, never an ack; (2) a sync first plans outside any transaction, and one with nothing to change ' +
-      'writes nothing; (3) validation and planning run in 2 ms slices between which the event loop answers agents, ' +
-      'stored companies are read 1,000 per query and new rows written 200 per statement; (4) the portal client uses ' +
+      'writes nothing; (3) the sync is background work: validation and planning run in 2 ms slices, each followed by ' +
+      'as long a rest, and stored companies are read 1,000 per query and new rows written 200 per statement with the ' +
+      'same rests in between, so it takes about half a core and the event loop answers agents meanwhile; (4) the portal client uses ' +
       "Node's HTTP client with keep-alive instead of `fetch`, whose main-thread work per call was what slowed " +
       'check-ins while the tree was being fetched.',
     `- **What is left**: the sync's own work, ${ms(above(first))} (first) and ${ms(above(resync))} (re-sync) of server CPU ` +
