@@ -28,7 +28,8 @@ import { buildServer } from '../server/server.js';
 import { ROOT_GROUP_ID } from '../server/storage/migrations.js';
 import { openStorage } from '../server/storage/index.js';
 import type { BenchPki } from './bench-pki.js';
-import type { ConsoleAccess, FromTarget, SampleMode, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
+import type { ConsoleAccess, FromTarget, SampleMode, StartProfile, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
+import { TICKET_LIFETIME_SEC } from '../server/tls-tickets.js';
 
 /** A listening server under test. */
 interface RunningTarget {
@@ -90,14 +91,17 @@ async function insertDevices(dataDir: string, pki: BenchPki): Promise<void> {
   }
 }
 
-async function startOurs(pki: BenchPki, dataDir: string, log: Logger): Promise<RunningTarget> {
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
-  await writeServerPki(dataDir, pki);
-  await insertDevices(dataDir, pki);
-  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: 0, consolePort: 0, ...BENCH_LIMITS });
+async function startOurs(pki: BenchPki, dataDir: string, log: Logger, profile: StartProfile = {}): Promise<RunningTarget> {
+  if (!profile.restart) {
+    await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await writeServerPki(dataDir, pki);
+    await insertDevices(dataDir, pki);
+  }
+  const limits = profile.scale ? {} : BENCH_LIMITS;
+  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: profile.port ?? 0, consolePort: 0, ...limits });
   const server = await buildServer(config, { log });
   await server.start();
-  const adminToken = await server.createInitialAdminToken();
+  const adminToken = profile.restart ? (await server.storage.apiTokens.create('bench-restart', Date.now())).secret : await server.createInitialAdminToken();
   if (adminToken === undefined) throw new Error('the fresh data directory already has an API token');
   return {
     port: server.agentPort,
@@ -130,7 +134,7 @@ function bareAnswer(data: RawData): string | undefined {
   return undefined;
 }
 
-async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
+async function startBare(pki: BenchPki, log: Logger, profile: StartProfile = {}): Promise<RunningTarget> {
   const server = https.createServer({
     key: pki.server.keyPem,
     cert: pki.server.certPem + pki.ca.certPem, // the same chain our agent listener sends
@@ -139,6 +143,10 @@ async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     handshakeTimeout: BENCH_LIMITS.handshakeTimeoutMs,
+    // The same session settings as our agent listener, so both can resume.
+    sessionIdContext: 'rollcall-agent',
+    sessionTimeout: TICKET_LIFETIME_SEC,
+    ...(profile.ticketKeysHex ? { ticketKeys: Buffer.from(profile.ticketKeysHex, 'hex') } : {}),
   });
   const wss = new WebSocketServer({ server, path: CHECKIN_PATH, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   let open = 0;
@@ -161,7 +169,7 @@ async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
   server.on('tlsClientError', (err) => log.warn({ err: describeError(err) }, 'bare TLS handshake failed'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(profile.port ?? 0, '127.0.0.1', () => resolve());
   });
   return {
     port: (server.address() as AddressInfo).port,
@@ -219,7 +227,7 @@ function main(): void {
   process.on('message', (raw) => {
     const msg = raw as ToTarget;
     if (msg.type === 'start') {
-      const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log) : startBare(msg.pki, log);
+      const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log, msg.profile) : startBare(msg.pki, log, msg.profile);
       started.then((t) => {
         target = t;
         send({ type: 'ready', port: t.port, ...(t.console ? { console: t.console } : {}) });

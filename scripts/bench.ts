@@ -19,6 +19,7 @@
  *
  *   node dist/scripts/bench.js sync …   the MSP sync under check-in load (scripts/bench-sync.ts)
  *   node dist/scripts/bench.js health … port checks and the health report (scripts/bench-visibility.ts)
+ *   node dist/scripts/bench.js scale …  many agents on one box: memory, connect cost, steady state, reconnect storm (scripts/bench-scale.ts)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +35,7 @@ import { renderCheckinSection } from './bench-report.js';
 import { writeSection } from './bench-sections.js';
 import { parseSyncArgs, runSyncBench, SYNC_USAGE } from './bench-sync.js';
 import { HEALTH_USAGE, runHealthBench } from './bench-visibility.js';
+import { runScaleBench, SCALE_USAGE } from './bench-scale.js';
 
 /** Parsed command line of the bench. */
 export interface BenchArgs {
@@ -156,6 +158,7 @@ export async function runBench(args: BenchArgs, io: CliIo): Promise<number> {
 export async function benchMain(argv: string[], io: CliIo = processIo): Promise<number> {
   const main = async (): Promise<number> => {
     if (argv[0] === 'health') return runHealthBench(argv.slice(1), io);
+    if (argv[0] === 'scale') return runScaleBench(argv.slice(1), io);
     if (argv[0] === 'sync') {
       const args = parseSyncArgs(argv.slice(1));
       if ('help' in args) {
@@ -168,7 +171,8 @@ export async function benchMain(argv: string[], io: CliIo = processIo): Promise<
     if ('help' in args) {
       io.out(`${USAGE}
 ${SYNC_USAGE}
-${HEALTH_USAGE}`);
+${HEALTH_USAGE}
+${SCALE_USAGE}`);
       return 0;
     }
     return runBench(args, io);

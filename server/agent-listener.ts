@@ -10,6 +10,7 @@
  * code it stands for in `x-rollcall-close-code`), and never gets a socket.
  */
 import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -24,6 +25,8 @@ import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { registerPortcheckReport } from './portcheck-report.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
+import { installAdmission, type AdmissionStats } from './admission.js';
+import { loadOrCreateTicketKey, rotateTicketKeyIfOld, TICKET_LIFETIME_SEC, type TicketKey } from './tls-tickets.js';
 import type { Storage } from './storage/index.js';
 
 /** What the agent listener needs. */
@@ -36,7 +39,16 @@ export interface AgentListenerDeps {
   readonly session: SessionDeps;
   readonly now: () => number;
   readonly log: Logger;
+  /** Where the TLS session-ticket key lives (see tls-tickets.ts); without one, tickets last only as long as the process. */
+  readonly ticketKeyFile?: string;
+  /** Admission control before TLS (see admission.ts); none when absent. */
+  readonly admission?: { readonly maxPendingHandshakes: number; readonly maxAgents: number; readonly channels: () => number };
 }
+
+/** How often a running server checks whether its ticket key is due for rotation. */
+const TICKET_ROTATION_CHECK_MS = 6 * 3_600_000;
+/** At most one "connections shed" log line per this many milliseconds. */
+const SHED_LOG_EVERY_MS = 5000;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -74,6 +86,10 @@ async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps:
     if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
     return void reject(req, reply, deps.log, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
   }
+  // A resumed TLS session skips certificate verification: the certificate may have expired since the ticket was issued.
+  if (socket.isSessionReused() && !(Date.parse(cert.valid_to) > deps.now())) {
+    return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
+  }
   const device = await deps.storage.devices.findBySerial(normalizeSerial(cert.serialNumber));
   if (!device || cert.subject?.CN !== device.id) {
     return void reject(req, reply, deps.log, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
@@ -83,8 +99,28 @@ async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps:
   req.rollcallDevice = { id: device.id, group: { id: device.groupId, path: group?.path ?? '' }, lastSeq: device.lastSeq };
 }
 
+/** Admission control in front of TLS, with at most one log line about shed connections every few seconds. */
+function installGate(app: HttpsApp, limits: NonNullable<AgentListenerDeps['admission']>, log: Logger): void {
+  let lastLogAt = 0;
+  let shedAtLastLog = 0;
+  installAdmission(app.server, limits, limits.channels, (_socket: Socket, stats: AdmissionStats) => {
+    const now = Date.now();
+    if (now - lastLogAt < SHED_LOG_EVERY_MS) return;
+    log.warn({ shed: stats.shed - shedAtLastLog, pendingHandshakes: stats.pending, maxPendingHandshakes: limits.maxPendingHandshakes }, 'agent connections shed before TLS (server busy)');
+    lastLogAt = now;
+    shedAtLastLog = stats.shed;
+  });
+}
+
 /** Builds (but does not start) the agent listener. */
 export async function buildAgentListener(deps: AgentListenerDeps): Promise<HttpsApp> {
+  let ticketKey: TicketKey | undefined;
+  if (deps.ticketKeyFile) {
+    const loaded = await loadOrCreateTicketKey(deps.ticketKeyFile, deps.now());
+    ticketKey = loaded.key;
+    if (loaded.outcome === 'replaced') deps.log.warn({ file: deps.ticketKeyFile, problem: loaded.problem }, 'TLS ticket key unreadable; made a new one (agents make full handshakes once)');
+    else if (loaded.outcome === 'created') deps.log.info({ file: deps.ticketKeyFile }, 'TLS ticket key created');
+  }
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -98,8 +134,29 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       rejectUnauthorized: false, // the check-in route checks the certificate itself; enrollment has none yet
       minVersion: 'TLSv1.2',
       handshakeTimeout: deps.tls.handshakeTimeoutMs,
+      // Resumption across restarts and processes: a fixed session context (Node's default hashes argv) and a persisted key.
+      sessionIdContext: 'rollcall-agent',
+      sessionTimeout: TICKET_LIFETIME_SEC,
+      ...(ticketKey ? { ticketKeys: ticketKey.keys } : {}),
     },
   });
+  if (ticketKey && deps.ticketKeyFile) {
+    const file = deps.ticketKeyFile;
+    let current = ticketKey;
+    const timer = setInterval(() => {
+      rotateTicketKeyIfOld(file, current, deps.now()).then(
+        (next) => {
+          if (!next) return;
+          current = next;
+          app.server.setTicketKeys(next.keys);
+          deps.log.info({ file }, 'TLS ticket key rotated');
+        },
+        (err: unknown) => deps.log.error({ err: err instanceof Error ? err.message : String(err), file }, 'cannot rotate the TLS ticket key; keeping the old one'),
+      );
+    }, TICKET_ROTATION_CHECK_MS);
+    timer.unref();
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
   // Prepended: the https server's own listener destroys the socket, after which its address is gone.
   app.server.prependListener('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     deps.log.info({ reason: err.code ?? err.message, address: socket.remoteAddress }, 'TLS handshake failed');
@@ -149,5 +206,6 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
     const log = deps.log.child({ deviceId: device.id, connId: req.id });
     new AgentSession(socket, device, address, deps.session, log);
   });
+  if (deps.admission) installGate(app, deps.admission, deps.log);
   return app;
 }

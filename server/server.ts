@@ -30,6 +30,7 @@ import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
+import { ticketKeyFile } from './tls-tickets.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
 
@@ -124,6 +125,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
+    ticketKeyFile: ticketKeyFile(config.dataDir),
+    admission: { maxPendingHandshakes: config.maxPendingHandshakes, maxAgents: config.maxAgents, channels: () => registry.size },
     session: {
       decoder: agentMessageDecoder(),
       registry,

@@ -1,0 +1,252 @@
+/**
+ * Renders the `scale` section of docs/benchmarks.md from one scale bench
+ * run (scripts/bench-scale.ts). Pure: every number comes from the input.
+ */
+import { formatValue } from './bench-format.js';
+import type { MachineFacts } from './bench-machine.js';
+import type { TargetKind } from './bench-target-process.js';
+import type { LoadgenStats } from './loadgen.js';
+
+/** One timeline point: agents connected (as the load generators count them) at a moment of the run. */
+export interface TimelinePoint {
+  /** Milliseconds since the server's first sample. */
+  readonly tMs: number;
+  readonly phase: 'full connect' | 'resumed connect' | 'steady' | 'storm';
+  readonly connected: number;
+  readonly serverRssBytes?: number;
+}
+
+/** Console API latency measured during a phase (ours only). */
+export interface ConsoleLatency {
+  readonly calls: number;
+  readonly failures: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+/** The reconnect storm after a server restart. */
+export interface StormResult {
+  /** From the kill until the new process listened. */
+  readonly restartMs: number;
+  /** From the kill until every agent was back; undefined when they were not within the deadline. */
+  readonly backWithinMs: number | undefined;
+  readonly backAfterReadyMs: number | undefined;
+  readonly connectedAtEnd: number;
+  readonly clients: LoadgenStats;
+  /** CPU of the restarted server from listening until all were back (or the deadline). */
+  readonly serverCpuMs: number;
+  readonly peakRssBytes: number;
+  readonly rssAfterBytes: number;
+  readonly console: ConsoleLatency | undefined;
+}
+
+/** Everything measured against one server. */
+export interface ScaleResult {
+  readonly kind: TargetKind;
+  readonly agents: number;
+  readonly full: { readonly wallMs: number; readonly cpuMsPerConnect: number; readonly clients: LoadgenStats };
+  readonly resumed: { readonly wallMs: number; readonly cpuMsPerConnect: number; readonly clients: LoadgenStats };
+  readonly memory: { readonly rssBeforeBytes: number; readonly rssAfterBytes: number; readonly rssPerAgentBytes: number; readonly heapPerAgentBytes: number };
+  readonly steady: {
+    readonly wallMs: number;
+    readonly checkins: number;
+    readonly unanswered: number;
+    readonly cpuMs: number;
+    /** Server CPU over the window as a share of one core (0..). */
+    readonly cpuShareOfCore: number;
+    readonly cpuMsPerCheckin: number;
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly maxMs: number;
+    readonly eventLoopDelayMaxMs: number;
+    readonly console: ConsoleLatency | undefined;
+  };
+  readonly storm: StormResult;
+  readonly timeline: readonly TimelinePoint[];
+}
+
+/** What the section is made of. */
+export interface ScaleReportInput {
+  readonly startedAt: Date;
+  readonly machine: MachineFacts;
+  readonly openFileLimit: number | undefined;
+  readonly args: { readonly agents: number; readonly concurrency: number; readonly loadgens: number; readonly sources: number; readonly intervalSec: number; readonly steadySec: number; readonly stormTimeoutSec: number };
+  readonly results: readonly ScaleResult[];
+  /** Whole-machine busy time over the run (load generators, servers, driver and anything else). */
+  readonly busy?: { readonly machineBusyMs: number; readonly wallMs: number; readonly cpuCount: number; readonly serversMeasuredCpuMs: number; readonly share: number };
+}
+
+/** The fleet size the issue's targets are stated for. */
+export const TARGET_FLEET = 100_000;
+
+const kb = (bytes: number): string => `${formatValue(bytes / 1024)}`;
+const sec = (ms: number | undefined): string => (ms === undefined ? '–' : `${(ms / 1000).toFixed(1)}`);
+
+interface Row {
+  readonly metric: string;
+  readonly ours: number | undefined;
+  readonly bare: number | undefined;
+  readonly show: (v: number) => string;
+  /** Ratio ours/bare shown when both are there. */
+  readonly ratio?: boolean;
+  readonly goal?: string;
+  /** Whether ours meets the goal, when there is one. */
+  readonly met?: boolean;
+}
+
+function rowLine(r: Row): string {
+  const cell = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '–' : r.show(v));
+  const ratio = r.ratio && r.ours !== undefined && r.bare !== undefined && r.bare > 0 ? `${(r.ours / r.bare).toFixed(2)}x` : '';
+  const goal = r.goal === undefined ? '' : `${r.met === undefined ? '' : r.met ? '✓ ' : '✗ '}${r.goal}`;
+  return `| ${r.metric} | ${cell(r.ours)} | ${cell(r.bare)} | ${ratio} | ${goal} |`;
+}
+
+function rows(ours: ScaleResult | undefined, bare: ScaleResult | undefined, n: number): Row[] {
+  const o = ours;
+  const b = bare;
+  const perCore = (r: ScaleResult | undefined): number | undefined => (r ? (r.steady.cpuShareOfCore * TARGET_FLEET) / r.agents : undefined);
+  const memRatio = o && b && b.memory.rssPerAgentBytes > 0 ? o.memory.rssPerAgentBytes / b.memory.rssPerAgentBytes : undefined;
+  const cpuRatio = o && b && b.full.cpuMsPerConnect > 0 ? o.full.cpuMsPerConnect / b.full.cpuMsPerConnect : undefined;
+  return [
+    {
+      metric: 'RSS per connected agent (KiB)',
+      ours: o?.memory.rssPerAgentBytes,
+      bare: b?.memory.rssPerAgentBytes,
+      show: kb,
+      ratio: true,
+      goal: '≤ 64 KiB and ≤ 1.15x',
+      met: o ? o.memory.rssPerAgentBytes <= 64 * 1024 && (memRatio === undefined || memRatio <= 1.15) : undefined,
+    },
+    { metric: 'JS heap per connected agent (KiB)', ours: o?.memory.heapPerAgentBytes, bare: b?.memory.heapPerAgentBytes, show: kb, ratio: true },
+    {
+      metric: 'server CPU per full mTLS connect (ms)',
+      ours: o?.full.cpuMsPerConnect,
+      bare: b?.full.cpuMsPerConnect,
+      show: formatValue,
+      ratio: true,
+      goal: '≤ 1.15x',
+      met: cpuRatio === undefined ? undefined : cpuRatio <= 1.15,
+    },
+    { metric: 'server CPU per resumed connect (ms)', ours: o?.resumed.cpuMsPerConnect, bare: b?.resumed.cpuMsPerConnect, show: formatValue, ratio: true },
+    { metric: 'resumed connects that did resume (%)', ours: o ? (100 * o.resumed.clients.resumedConnects) / n : undefined, bare: b ? (100 * b.resumed.clients.resumedConnects) / n : undefined, show: (v) => v.toFixed(0) },
+    { metric: 'full connects, wall rate (agents/s)', ours: o ? n / (o.full.wallMs / 1000) : undefined, bare: b ? n / (b.full.wallMs / 1000) : undefined, show: formatValue },
+    { metric: 'resumed connects, wall rate (agents/s)', ours: o ? n / (o.resumed.wallMs / 1000) : undefined, bare: b ? n / (b.resumed.wallMs / 1000) : undefined, show: formatValue },
+    { metric: `steady state: server CPU (% of one core, ${n} agents)`, ours: o ? 100 * o.steady.cpuShareOfCore : undefined, bare: b ? 100 * b.steady.cpuShareOfCore : undefined, show: (v) => v.toFixed(2), ratio: true },
+    {
+      metric: `steady state: server CPU scaled to ${TARGET_FLEET.toLocaleString('en-US')} agents (% of one core)`,
+      ours: perCore(o) === undefined ? undefined : 100 * perCore(o)!,
+      bare: perCore(b) === undefined ? undefined : 100 * perCore(b)!,
+      show: (v) => v.toFixed(1),
+      goal: '≤ 25% (linear extrapolation)',
+      met: perCore(o) === undefined ? undefined : perCore(o)! <= 0.25,
+    },
+    { metric: 'steady state: server CPU per check-in (ms)', ours: o?.steady.cpuMsPerCheckin, bare: b?.steady.cpuMsPerCheckin, show: formatValue, ratio: true },
+    { metric: 'steady state: ack p99 (ms)', ours: o?.steady.p99Ms, bare: b?.steady.p99Ms, show: formatValue, goal: '≤ 50 ms', met: o ? o.steady.p99Ms <= 50 : undefined },
+    { metric: 'steady state: console API p99 (ms)', ours: o?.steady.console?.p99Ms, bare: undefined, show: formatValue, goal: '< 200 ms', met: o?.steady.console ? o.steady.console.p99Ms < 200 && o.steady.console.failures === 0 : undefined },
+    {
+      metric: 'storm: all agents back, seconds after the kill',
+      ours: o?.storm.backWithinMs === undefined ? undefined : o.storm.backWithinMs / 1000,
+      bare: b?.storm.backWithinMs === undefined ? undefined : b.storm.backWithinMs / 1000,
+      show: (v) => v.toFixed(1),
+      ratio: true,
+      goal: '≤ 300 s',
+      met: o ? o.storm.backWithinMs !== undefined && o.storm.backWithinMs <= 300_000 : undefined,
+    },
+    { metric: 'storm: server CPU from restart until all back (ms per agent)', ours: o ? o.storm.serverCpuMs / n : undefined, bare: b ? b.storm.serverCpuMs / n : undefined, show: formatValue, ratio: true },
+    { metric: 'storm: agents that gave up', ours: o?.storm.clients.gaveUp, bare: b?.storm.clients.gaveUp, show: String, goal: '0', met: o ? o.storm.clients.gaveUp === 0 : undefined },
+    { metric: 'storm: peak server RSS (MiB)', ours: o ? o.storm.peakRssBytes / 1048576 : undefined, bare: b ? b.storm.peakRssBytes / 1048576 : undefined, show: (v) => v.toFixed(0) },
+    {
+      metric: 'storm: console API p99 (ms) / failed calls',
+      ours: o?.storm.console?.p99Ms,
+      bare: undefined,
+      show: (v) => `${formatValue(v)} / ${o?.storm.console?.failures ?? 0}`,
+      goal: 'keeps answering',
+      met: o?.storm.console ? o.storm.console.calls > o.storm.console.failures : undefined,
+    },
+  ];
+}
+
+function stormLine(r: ScaleResult): string {
+  const c = r.storm.clients;
+  const name = r.kind === 'ours' ? 'Rollcall' : 'bare ws+https';
+  return (
+    `- ${name}: new process listening ${sec(r.storm.restartMs)} s after the kill; ` +
+    (r.storm.backWithinMs === undefined ? `NOT all agents back within the deadline (${r.storm.connectedAtEnd}/${r.agents}); ` : `all ${r.agents} back ${sec(r.storm.backAfterReadyMs)} s after it listened; `) +
+    `agents' attempts: ${c.resumedConnects} resumed and ${c.fullConnects} full TLS connects, ${c.shedBeforeTls} shed before TLS, ` +
+    `${c.tcpRefused} refused by TCP (server not yet up), ${c.refused} refused after TLS, ${c.errors} other failures, ${c.retries} backoff waits; ` +
+    `RSS ${(r.storm.rssAfterBytes / 1048576).toFixed(0)} MiB afterwards.`
+  );
+}
+
+/** The timeline of one server, one line per phase: "seconds into the phase: connected". */
+function timelineLines(r: ScaleResult): string[] {
+  const name = r.kind === 'ours' ? 'Rollcall' : 'bare ws+https';
+  const out: string[] = [];
+  for (const phase of ['full connect', 'resumed connect', 'storm'] as const) {
+    const pts = r.timeline.filter((p) => p.phase === phase);
+    if (pts.length === 0) continue;
+    const start = pts[0]!.tMs - 1000;
+    const step = Math.max(1, Math.ceil(pts.length / 24));
+    const shown = pts.filter((_, i) => i % step === 0 || i === pts.length - 1);
+    out.push(`- ${name}, ${phase}: ${shown.map((p) => `${((p.tMs - start) / 1000).toFixed(0)} s: ${p.connected}`).join(', ')}`);
+  }
+  return out;
+}
+
+/** The Markdown body of the scale section. */
+export function renderScaleSection(input: ScaleReportInput): string {
+  const ours = input.results.find((r) => r.kind === 'ours');
+  const bare = input.results.find((r) => r.kind === 'bare');
+  const n = input.args.agents;
+  const m = input.machine;
+  const lines = [
+    '## Scale on one box (`npm run bench -- scale`)',
+    '',
+    `Run ${input.startedAt.toISOString()} with ${n.toLocaleString('en-US')} agents on ${m.cpuCount} × ${m.cpuModel}, ` +
+      `${(m.totalMemoryBytes / 1024 ** 3).toFixed(0)} GiB, ${m.os}, Node ${m.nodeVersion}; open-file hard limit ${input.openFileLimit ?? 'unknown'} per process.`,
+    '',
+    `Each server ran in its own process and reported its own CPU time and RSS; ${input.args.loadgens} load-generator process(es) ` +
+      `simulated the agents (real mutual-TLS WebSocket clients, one certificate each, from ${input.args.sources} loopback source addresses), ` +
+      `${input.args.concurrency} connects in flight. Load generators, servers and the driver share the same ${m.cpuCount} cores, so wall-clock rates ` +
+      'are lower than a server alone would reach; the CPU-per-operation rows come from the server process\'s own accounting and are not.',
+    '',
+    '| metric | Rollcall | bare ws+https | ours/bare | goal (issue 7) |',
+    '|---|---|---|---|---|',
+    ...rows(ours, bare, n).map(rowLine),
+    '',
+    '### Reconnect storm',
+    '',
+    `The server process was killed (SIGKILL) and started again on the same port and data directory. Agents reconnected as the real agent does: ` +
+      `full-jitter exponential backoff (1 s base, 5 min cap, common/backoff.ts), the server's retry hint as a floor, never giving up; ` +
+      `each offered the TLS session from its last connect. Deadline ${input.args.stormTimeoutSec} s.`,
+    '',
+    ...input.results.map(stormLine),
+    '',
+    '### Connected agents over time',
+    '',
+    'Agents connected as the load generators count them (welcome received), sampled once a second; seconds from the start of each phase ' +
+      '(the storm: from the kill).',
+    '',
+    ...input.results.flatMap(timelineLines),
+    '',
+    '### Steady state',
+    '',
+    ...input.results.map(
+      (r) =>
+        `- ${r.kind === 'ours' ? 'Rollcall' : 'bare ws+https'}: ${r.steady.checkins} check-ins in ${sec(r.steady.wallMs)} s ` +
+        `(${r.agents} agents at one per ${input.args.intervalSec} s, random phases), ${r.steady.unanswered} unanswered; ` +
+        `ack p50 ${formatValue(r.steady.p50Ms)} ms, p99 ${formatValue(r.steady.p99Ms)} ms, slowest ${formatValue(r.steady.maxMs)} ms; ` +
+        `server CPU ${formatValue(r.steady.cpuMs)} ms; longest event-loop delay ${formatValue(r.steady.eventLoopDelayMaxMs)} ms` +
+        (r.steady.console ? `; console API: ${r.steady.console.calls} calls, p99 ${formatValue(r.steady.console.p99Ms)} ms, ${r.steady.console.failures} failed.` : '.'),
+    ),
+  ];
+  if (input.busy) {
+    const b = input.busy;
+    lines.push(
+      '',
+      `The machine was ${((100 * b.machineBusyMs) / (b.wallMs * b.cpuCount)).toFixed(0)}% busy over the ${sec(b.wallMs)} s run ` +
+        `(all processes: load generators, servers, driver, and other work on the machine).`,
+    );
+  }
+  return lines.join('\n');
+}
