@@ -41,6 +41,8 @@ export interface ScaleArgs {
   readonly sources: number;
   readonly intervalSec: number;
   readonly steadySec: number;
+  /** Seconds of the idle window before the steady state (channels open, no check-ins). */
+  readonly idleSec: number;
   readonly stormTimeoutSec: number;
   readonly out: string;
   readonly cacheDir: string;
@@ -48,7 +50,7 @@ export interface ScaleArgs {
 }
 
 export const SCALE_USAGE =
-  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
+  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
 
 /** Parses the scale bench's flags. */
 export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: true } {
@@ -59,6 +61,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     sources: { type: 'string' },
     interval: { type: 'string' },
     steady: { type: 'string' },
+    idle: { type: 'string' },
     'storm-timeout': { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
@@ -78,6 +81,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     sources: positiveInt('sources', values.sources, Math.max(2, Math.ceil((2 * agents) / 20_000)), 250, SCALE_USAGE),
     intervalSec: positiveInt('interval', values.interval, 60, 3600, SCALE_USAGE),
     steadySec: positiveInt('steady', values.steady, 20, 3600, SCALE_USAGE),
+    idleSec: positiveInt('idle', values.idle, 5, 3600, SCALE_USAGE),
     stormTimeoutSec: positiveInt('storm-timeout', values['storm-timeout'], 300, 3600, SCALE_USAGE),
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
@@ -303,12 +307,19 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     say(`[${kind}]   ${n} reconnected in ${(resumedWallMs / 1000).toFixed(1)} s (${s3.resumedConnects - s2.resumedConnects} resumed)`);
 
     // 3. Steady state.
-    say(`[${kind}] 3/4 steady state: one check-in per agent per ${args.intervalSec} s, measured for ${args.steadySec} s`);
+    say(`[${kind}] 3/4 idle for ${args.idleSec} s, then steady state: one check-in per agent per ${args.intervalSec} s, measured for ${args.steadySec} s`);
     tl.start('steady', () => target);
     if (kind === 'ours' && target.console) {
       probe = new ConsoleProbe(target.console, pki.ca.certPem, pki.agents.map((a) => a.deviceId));
       probe.start();
     }
+    // An idle window first (channels open, no check-ins): what the server spends anyway (heartbeats, timers, sampling).
+    const idleBefore = await target.sample('quick');
+    t = process.hrtime.bigint();
+    await new Promise((r) => setTimeout(r, args.idleSec * 1000));
+    const idleAfter = await target.sample('quick');
+    const idleWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const idleCpuMs = cpuMsBetween(idleBefore, idleAfter);
     const steadyBefore = await target.sample('quick');
     t = process.hrtime.bigint();
     const steadyRuns = await Promise.all(loadgens.map((l) => l.steady(args.intervalSec * 1000, args.steadySec * 1000)));
@@ -317,6 +328,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     const steadyConsole = probe ? await probe.take() : undefined;
     const rtts = Float64Array.from(steadyRuns.flatMap((r) => r.rttMs)).sort();
     const steadyCpuMs = cpuMsBetween(steadyBefore, steadyAfter);
+    const checkinCpuMs = Math.max(0, steadyCpuMs - (idleCpuMs / idleWallMs) * steadyWallMs);
 
     // 4. Reconnect storm.
     say(`[${kind}] 4/4 reconnect storm: killing the server process and starting it again on port ${port}`);
@@ -397,8 +409,10 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
         checkins: rtts.length,
         unanswered: steadyRuns.reduce((sum, r) => sum + r.unanswered, 0),
         cpuMs: steadyCpuMs,
+        idleCpuMs: (idleCpuMs / idleWallMs) * steadyWallMs,
+        checkinCpuMs,
         cpuShareOfCore: steadyCpuMs / steadyWallMs,
-        cpuMsPerCheckin: rtts.length > 0 ? steadyCpuMs / rtts.length : NaN,
+        cpuMsPerCheckin: rtts.length > 0 ? checkinCpuMs / rtts.length : NaN,
         p50Ms: percentile(rtts, 50),
         p99Ms: percentile(rtts, 99),
         maxMs: rtts[rtts.length - 1] ?? NaN,

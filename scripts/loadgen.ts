@@ -244,7 +244,14 @@ export class Loadgen {
   /** One attempt, counted; true when the agent is connected after it. */
   private async attempt(agent: SimAgent, resume: boolean): Promise<boolean> {
     if (agent.open) return true;
-    const o = await this.connectOne(agent, resume);
+    let o: Outcome;
+    try {
+      o = await this.connectOne(agent, resume);
+    } catch (err) {
+      // Thrown while setting up (a certificate that does not match the key, say): a failed attempt like any other.
+      agent.ws = undefined;
+      o = { ok: false, kind: 'error', message: err instanceof Error ? err.message : String(err) };
+    }
     if (o.ok) {
       agent.open = true;
       agent.attempt = 0;

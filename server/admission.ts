@@ -1,7 +1,6 @@
 /**
  * Admission control on the agent port, before TLS: a TCP connection that
- * arrives while too many others are still in their TLS handshake (or while
- * the server already holds `maxAgents` channels plus those handshakes) is
+ * arrives while too many others are still in their TLS handshake is
  * destroyed at once, before the TLS layer sees it. That costs the server
  * one accept and one close (about 0.1 ms) instead of a full mutual-TLS
  * handshake (2-3 ms) whose result it would then have to refuse anyway, so
@@ -10,9 +9,11 @@
  *
  * No retry hint can be given here: nothing can be written to a client
  * before TLS. The agent sees a reset and backs off with full jitter
- * (common/backoff.ts). Agents that get through TLS while the server is at
- * `maxAgents` are refused after hello with OVERLOADED (4005) and a jittered
- * `retryAfterMs` (server/agent-session.ts).
+ * (common/backoff.ts). The channel limit (`maxAgents`) is not applied
+ * here: before TLS the device is unknown, and a device replacing its own
+ * channel must get in even at the limit. Agents that get through TLS while
+ * the server is at `maxAgents` are refused after hello with OVERLOADED
+ * (4005) and a jittered `retryAfterMs` (server/agent-session.ts).
  *
  * The handshake count is kept from the raw socket's `connection` event to
  * the server's `secureConnection` (or the socket's close); the two sockets
@@ -26,8 +27,6 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 export interface AdmissionLimits {
   /** Most connections in their TLS handshake at once. */
   readonly maxPendingHandshakes: number;
-  /** Most agent channels; connections beyond channels + pending handshakes are shed too. */
-  readonly maxAgents: number;
 }
 
 /** Counters of the admission gate. */
@@ -51,10 +50,10 @@ function keyOf(socket: { remoteAddress?: string; remotePort?: number }): string 
 
 /**
  * Puts the gate in front of every `connection` listener the server has now
- * (the TLS layer's own among them). `channels` says how many agent channels
- * are open; `onShed` hears about every shed connection (for a rate-limited log line).
+ * (the TLS layer's own among them). `onShed` hears about every shed
+ * connection (for a rate-limited log line).
  */
-export function installAdmission(server: TlsServer, limits: AdmissionLimits, channels: () => number, onShed?: (socket: Socket, stats: AdmissionStats) => void): Admission {
+export function installAdmission(server: TlsServer, limits: AdmissionLimits, onShed?: (socket: Socket, stats: AdmissionStats) => void): Admission {
   const stats: AdmissionStats = { admitted: 0, shed: 0, pending: 0 };
   const inHandshake = new Map<string, Socket>();
   const downstream = server.listeners('connection') as ((socket: Socket) => void)[];
@@ -65,8 +64,7 @@ export function installAdmission(server: TlsServer, limits: AdmissionLimits, cha
     stats.pending = inHandshake.size;
   };
   server.on('connection', (socket: Socket) => {
-    const full = inHandshake.size >= limits.maxPendingHandshakes || channels() + inHandshake.size >= limits.maxAgents;
-    if (full) {
+    if (inHandshake.size >= limits.maxPendingHandshakes) {
       stats.shed += 1;
       onShed?.(socket, stats);
       socket.on('error', () => undefined); // a reset racing the destroy is of no interest

@@ -42,7 +42,7 @@ export interface AgentListenerDeps {
   /** Where the TLS session-ticket key lives (see tls-tickets.ts); without one, tickets last only as long as the process. */
   readonly ticketKeyFile?: string;
   /** Admission control before TLS (see admission.ts); none when absent. */
-  readonly admission?: { readonly maxPendingHandshakes: number; readonly maxAgents: number; readonly channels: () => number };
+  readonly admission?: { readonly maxPendingHandshakes: number };
 }
 
 /** How often a running server checks whether its ticket key is due for rotation. */
@@ -103,7 +103,7 @@ async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps:
 function installGate(app: HttpsApp, limits: NonNullable<AgentListenerDeps['admission']>, log: Logger): void {
   let lastLogAt = 0;
   let shedAtLastLog = 0;
-  installAdmission(app.server, limits, limits.channels, (_socket: Socket, stats: AdmissionStats) => {
+  installAdmission(app.server, limits, (_socket: Socket, stats: AdmissionStats) => {
     const now = Date.now();
     if (now - lastLogAt < SHED_LOG_EVERY_MS) return;
     log.warn({ shed: stats.shed - shedAtLastLog, pendingHandshakes: stats.pending, maxPendingHandshakes: limits.maxPendingHandshakes }, 'agent connections shed before TLS (server busy)');

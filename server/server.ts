@@ -126,7 +126,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     now,
     log: log.child({ listener: 'agent' }),
     ticketKeyFile: ticketKeyFile(config.dataDir),
-    admission: { maxPendingHandshakes: config.maxPendingHandshakes, maxAgents: config.maxAgents, channels: () => registry.size },
+    admission: { maxPendingHandshakes: config.maxPendingHandshakes },
     session: {
       decoder: agentMessageDecoder(),
       registry,
