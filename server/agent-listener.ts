@@ -4,14 +4,21 @@
  *
  * TLS asks every client for a certificate but does not abort the handshake
  * without one, because enrollment must work before the agent has one. The
- * check-in route therefore checks the certificate itself, in an `onRequest`
- * hook that runs before the upgrade: no trusted certificate, an unknown
- * serial or a revoked device is answered with an HTTP error (and the close
- * code it stands for in `x-rollcall-close-code`), and never gets a socket.
+ * check-in upgrade therefore checks the certificate itself before upgrading:
+ * no trusted certificate, an unknown serial or a revoked device is answered
+ * with an HTTP error (and the close code it stands for in
+ * `x-rollcall-close-code`), and never gets a socket.
+ *
+ * Scale: TLS session tickets (key persisted, tls-tickets.ts) let agents
+ * resume after a restart; admission control sheds connections before TLS
+ * when too many handshakes are in flight (admission.ts); the WebSocket
+ * upgrade bypasses fastify (installCheckinUpgrade).
  */
-import type { TLSSocket } from 'node:tls';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import fastifyWebsocket from '@fastify/websocket';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
@@ -50,23 +57,10 @@ const TICKET_ROTATION_CHECK_MS = 6 * 3_600_000;
 /** At most one "connections shed" log line per this many milliseconds. */
 const SHED_LOG_EVERY_MS = 5000;
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    rollcallDevice: SessionDevice | null;
-  }
-}
-
 const REJECT_CLOSE_CODES: Partial<Record<ServerErrorCode, number>> = {
   DEVICE_UNKNOWN: CloseCode.UNKNOWN_DEVICE,
   DEVICE_REVOKED: CloseCode.REVOKED,
 };
-
-function reject(req: FastifyRequest, reply: FastifyReply, log: Logger, code: ServerErrorCode, message: string): FastifyReply {
-  log.warn({ reason: code, address: req.socket.remoteAddress, detail: message }, 'agent rejected');
-  const closeCode = REJECT_CLOSE_CODES[code];
-  if (closeCode !== undefined) void reply.header('x-rollcall-close-code', String(closeCode));
-  return reply.code(SERVER_ERRORS[code]).send({ error: { code, message } });
-}
 
 /** The error code of an enrollment refused for the client's fault (4xx); undefined for server faults. */
 function enrollRefusalReason(err: unknown): string | undefined {
@@ -76,27 +70,93 @@ function enrollRefusalReason(err: unknown): string | undefined {
   return status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST'; // as installErrorHandling answers them
 }
 
+/** Why a check-in upgrade is refused. */
+interface Refusal {
+  readonly code: ServerErrorCode;
+  readonly message: string;
+}
+
 /** Checks the client certificate of a check-in upgrade and finds its device. */
-async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps: AgentListenerDeps): Promise<void> {
-  const socket = req.raw.socket as TLSSocket;
+async function authenticateAgent(socket: TLSSocket, deps: AgentListenerDeps): Promise<SessionDevice | Refusal> {
   const cert = socket.getPeerCertificate();
-  if (!cert || !cert.serialNumber) return void reject(req, reply, deps.log, 'CLIENT_CERT_MISSING', 'a client certificate is required');
+  if (!cert || !cert.serialNumber) return { code: 'CLIENT_CERT_MISSING', message: 'a client certificate is required' };
   if (!socket.authorized) {
     const why = String(socket.authorizationError ?? 'untrusted');
-    if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
-    return void reject(req, reply, deps.log, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
+    if (why === 'CERT_HAS_EXPIRED') return { code: 'CLIENT_CERT_EXPIRED', message: 'the client certificate has expired' };
+    return { code: 'CLIENT_CERT_UNTRUSTED', message: `the client certificate is not trusted (${why})` };
   }
   // A resumed TLS session skips certificate verification: the certificate may have expired since the ticket was issued.
   if (socket.isSessionReused() && !(Date.parse(cert.valid_to) > deps.now())) {
-    return void reject(req, reply, deps.log, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
+    return { code: 'CLIENT_CERT_EXPIRED', message: 'the client certificate has expired' };
   }
   const device = await deps.storage.devices.findBySerial(normalizeSerial(cert.serialNumber));
-  if (!device || cert.subject?.CN !== device.id) {
-    return void reject(req, reply, deps.log, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
-  }
-  if (device.revokedAt !== null) return void reject(req, reply, deps.log, 'DEVICE_REVOKED', 'the device was revoked');
+  if (!device || cert.subject?.CN !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
+  if (device.revokedAt !== null) return { code: 'DEVICE_REVOKED', message: 'the device was revoked' };
   const group = await deps.storage.groups.get(device.groupId);
-  req.rollcallDevice = { id: device.id, group: { id: device.groupId, path: group?.path ?? '' }, lastSeq: device.lastSeq };
+  return { id: device.id, group: { id: device.groupId, path: group?.path ?? '' }, lastSeq: device.lastSeq };
+}
+
+/** Answers an upgrade request with an HTTP error and closes the socket (as `ws` refuses a handshake). */
+function refuseUpgrade(socket: Duplex, status: number, body: unknown, closeCode?: number): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(text)}`,
+    'Connection: close',
+    ...(closeCode === undefined ? [] : [`x-rollcall-close-code: ${closeCode}`]),
+  ];
+  socket.once('finish', () => socket.destroy());
+  socket.end(`${head.join('\r\n')}\r\n\r\n${text}`);
+}
+
+/**
+ * The check-in WebSocket, upgraded here rather than through fastify: an
+ * agent's channel lives for days, and fastify's request and reply objects
+ * (kept alive by the upgraded socket when the upgrade went through its
+ * router) would cost every connected agent memory and every connect CPU.
+ * The answers are the same as a fastify route's: 404 for other paths, the
+ * certificate checked before the upgrade, refusals as JSON errors with the
+ * close code they stand for in `x-rollcall-close-code`.
+ */
+function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  let nextConnId = 1;
+  const onSocketError = function (this: Duplex): void {
+    this.destroy();
+  };
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', onSocketError);
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const address = req.socket.remoteAddress ?? 'unknown';
+    if (path !== CHECKIN_PATH || req.method !== 'GET') {
+      refuseUpgrade(socket, 404, { error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path}` } });
+      return;
+    }
+    authenticateAgent(req.socket as TLSSocket, deps).then(
+      (result) => {
+        if ('code' in result) {
+          deps.log.warn({ reason: result.code, address, detail: result.message }, 'agent rejected');
+          refuseUpgrade(socket, SERVER_ERRORS[result.code], { error: { code: result.code, message: result.message } }, REJECT_CLOSE_CODES[result.code]);
+          return;
+        }
+        if (!socket.writable) return void socket.destroy(); // gone while we looked the device up
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          socket.removeListener('error', onSocketError);
+          const log = deps.log.child({ deviceId: result.id, connId: `c${nextConnId++}` });
+          new AgentSession(ws, result, address, deps.session, log);
+        });
+      },
+      (err: unknown) => {
+        deps.log.error({ err: err instanceof Error ? err.message : String(err), address }, 'check-in upgrade failed');
+        refuseUpgrade(socket, 500, { error: { code: 'INTERNAL', message: 'internal server error' } });
+      },
+    );
+  });
 }
 
 /** Admission control in front of TLS, with at most one log line about shed connections every few seconds. */
@@ -162,7 +222,6 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
     deps.log.info({ reason: err.code ?? err.message, address: socket.remoteAddress }, 'TLS handshake failed');
   });
   installErrorHandling(app);
-  app.decorateRequest('rollcallDevice', null);
   addIdentifyRoute(app, 'agent', deps.storage.instanceId);
 
   app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.tls.caCertPem));
@@ -191,21 +250,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
 
   registerPortcheckReport(app, { storage: deps.storage, limiter: deps.enrollLimiter, now: deps.now, log: deps.log });
 
-  await app.register(fastifyWebsocket, {
-    options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
-    // Socket errors (oversized frames, resets) are the client's doing and the session logs them at warn;
-    // anything else reaching here is our bug.
-    errorHandler: (error, socket, request) => {
-      if (typeof (error as { code?: unknown }).code !== 'string') request.log.error({ err: error.message, stack: error.stack }, 'check-in handler failed');
-      socket.terminate();
-    },
-  });
-  app.get(CHECKIN_PATH, { websocket: true, onRequest: async (req, reply) => authenticateAgent(req, reply, deps) }, (socket, req) => {
-    const device = req.rollcallDevice!;
-    const address = req.socket.remoteAddress ?? 'unknown';
-    const log = deps.log.child({ deviceId: device.id, connId: req.id });
-    new AgentSession(socket, device, address, deps.session, log);
-  });
+  installCheckinUpgrade(app, deps);
   if (deps.admission) installGate(app, deps.admission, deps.log);
   return app;
 }

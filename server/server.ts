@@ -31,6 +31,7 @@ import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, type ServerPki } from './pki-store.js';
 import { SessionRegistry } from './session-registry.js';
 import { ticketKeyFile } from './tls-tickets.js';
+import { ConnectRecorder } from './connect-recorder.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
 
@@ -113,6 +114,11 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   });
   const writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: config.flushDelayMs, settle: () => journal.fold() });
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
+  const connects = new ConnectRecorder({
+    db: storage.db,
+    recordConnect: (id, facts, sql) => storage.devices.recordConnect(id, facts, sql),
+    recordSighting: (s, sql) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }, sql),
+  });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
@@ -130,7 +136,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     session: {
       decoder: agentMessageDecoder(),
       registry,
-      recordConnect: (id, facts) => storage.devices.recordConnect(id, facts),
+      recordConnect: (id, facts) => connects.recordConnect(id, facts),
       flagPossibleClone: (id, at) => storage.devices.flagPossibleClone(id, at),
       recordCheckin: (r) => writer.record(r),
       latestSeq: (id) => writer.latestSeq(id),
@@ -143,7 +149,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
         { port: portOf(consoleApp), role: 'console', required: false },
       ],
       recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
-      recordSighting: (s) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }),
+      recordSighting: (s) => connects.recordSighting(s),
     },
   });
   const facts = {
@@ -223,6 +229,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       consoleApp = undefined;
       await health.close();
       await writer.close();
+      await connects.close();
       await journal.close();
       await storage.db.close();
       log.info('server stopped');
