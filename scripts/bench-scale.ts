@@ -25,7 +25,7 @@ import { positiveInt } from './bench-args.js';
 import { describeMachine, foreignLoad, machineBusyMs } from './bench-machine.js';
 import { cpuMsBetween, percentile } from './bench-measure.js';
 import { loadOrCreateBenchPki, type BenchPki } from './bench-pki.js';
-import { renderScaleSection, type ScaleResult, type StormResult, type TimelinePoint } from './bench-scale-report.js';
+import { renderScaleSection, TARGET_FLEET, type ScaleResult, type StormResult, type TimelinePoint } from './bench-scale-report.js';
 import { writeSection } from './bench-sections.js';
 import { startTarget, type ConsoleAccess, type TargetHandle, type TargetKind, type TargetSample } from './bench-target-process.js';
 import { loopbackSources } from './loadgen.js';
@@ -44,13 +44,15 @@ export interface ScaleArgs {
   /** Seconds of the idle window before the steady state (channels open, no check-ins). */
   readonly idleSec: number;
   readonly stormTimeoutSec: number;
+  /** graceful: the server is stopped (it tells agents when to come back) and started again; crash: SIGKILL. */
+  readonly storm: 'graceful' | 'crash';
   readonly out: string;
   readonly cacheDir: string;
   readonly only: TargetKind | undefined;
 }
 
 export const SCALE_USAGE =
-  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
+  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
 
 /** Parses the scale bench's flags. */
 export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: true } {
@@ -63,6 +65,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     steady: { type: 'string' },
     idle: { type: 'string' },
     'storm-timeout': { type: 'string' },
+    storm: { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
     'cache-dir': { type: 'string' },
@@ -72,6 +75,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
   if (values.help) return { help: true } as const;
   if (positionals.length > 0) throw usageError(`unexpected argument "${positionals[0]}"\n${SCALE_USAGE}`);
   if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw usageError(`--only must be ours or bare\n${SCALE_USAGE}`);
+  if (values.storm !== undefined && values.storm !== 'graceful' && values.storm !== 'crash') throw usageError(`--storm must be graceful or crash\n${SCALE_USAGE}`);
   const agents = positiveInt('agents', values.agents, 5000, 1_000_000, SCALE_USAGE);
   return {
     agents,
@@ -83,6 +87,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     steadySec: positiveInt('steady', values.steady, 20, 3600, SCALE_USAGE),
     idleSec: positiveInt('idle', values.idle, 5, 3600, SCALE_USAGE),
     stormTimeoutSec: positiveInt('storm-timeout', values['storm-timeout'], 300, 3600, SCALE_USAGE),
+    storm: (values.storm ?? 'graceful') as 'graceful' | 'crash',
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
     only: values.only as TargetKind | undefined,
@@ -102,7 +107,7 @@ async function openFileLimit(): Promise<number | undefined> {
 }
 
 function sumStats(all: readonly LoadgenStats[]): LoadgenStats {
-  const total: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0 };
+  const total: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
   for (const s of all) for (const k of Object.keys(total) as (keyof LoadgenStats)[]) total[k] += s[k];
   return total;
 }
@@ -326,18 +331,31 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     const steadyAfter = await target.sample('quick');
     const steadyWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     const steadyConsole = probe ? await probe.take() : undefined;
+    probe?.start();
     const rtts = Float64Array.from(steadyRuns.flatMap((r) => r.rttMs)).sort();
     const steadyCpuMs = cpuMsBetween(steadyBefore, steadyAfter);
     const checkinCpuMs = Math.max(0, steadyCpuMs - (idleCpuMs / idleWallMs) * steadyWallMs);
+    // The check-in rate of the target fleet (100,000 agents at one per interval), made by these agents at a shorter interval.
+    const fleetIntervalMs = Math.round((args.intervalSec * 1000 * n) / TARGET_FLEET);
+    say(`[${kind}]   then the check-in rate of ${TARGET_FLEET} agents: one per agent per ${fleetIntervalMs} ms (${Math.round(TARGET_FLEET / args.intervalSec)}/s) for ${args.steadySec} s`);
+    const rateBefore = await target.sample('quick');
+    t = process.hrtime.bigint();
+    const rateRuns = await Promise.all(loadgens.map((l) => l.steady(fleetIntervalMs, args.steadySec * 1000)));
+    const rateAfter = await target.sample('quick');
+    const rateWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const rateConsole = probe ? await probe.take() : undefined;
+    const rateRtts = Float64Array.from(rateRuns.flatMap((r) => r.rttMs)).sort();
+    const rateCpuMs = cpuMsBetween(rateBefore, rateAfter);
 
     // 4. Reconnect storm.
-    say(`[${kind}] 4/4 reconnect storm: killing the server process and starting it again on port ${port}`);
+    say(`[${kind}] 4/4 reconnect storm: ${args.storm === 'crash' ? 'killing' : 'stopping'} the server process and starting it again on port ${port}`);
     await Promise.all(loadgens.map((l) => l.setAutoReconnect(true)));
     const s4 = await stats();
     tl.peakRssBytes = 0;
     tl.start('storm', () => target);
     const killedAt = Date.now();
-    target.kill();
+    if (args.storm === 'crash') target.kill();
+    else await target.stop();
     await waitUntil(async () => (await stats()).connected === 0, 60_000, 'every agent to notice the server is gone');
     target = undefined;
     const restarted = await startTarget(kind, pki, { dataDir, profile: { ...profile, restart: true, port }, timeoutMs: 180_000 });
@@ -418,6 +436,20 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
         maxMs: rtts[rtts.length - 1] ?? NaN,
         eventLoopDelayMaxMs: steadyAfter.eventLoopDelayMaxMs,
         console: steadyConsole,
+      },
+      fleetRate: {
+        intervalMs: fleetIntervalMs,
+        wallMs: rateWallMs,
+        checkins: rateRtts.length,
+        unanswered: rateRuns.reduce((sum, r) => sum + r.unanswered, 0),
+        cpuMs: rateCpuMs,
+        cpuShareOfCore: rateCpuMs / rateWallMs,
+        idleShareOfCore: idleCpuMs / idleWallMs,
+        p50Ms: percentile(rateRtts, 50),
+        p99Ms: percentile(rateRtts, 99),
+        maxMs: rateRtts[rateRtts.length - 1] ?? NaN,
+        eventLoopDelayMaxMs: rateAfter.eventLoopDelayMaxMs,
+        console: rateConsole,
       },
       storm,
       timeline: tl.points,

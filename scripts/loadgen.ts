@@ -62,6 +62,8 @@ export interface LoadgenStats {
   gaveUp: number;
   /** Reconnect attempts scheduled with backoff. */
   retries: number;
+  /** Error frames with a retry delay received on open channels (the server's shutdown notice). */
+  retryHints: number;
 }
 
 type Frame = { type: string; seq?: number; code?: string; retryAfterMs?: number };
@@ -110,7 +112,7 @@ type Outcome = { ok: true; resumed: boolean } | { ok: false; kind: 'shed' | 'tcp
 
 /** Many simulated agents against one server. */
 export class Loadgen {
-  readonly stats: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0 };
+  readonly stats: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
   private readonly agents: SimAgent[];
   private auto = false;
   private stopped = false;
@@ -202,6 +204,10 @@ export class Loadgen {
           const w = agent.ackWaiter;
           agent.ackWaiter = undefined;
           w?.(frame);
+        } else if (frame.type === 'error') {
+          // As the agent does: a delay the server asks for is the floor of the next backoff.
+          this.pendingAdvice.set(agent, frame.retryAfterMs);
+          if (frame.retryAfterMs !== undefined) this.stats.retryHints += 1;
         }
       });
       ws.on('close', (code, reason) => {
@@ -224,7 +230,9 @@ export class Loadgen {
     const w = agent.ackWaiter;
     agent.ackWaiter = undefined;
     w?.({ type: 'dropped' });
-    if (this.auto && !this.stopped) this.scheduleRetry(agent, undefined);
+    const advised = this.pendingAdvice.get(agent);
+    this.pendingAdvice.delete(agent);
+    if (this.auto && !this.stopped) this.scheduleRetry(agent, advised);
   }
 
   private scheduleRetry(agent: SimAgent, advisedMs: number | undefined): void {

@@ -18,14 +18,14 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
 import { checkEnrollRequest, ENROLL_PATH, MAX_ENROLL_BODY_BYTES } from '../common/enroll-api.js';
 import { RollcallError } from '../common/errors.js';
 import { normalizeSerial, type KeyedCert } from '../common/pki.js';
-import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
+import { CHECKIN_PATH, encode, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
 import { enroll, type EnrollDeps } from './enroll.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
@@ -50,6 +50,23 @@ export interface AgentListenerDeps {
   readonly ticketKeyFile?: string;
   /** Admission control before TLS (see admission.ts); none when absent. */
   readonly admission?: { readonly maxPendingHandshakes: number };
+}
+
+/**
+ * The reconnect spread told to agents when the server shuts down: each gets
+ * `retryAfterMs` drawn uniformly from [RESTART_FLOOR_MS, RESTART_FLOOR_MS + window],
+ * the window growing with the number of connected agents (RESTART_SPREAD_PER_AGENT_MS
+ * each: 100,000 agents spread over 200 s, about 500 resumed handshakes a second,
+ * below what one core does) within [RESTART_MIN_WINDOW_MS, RESTART_MAX_WINDOW_MS].
+ */
+export const RESTART_FLOOR_MS = 2000;
+export const RESTART_SPREAD_PER_AGENT_MS = 2;
+export const RESTART_MIN_WINDOW_MS = 5000;
+export const RESTART_MAX_WINDOW_MS = 240_000;
+
+/** The window agents are spread over when `sessions` agents lose the server at once. */
+export function restartWindowMs(sessions: number): number {
+  return Math.min(RESTART_MAX_WINDOW_MS, Math.max(RESTART_MIN_WINDOW_MS, sessions * RESTART_SPREAD_PER_AGENT_MS));
 }
 
 /** How often a running server checks whether its ticket key is due for rotation. */
@@ -126,6 +143,18 @@ function refuseUpgrade(socket: Duplex, status: number, body: unknown, closeCode?
 function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   let nextConnId = 1;
+  // Open channels, for the shutdown notice (the sessions own their sockets; this only sends one frame).
+  const open = new Set<WebSocket>();
+  const random = deps.session.random ?? Math.random;
+  deps.session.registry.onShutdown((sessions) => {
+    const windowMs = restartWindowMs(sessions);
+    deps.log.info({ agents: open.size, windowMs }, 'telling agents when to reconnect');
+    for (const ws of open) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      const retryAfterMs = RESTART_FLOOR_MS + Math.floor(random() * windowMs);
+      ws.send(encode({ type: 'error', code: 'SERVER_RESTARTING', message: 'the server is shutting down; reconnect after retryAfterMs', retryAfterMs }));
+    }
+  });
   const onSocketError = function (this: Duplex): void {
     this.destroy();
   };
@@ -147,6 +176,8 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
         if (!socket.writable) return void socket.destroy(); // gone while we looked the device up
         wss.handleUpgrade(req, socket, head, (ws) => {
           socket.removeListener('error', onSocketError);
+          open.add(ws);
+          ws.once('close', () => open.delete(ws));
           const log = deps.log.child({ deviceId: result.id, connId: `c${nextConnId++}` });
           new AgentSession(ws, result, address, deps.session, log);
         });

@@ -42,6 +42,7 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
   private readonly sessions = new Map<string, S>();
   private readonly disconnects = new Map<string, DisconnectFacts>();
   private timer: NodeJS.Timeout | null = null;
+  private shutdownNotice: ((sessions: number) => void) | undefined;
 
   /** Registers a session that completed `hello`, replacing an older one of the same device. */
   register(session: S, closeCodeReplaced: number): RegisterResult {
@@ -90,10 +91,22 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
     this.timer.unref();
   }
 
-  /** Stops the heartbeat and closes every session with the given code. */
+  /**
+   * Sets what runs just before {@link closeAll} closes the sessions (the agent
+   * listener tells every agent when to come back); it hears how many there are.
+   */
+  onShutdown(notice: (sessions: number) => void): void {
+    this.shutdownNotice = notice;
+  }
+
+  /** Stops the heartbeat and closes every session with the given code, after the shutdown notice. */
   closeAll(code: number, reason: string): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const s of [...this.sessions.values()]) s.close(code, reason);
+    try {
+      this.shutdownNotice?.(this.sessions.size);
+    } finally {
+      for (const s of [...this.sessions.values()]) s.close(code, reason);
+    }
   }
 }

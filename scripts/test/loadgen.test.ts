@@ -117,7 +117,7 @@ describe('scale bench arguments and report', () => {
   });
 
   it('renders ratios and goals from its input', () => {
-    const zero = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0 };
+    const zero = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
     const result = (kind: 'ours' | 'bare', rssPerAgent: number, cpu: number): ScaleResult => ({
       kind,
       agents: 100,
@@ -125,6 +125,7 @@ describe('scale bench arguments and report', () => {
       resumed: { wallMs: 500, cpuMsPerConnect: cpu / 2, clients: { ...zero, resumedConnects: 100 } },
       memory: { rssBeforeBytes: 0, rssAfterBytes: rssPerAgent * 100, rssPerAgentBytes: rssPerAgent, heapPerAgentBytes: 1024 },
       steady: { wallMs: 10_000, checkins: 16, unanswered: 0, cpuMs: 10, idleCpuMs: 0, checkinCpuMs: 10, cpuShareOfCore: 0.001, cpuMsPerCheckin: 0.5, p50Ms: 1, p99Ms: 2, maxMs: 3, eventLoopDelayMaxMs: 1, console: undefined },
+      fleetRate: { intervalMs: 60, wallMs: 10_000, checkins: 1000, unanswered: 0, cpuMs: 300, cpuShareOfCore: 0.03, idleShareOfCore: 0.01, p50Ms: 1, p99Ms: 2, maxMs: 3, eventLoopDelayMaxMs: 1, console: undefined },
       storm: { restartMs: 500, backWithinMs: 4000, backAfterReadyMs: 3500, connectedAtEnd: 100, clients: zero, serverCpuMs: 100, peakRssBytes: 1, rssAfterBytes: 1, console: undefined },
       timeline: [{ tMs: 1000, phase: 'storm', connected: 42 }],
     });
@@ -132,11 +133,12 @@ describe('scale bench arguments and report', () => {
       startedAt: new Date(0),
       machine: { cpuModel: 'test cpu', cpuCount: 2, totalMemoryBytes: 2 ** 34, nodeVersion: 'v20', os: 'Linux' },
       openFileLimit: 20_000,
-      args: { agents: 100, concurrency: 10, loadgens: 1, sources: 2, intervalSec: 60, steadySec: 10, stormTimeoutSec: 300 },
+      args: { agents: 100, concurrency: 10, loadgens: 1, sources: 2, intervalSec: 60, steadySec: 10, stormTimeoutSec: 300, storm: 'graceful' },
       results: [result('ours', 60 * 1024, 3), result('bare', 50 * 1024, 2)],
     });
     expect(text).toContain('| RSS per connected agent (KiB) | 60.0 | 50.0 | 1.20x | ✗ ≤ 64 KiB and ≤ 1.15x |');
     expect(text).toContain('| server CPU per full mTLS connect (ms) | 3.00 | 2.00 | 1.50x | ✗ ≤ 1.15x |');
     expect(text).toContain('storm: 1 s: 42');
+    expect(text).toContain('| the same, check-ins only (idle window subtracted) (% of one core) | 2.0 | 2.0 | 1.00x | ✓ ≤ 25% |');
   });
 });
