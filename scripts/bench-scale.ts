@@ -84,8 +84,8 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     // Two connects per agent within a minute (full, then resumed) leave ports in TIME_WAIT: ~20k per address is safe.
     sources: positiveInt('sources', values.sources, Math.max(2, Math.ceil((2 * agents) / 20_000)), 250, SCALE_USAGE),
     intervalSec: positiveInt('interval', values.interval, 60, 3600, SCALE_USAGE),
-    steadySec: positiveInt('steady', values.steady, 20, 3600, SCALE_USAGE),
-    idleSec: positiveInt('idle', values.idle, 5, 3600, SCALE_USAGE),
+    steadySec: positiveInt('steady', values.steady, 10, 3600, SCALE_USAGE),
+    idleSec: positiveInt('idle', values.idle, 3, 3600, SCALE_USAGE),
     stormTimeoutSec: positiveInt('storm-timeout', values['storm-timeout'], 300, 3600, SCALE_USAGE),
     storm: (values.storm ?? 'graceful') as 'graceful' | 'crash',
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),

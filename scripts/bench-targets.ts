@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { WebSocketServer, type RawData } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { describeError } from '../common/errors.js';
 import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { PROTOCOL_VERSION } from '../common/version.js';
@@ -149,11 +149,12 @@ async function startBare(pki: BenchPki, log: Logger, profile: StartProfile = {})
     ...(profile.ticketKeysHex ? { ticketKeys: Buffer.from(profile.ticketKeysHex, 'hex') } : {}),
   });
   const wss = new WebSocketServer({ server, path: CHECKIN_PATH, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
-  let open = 0;
+  // Tracked so that stop can close them: upgraded sockets are no longer the http server's to close.
+  const sockets = new Set<WebSocket>();
   wss.on('connection', (ws) => {
-    open += 1;
+    sockets.add(ws);
     ws.on('close', () => {
-      open -= 1;
+      sockets.delete(ws);
     });
     ws.on('error', (err) => log.warn({ err: describeError(err) }, 'bare socket error'));
     ws.on('message', (data) => {
@@ -173,10 +174,11 @@ async function startBare(pki: BenchPki, log: Logger, profile: StartProfile = {})
   });
   return {
     port: (server.address() as AddressInfo).port,
-    openChannels: () => open,
+    openChannels: () => sockets.size,
     counters: () => ({}),
     settle: async () => undefined,
     close: async () => {
+      for (const ws of sockets) ws.close(1001, 'server shutting down');
       server.closeAllConnections();
       await new Promise<void>((resolve) => wss.close(() => server.close(() => resolve())));
     },
