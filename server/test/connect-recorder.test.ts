@@ -84,3 +84,20 @@ describe('connect recorder', () => {
     await expect(rec.recordConnect('dev_ok', facts(30, 'late'))).rejects.toThrow(/closed/);
   });
 });
+
+describe('group path of a connecting agent', () => {
+  it('is the path list() gives, from one group alone, after renames and moves; undefined for an unknown group', async () => {
+    const storage = await storageWith([]);
+    const leaf = await storage.groups.ensurePath('Customers/Acme/Site 1');
+    const other = await storage.groups.ensurePath('Partners');
+    expect(await storage.groups.pathOf(leaf.id)).toBe(leaf.path);
+    const acme = await storage.groups.resolve('Customers/Acme');
+    await storage.groups.rename(acme.id, 'Acme Ltd');
+    await storage.groups.move(acme.id, other.id);
+    const all = await storage.groups.list();
+    for (const g of all) expect(await storage.groups.pathOf(g.id)).toBe(g.path);
+    expect(await storage.groups.pathOf(leaf.id)).toMatch(/Partners\/Acme Ltd\/Site 1$/);
+    expect(await storage.groups.pathOf(ROOT_GROUP_ID)).toBe(all.find((g) => g.id === ROOT_GROUP_ID)?.path);
+    expect(await storage.groups.pathOf('grp_missing')).toBeUndefined();
+  });
+});
