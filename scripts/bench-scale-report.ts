@@ -307,6 +307,7 @@ export function renderScaleSection(input: ScaleReportInput): string {
         (r.fleetRate.console ? `; console API: ${r.fleetRate.console.calls} calls, p99 ${formatValue(r.fleetRate.console.p99Ms)} ms, ${r.fleetRate.console.failures} failed.` : '.'),
     ),
   ];
+  lines.push('', '### Notes', '', ...scaleNotes(input, ours, bare));
   if (input.busy) {
     const b = input.busy;
     lines.push(
@@ -317,3 +318,69 @@ export function renderScaleSection(input: ScaleReportInput): string {
   }
   return lines.join('\n');
 }
+
+/** What the numbers mean and where they fall short, with this run's numbers. */
+export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefined, bare: ScaleResult | undefined): string[] {
+  const n = input.args.agents;
+  const notes: string[] = [];
+  const limit = input.openFileLimit;
+  if (n < TARGET_FLEET) {
+    notes.push(
+      `- **${n.toLocaleString('en-US')} agents, not ${TARGET_FLEET.toLocaleString('en-US')}.** Every agent is one open socket in the server ` +
+        `process and one in a load generator.` +
+        (limit !== undefined && limit < TARGET_FLEET + 1000
+          ? ` This machine allows ${limit.toLocaleString('en-US')} open files per process (hard limit, not raisable here), so one ` +
+            `server process cannot hold ${TARGET_FLEET.toLocaleString('en-US')} channels; the rows below that name ` +
+            `${TARGET_FLEET.toLocaleString('en-US')} agents are measured at that fleet's check-in rate, or projected, as each says.`
+          : ''),
+    );
+  }
+  if (ours) {
+    const mem = (ours.memory.rssPerAgentBytes * TARGET_FLEET) / 1024 ** 3;
+    notes.push(
+      `- **Memory:** at the measured ${formatValue(ours.memory.rssPerAgentBytes / 1024)} KiB per agent, ` +
+        `${TARGET_FLEET.toLocaleString('en-US')} agents need about ${mem.toFixed(1)} GiB beyond the idle server ` +
+        `(of ${(input.machine.totalMemoryBytes / 1024 ** 3).toFixed(0)} GiB here), if it stays linear.`,
+    );
+    const idle = ours.fleetRate.idleShareOfCore;
+    notes.push(
+      `- **Idle cost grows with the fleet:** with ${n.toLocaleString('en-US')} channels open and no check-ins Rollcall used ` +
+        `${(100 * idle).toFixed(2)}% of a core (bare ${bare ? (100 * bare.fleetRate.idleShareOfCore).toFixed(2) : '–'}%): the heartbeat pings ` +
+        `every channel every 30 s, the check-in journal folds every second, health timers run. Scaled linearly to ` +
+        `${TARGET_FLEET.toLocaleString('en-US')} channels that is about ${((100 * idle * TARGET_FLEET) / n).toFixed(0)}% of a core on top of the ` +
+        `check-ins (an upper bound: the timers' fixed part does not grow); a longer ping interval for large fleets would cut it.`,
+    );
+    notes.push(
+      `- **Check-ins at the fleet's rate:** ${n.toLocaleString('en-US')} agents checking in every ${ours.fleetRate.intervalMs} ms make the ` +
+        `frames per second of ${TARGET_FLEET.toLocaleString('en-US')} agents at one per ${input.args.intervalSec} s: the same per-check-in work ` +
+        '(validation, durable journal commit in batches, ack), not the same number of sockets. At one check-in per ' +
+        `${input.args.intervalSec} s per agent the cost per check-in is higher (each one wakes the server alone and commits ` +
+        'its own journal transaction), which is why the two per-check-in figures differ.',
+    );
+  }
+  if (ours && bare) {
+    notes.push(
+      `- **Connect CPU:** a full mutual-TLS connect cost Rollcall ${formatValue(ours.full.cpuMsPerConnect)} ms against bare's ` +
+        `${formatValue(bare.full.cpuMsPerConnect)} ms, resumed ${formatValue(ours.resumed.cpuMsPerConnect)} against ` +
+        `${formatValue(bare.resumed.cpuMsPerConnect)} ms. The handshake is the same on both; on top Rollcall looks the ` +
+        'device and its group path up in SQLite (two statements through the one database queue and its worker thread), ' +
+        'validates `hello`, builds the session (frame budget, child logger), writes connect facts and sightings (batched) ' +
+        'and logs. Resumed connects make that fixed part a larger share.',
+    );
+  }
+  notes.push(
+    input.args.storm === 'crash'
+      ? '- **Storm after a crash:** no notice reaches the agents; admission before TLS and their own backoff (1 s, doubling, ' +
+          '5 min cap) pace the return. A fleet-sized spread after an unannounced loss needs an agent change (see docs/architecture.md).'
+      : '- **Storm after a restart:** Rollcall tells each agent when to come back (2 s plus its share of a window of 2 ms per agent), ' +
+          'so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
+          "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
+  );
+  notes.push(
+    '- **One core.** The server runs on one core (one process); the load generators and the driver take the other. ' +
+      'Using both cores for the server (node:cluster workers sharing the agent port, storage in the primary) is designed in ' +
+      'docs/architecture.md, not built.',
+  );
+  return notes;
+}
+
