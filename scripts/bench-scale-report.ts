@@ -162,13 +162,19 @@ function rows(ours: ScaleResult | undefined, bare: ScaleResult | undefined, n: n
     { metric: 'resumed connects, wall rate (agents/s)', ours: o ? n / (o.resumed.wallMs / 1000) : undefined, bare: b ? n / (b.resumed.wallMs / 1000) : undefined, show: formatValue },
     { metric: `steady state: server CPU, all of it (% of one core, ${n} agents)`, ours: o ? 100 * o.steady.cpuShareOfCore : undefined, bare: b ? 100 * b.steady.cpuShareOfCore : undefined, show: (v) => v.toFixed(2), ratio: true },
     {
-      metric: `idle: server CPU with ${n} channels open, no check-ins (% of one core)`,
+      metric: `idle: server CPU with ${n} channels open, no check-ins (% of one core, a short sample)`,
       ours: o ? (100 * o.steady.idleCpuMs) / o.steady.wallMs : undefined,
       bare: b ? (100 * b.steady.idleCpuMs) / b.steady.wallMs : undefined,
       show: (v) => v.toFixed(2),
       ratio: true,
     },
-    { metric: `steady state (${n} agents, one per ${intervalSec} s): server CPU per check-in, idle subtracted (ms)`, ours: o?.steady.cpuMsPerCheckin, bare: b?.steady.cpuMsPerCheckin, show: formatValue, ratio: true },
+    {
+      metric: `steady state (${n} agents, one per ${intervalSec} s): server CPU per check-in, idle subtracted (ms; – when the idle sample was the larger)`,
+      ours: o && o.steady.checkinCpuMs > 0 ? o.steady.cpuMsPerCheckin : undefined,
+      bare: b && b.steady.checkinCpuMs > 0 ? b.steady.cpuMsPerCheckin : undefined,
+      show: formatValue,
+      ratio: true,
+    },
     { metric: `steady state (${n} agents, one per ${intervalSec} s): ack p99 (ms)`, ours: o?.steady.p99Ms, bare: b?.steady.p99Ms, show: formatValue },
     { metric: `steady state (${n} agents, one per ${intervalSec} s): console API p99 (ms)`, ours: o?.steady.console?.p99Ms, bare: undefined, show: formatValue },
     {
@@ -177,15 +183,15 @@ function rows(ours: ScaleResult | undefined, bare: ScaleResult | undefined, n: n
       bare: b ? 100 * b.fleetRate.cpuShareOfCore : undefined,
       show: (v) => v.toFixed(1),
       ratio: true,
+      goal: '≤ 25% (includes the idle work of these channels)',
+      met: o ? o.fleetRate.cpuShareOfCore <= 0.25 : undefined,
     },
     {
-      metric: 'the same, check-ins only (idle window subtracted) (% of one core)',
-      ours: o ? 100 * (o.fleetRate.cpuShareOfCore - o.fleetRate.idleShareOfCore) : undefined,
-      bare: b ? 100 * (b.fleetRate.cpuShareOfCore - b.fleetRate.idleShareOfCore) : undefined,
-      show: (v) => v.toFixed(1),
+      metric: 'the same: server CPU per check-in, all of it (ms)',
+      ours: o && o.fleetRate.checkins > 0 ? o.fleetRate.cpuMs / o.fleetRate.checkins : undefined,
+      bare: b && b.fleetRate.checkins > 0 ? b.fleetRate.cpuMs / b.fleetRate.checkins : undefined,
+      show: formatValue,
       ratio: true,
-      goal: '≤ 25%',
-      met: o ? o.fleetRate.cpuShareOfCore - o.fleetRate.idleShareOfCore <= 0.25 : undefined,
     },
     { metric: 'the same: ack p99 (ms)', ours: o?.fleetRate.p99Ms, bare: b?.fleetRate.p99Ms, show: formatValue, goal: '≤ 50 ms', met: o ? o.fleetRate.p99Ms <= 50 && o.fleetRate.unanswered === 0 : undefined },
     {
@@ -346,7 +352,8 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
     notes.push(
       `- **Idle cost grows with the fleet:** with ${n.toLocaleString('en-US')} channels open and no check-ins Rollcall used ` +
         `${(100 * idle).toFixed(2)}% of a core (bare ${bare ? (100 * bare.fleetRate.idleShareOfCore).toFixed(2) : '–'}%): the heartbeat pings ` +
-        `every channel every 30 s, the check-in journal folds every second, health timers run. Scaled linearly to ` +
+        `every channel every 30 s (a thirtieth of them each second), the check-in journal folds every second, health timers run; ` +
+        `the idle window is a few seconds, so it is a sample of that periodic work, not its average. Scaled linearly to ` +
         `${TARGET_FLEET.toLocaleString('en-US')} channels that is about ${((100 * idle * TARGET_FLEET) / n).toFixed(0)}% of a core on top of the ` +
         `check-ins (an upper bound: the timers' fixed part does not grow); a longer ping interval for large fleets would cut it.`,
     );

@@ -11,6 +11,11 @@
  * clone.
  */
 
+/** Heartbeat ticks per ping interval: each pings its share of the sessions. */
+export const HEARTBEAT_SLICES = 30;
+/** Shortest heartbeat tick (short intervals, as in tests, get fewer slices). */
+const MIN_HEARTBEAT_TICK_MS = 100;
+
 /** What the registry needs from a session. */
 export interface LiveSession {
   readonly deviceId: string;
@@ -82,12 +87,33 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
     return this.sessions.values();
   }
 
-  /** Starts one shared heartbeat timer for all sessions. */
+  /**
+   * Starts one shared heartbeat timer for all sessions. Each session is
+   * pinged once per `intervalMs`, but not all at once: the timer ticks
+   * {@link HEARTBEAT_SLICES} times per interval and each tick pings the next
+   * share of the sessions, so 100,000 pings never hold the event loop in
+   * one go (check-in acks and the console would wait behind them).
+   */
   startHeartbeat(intervalMs: number): void {
     if (this.timer) return;
+    const slices = Math.max(1, Math.min(HEARTBEAT_SLICES, Math.floor(intervalMs / MIN_HEARTBEAT_TICK_MS)));
+    // One pass pings a snapshot of the sessions, a share per tick; sessions that went (or were replaced) meanwhile are skipped.
+    let pass: S[] = [];
+    let at = 0;
+    let perTick = 0;
     this.timer = setInterval(() => {
-      for (const s of this.sessions.values()) s.heartbeat();
-    }, intervalMs);
+      if (at >= pass.length) {
+        pass = [...this.sessions.values()];
+        at = 0;
+        perTick = Math.ceil(pass.length / slices);
+      }
+      const end = Math.min(pass.length, at + perTick);
+      for (; at < end; at += 1) {
+        const session = pass[at]!;
+        if (this.sessions.get(session.deviceId) === session) session.heartbeat();
+      }
+      if (at >= pass.length) pass = [];
+    }, intervalMs / slices);
     this.timer.unref();
   }
 
