@@ -100,6 +100,8 @@ export interface ScaleReportInput {
     readonly steadySec: number;
     readonly stormTimeoutSec: number;
     readonly storm: 'graceful' | 'crash';
+    /** Our server's admission limit when the run set one (else the server's default). */
+    readonly maxPending?: number;
   };
   readonly results: readonly ScaleResult[];
   /** Whole-machine busy time over the run (load generators, servers, driver and anything else). */
@@ -267,7 +269,9 @@ export function renderScaleSection(input: ScaleReportInput): string {
     '',
     `Each server ran in its own process and reported its own CPU time and RSS; ${input.args.loadgens} load-generator process(es) ` +
       `simulated the agents (real mutual-TLS WebSocket clients, one certificate each, from ${input.args.sources} loopback source addresses), ` +
-      `${input.args.concurrency} connects in flight. Load generators, servers and the driver share the same ${m.cpuCount} cores, so wall-clock rates ` +
+      `${input.args.concurrency} connects in flight` +
+      (input.args.maxPending === undefined ? '' : `, Rollcall's admission limit set to ${input.args.maxPending} handshakes in flight`) +
+      `. Load generators, servers and the driver share the same ${m.cpuCount} cores, so wall-clock rates ` +
       'are lower than a server alone would reach; the CPU-per-operation rows come from the server process\'s own accounting and are not.',
     '',
     '| metric | Rollcall | bare ws+https | ours/bare | goal (issue 7) |',

@@ -46,13 +46,15 @@ export interface ScaleArgs {
   readonly stormTimeoutSec: number;
   /** graceful: the server is stopped (it tells agents when to come back) and started again; crash: SIGKILL. */
   readonly storm: 'graceful' | 'crash';
+  /** Our server's admission limit, when not its default. */
+  readonly maxPending: number | undefined;
   readonly out: string;
   readonly cacheDir: string;
   readonly only: TargetKind | undefined;
 }
 
 export const SCALE_USAGE =
-  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
+  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--max-pending N] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
 
 /** Parses the scale bench's flags. */
 export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: true } {
@@ -66,6 +68,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     idle: { type: 'string' },
     'storm-timeout': { type: 'string' },
     storm: { type: 'string' },
+    'max-pending': { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
     'cache-dir': { type: 'string' },
@@ -88,6 +91,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     idleSec: positiveInt('idle', values.idle, 3, 3600, SCALE_USAGE),
     stormTimeoutSec: positiveInt('storm-timeout', values['storm-timeout'], 300, 3600, SCALE_USAGE),
     storm: (values.storm ?? 'graceful') as 'graceful' | 'crash',
+    maxPending: values['max-pending'] === undefined ? undefined : positiveInt('max-pending', values['max-pending'], 256, 1_000_000, SCALE_USAGE),
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
     only: values.only as TargetKind | undefined,
@@ -250,7 +254,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
   const n = pki.agents.length;
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), `rollcall-scale-${kind}-`));
   const ticketKeysHex = randomBytes(48).toString('hex');
-  const profile = { scale: true, ticketKeysHex };
+  const profile = { scale: true, ticketKeysHex, ...(args.maxPending ? { maxPendingHandshakes: args.maxPending } : {}) };
   let target: TargetHandle | undefined;
   const loadgens: LoadgenHandle[] = [];
   let probe: ConsoleProbe | undefined;

@@ -58,6 +58,8 @@ export interface StartProfile {
   readonly restart?: boolean;
   readonly port?: number;
   readonly ticketKeysHex?: string;
+  /** Our server's admission limit (connections in their TLS handshake); the server's default when absent. */
+  readonly maxPendingHandshakes?: number;
 }
 
 /** Driver → child. */

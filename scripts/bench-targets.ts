@@ -97,7 +97,7 @@ async function startOurs(pki: BenchPki, dataDir: string, log: Logger, profile: S
     await writeServerPki(dataDir, pki);
     await insertDevices(dataDir, pki);
   }
-  const limits = profile.scale ? {} : BENCH_LIMITS;
+  const limits = profile.scale ? (profile.maxPendingHandshakes ? { maxPendingHandshakes: profile.maxPendingHandshakes } : {}) : BENCH_LIMITS;
   const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: profile.port ?? 0, consolePort: 0, ...limits });
   const server = await buildServer(config, { log });
   await server.start();
