@@ -26,17 +26,15 @@ export function costNotes(rows: readonly ComparisonRow[], ours: readonly TargetR
       `${formatValue(cpu.bare)} ms per connect (ECDHE, a signature with the RSA-2048 server key, verifying the ` +
       `client's chain and CertificateVerify, the HTTP upgrade, the ws setup): ${((cpu.bare / cpu.ours) * 100).toFixed(0)}% ` +
       `of Rollcall's ${formatValue(cpu.ours)} ms. Rollcall's own ${formatValue(cpu.ours - cpu.bare)} ms on top comes ` +
-      'from (per CPU profiles of the server) three SQLite statements per agent (certificate serial → device and its ' +
-      'group before the upgrade, then the connect facts written on `hello`; ~0.05 ms of CPU each in isolation), ' +
-      "fastify's routing and hook chain for the upgrade, `getPeerCertificate()`, the Ajv validation of `hello`, and " +
-      'the session with its child logger.',
+      'from (per CPU profiles of the server) two SQLite reads per agent before the upgrade (certificate serial → ' +
+      'device, and its group), the connect facts and sighting written on `hello` (batched, many agents per ' +
+      'transaction), `getPeerCertificate()`, the Ajv validation of `hello`, and the session with its child logger.',
     `- **RSS per agent is dominated by the TLS connection itself**: bare holds ${formatValue(rss.bare)} KiB per agent, ` +
       `of which only ${formatValue(heap.bare)} KiB is V8 heap; the rest is native (OpenSSL's per-connection state and ` +
       `buffers, the socket). Rollcall adds ${formatValue(rss.ours - rss.bare)} KiB, ${formatValue(heap.ours - heap.bare)} ` +
-      "KiB of it on the heap: a heap snapshot shows fastify's request and reply (with the raw IncomingMessage, " +
-      "ServerResponse and headers) kept alive for the life of each WebSocket by @fastify/websocket's per-socket error " +
-      'handler, then the session, its child logger and frame budget. The remainder is native memory outside the V8 ' +
-      "heap; SQLite's page cache and its worker threads' allocations are the likely share.",
+      'KiB of it on the heap: the session, its child logger and frame budget (the upgrade bypasses fastify, so no ' +
+      'request or reply object stays alive per socket). The remainder is native memory outside the V8 heap; ' +
+      "SQLite's page cache and its worker threads' allocations are the likely share.",
     `- **Check-ins**: bare answers from memory; Rollcall validates each frame against the protocol schema, coalesces ` +
       'check-ins and acks each only once it is durable in SQLite (group commit' +
       (first && batches !== undefined ? `: ${batches} transactions for ${first.roundTrips} check-ins in the first run` : '') +

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 
 /** The sections, in the order they appear in a file. */
-export const SECTIONS = ['checkin', 'sync', 'health', 'console', 'agent'] as const;
+export const SECTIONS = ['checkin', 'sync', 'health', 'console', 'agent', 'scale'] as const;
 /** One section's name. */
 export type SectionName = (typeof SECTIONS)[number];
 

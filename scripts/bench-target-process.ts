@@ -45,9 +45,26 @@ export interface ConsoleAccess {
   readonly adminToken: string;
 }
 
+/**
+ * How a server starts. `fresh` (the default): a new data directory with one
+ * device per certificate and the bench's relaxed limits. `scale`: the
+ * production limits (admission, heartbeat, timeouts); with `restart`, the
+ * data directory of an earlier start is reused as it is (devices, TLS
+ * ticket key); `port` pins the port (0: any); `ticketKeysHex` gives the bare
+ * server a fixed ticket key so it can resume sessions across a restart too.
+ */
+export interface StartProfile {
+  readonly scale?: boolean;
+  readonly restart?: boolean;
+  readonly port?: number;
+  readonly ticketKeysHex?: string;
+  /** Our server's admission limit (connections in their TLS handshake); the server's default when absent. */
+  readonly maxPendingHandshakes?: number;
+}
+
 /** Driver → child. */
 export type ToTarget =
-  | { readonly type: 'start'; readonly pki: BenchPki; readonly dataDir: string }
+  | { readonly type: 'start'; readonly pki: BenchPki; readonly dataDir: string; readonly profile?: StartProfile }
   | { readonly type: 'sample'; readonly id: number; readonly mode: SampleMode }
   | { readonly type: 'stop' };
 
@@ -83,6 +100,8 @@ export interface StartTargetOptions {
   readonly timeoutMs?: number;
   /** Extra node flags for the child (e.g. --cpu-prof). */
   readonly execArgv?: readonly string[];
+  /** How the server starts (default: fresh, bench limits). */
+  readonly profile?: StartProfile;
 }
 
 /** The child entry next to this module: dist/scripts/bench-targets.js, or the .ts source under tsx/vitest. */
@@ -135,7 +154,7 @@ export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTa
     ready = await withDeadline(
       new Promise<{ port: number; console?: ConsoleAccess }>((resolve, reject) => {
         onReady = { resolve, reject };
-        send({ type: 'start', pki, dataDir: opts.dataDir });
+        send({ type: 'start', pki, dataDir: opts.dataDir, ...(opts.profile ? { profile: opts.profile } : {}) });
       }),
       timeoutMs,
       `starting the ${kind} server took too long`,

@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { WebSocketServer, type RawData } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { describeError } from '../common/errors.js';
 import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { PROTOCOL_VERSION } from '../common/version.js';
@@ -28,7 +28,8 @@ import { buildServer } from '../server/server.js';
 import { ROOT_GROUP_ID } from '../server/storage/migrations.js';
 import { openStorage } from '../server/storage/index.js';
 import type { BenchPki } from './bench-pki.js';
-import type { ConsoleAccess, FromTarget, SampleMode, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
+import type { ConsoleAccess, FromTarget, SampleMode, StartProfile, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
+import { TICKET_LIFETIME_SEC } from '../server/tls-tickets.js';
 
 /** A listening server under test. */
 interface RunningTarget {
@@ -90,14 +91,17 @@ async function insertDevices(dataDir: string, pki: BenchPki): Promise<void> {
   }
 }
 
-async function startOurs(pki: BenchPki, dataDir: string, log: Logger): Promise<RunningTarget> {
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
-  await writeServerPki(dataDir, pki);
-  await insertDevices(dataDir, pki);
-  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: 0, consolePort: 0, ...BENCH_LIMITS });
+async function startOurs(pki: BenchPki, dataDir: string, log: Logger, profile: StartProfile = {}): Promise<RunningTarget> {
+  if (!profile.restart) {
+    await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await writeServerPki(dataDir, pki);
+    await insertDevices(dataDir, pki);
+  }
+  const limits = profile.scale ? (profile.maxPendingHandshakes ? { maxPendingHandshakes: profile.maxPendingHandshakes } : {}) : BENCH_LIMITS;
+  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: profile.port ?? 0, consolePort: 0, ...limits });
   const server = await buildServer(config, { log });
   await server.start();
-  const adminToken = await server.createInitialAdminToken();
+  const adminToken = profile.restart ? (await server.storage.apiTokens.create('bench-restart', Date.now())).secret : await server.createInitialAdminToken();
   if (adminToken === undefined) throw new Error('the fresh data directory already has an API token');
   return {
     port: server.agentPort,
@@ -130,7 +134,7 @@ function bareAnswer(data: RawData): string | undefined {
   return undefined;
 }
 
-async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
+async function startBare(pki: BenchPki, log: Logger, profile: StartProfile = {}): Promise<RunningTarget> {
   const server = https.createServer({
     key: pki.server.keyPem,
     cert: pki.server.certPem + pki.ca.certPem, // the same chain our agent listener sends
@@ -139,13 +143,18 @@ async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     handshakeTimeout: BENCH_LIMITS.handshakeTimeoutMs,
+    // The same session settings as our agent listener, so both can resume.
+    sessionIdContext: 'rollcall-agent',
+    sessionTimeout: TICKET_LIFETIME_SEC,
+    ...(profile.ticketKeysHex ? { ticketKeys: Buffer.from(profile.ticketKeysHex, 'hex') } : {}),
   });
   const wss = new WebSocketServer({ server, path: CHECKIN_PATH, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
-  let open = 0;
+  // Tracked so that stop can close them: upgraded sockets are no longer the http server's to close.
+  const sockets = new Set<WebSocket>();
   wss.on('connection', (ws) => {
-    open += 1;
+    sockets.add(ws);
     ws.on('close', () => {
-      open -= 1;
+      sockets.delete(ws);
     });
     ws.on('error', (err) => log.warn({ err: describeError(err) }, 'bare socket error'));
     ws.on('message', (data) => {
@@ -161,14 +170,15 @@ async function startBare(pki: BenchPki, log: Logger): Promise<RunningTarget> {
   server.on('tlsClientError', (err) => log.warn({ err: describeError(err) }, 'bare TLS handshake failed'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(profile.port ?? 0, '127.0.0.1', () => resolve());
   });
   return {
     port: (server.address() as AddressInfo).port,
-    openChannels: () => open,
+    openChannels: () => sockets.size,
     counters: () => ({}),
     settle: async () => undefined,
     close: async () => {
+      for (const ws of sockets) ws.close(1001, 'server shutting down');
       server.closeAllConnections();
       await new Promise<void>((resolve) => wss.close(() => server.close(() => resolve())));
     },
@@ -219,7 +229,7 @@ function main(): void {
   process.on('message', (raw) => {
     const msg = raw as ToTarget;
     if (msg.type === 'start') {
-      const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log) : startBare(msg.pki, log);
+      const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log, msg.profile) : startBare(msg.pki, log, msg.profile);
       started.then((t) => {
         target = t;
         send({ type: 'ready', port: t.port, ...(t.console ? { console: t.console } : {}) });

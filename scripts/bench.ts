@@ -21,6 +21,7 @@
  *   node dist/scripts/bench.js health … port checks and the health report (scripts/bench-visibility.ts)
  *   node dist/scripts/bench.js console … console device pages and the live feed (scripts/bench-console.ts)
  *   node dist/scripts/bench.js agent …  the agent executable: size, idle RSS, CPU (scripts/bench-agent.ts)
+ *   node dist/scripts/bench.js scale …  many agents on one box: memory, connect cost, steady state, reconnect storm (scripts/bench-scale.ts)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,7 @@ import { parseSyncArgs, runSyncBench, SYNC_USAGE } from './bench-sync.js';
 import { HEALTH_USAGE, runHealthBench } from './bench-visibility.js';
 import { CONSOLE_USAGE, runConsoleBench } from './bench-console.js';
 import { AGENT_USAGE, runAgentBench } from './bench-agent.js';
+import { runScaleBench, SCALE_USAGE } from './bench-scale.js';
 
 /** Parsed command line of the bench. */
 export interface BenchArgs {
@@ -162,6 +164,7 @@ export async function benchMain(argv: string[], io: CliIo = processIo): Promise<
     if (argv[0] === 'health') return runHealthBench(argv.slice(1), io);
     if (argv[0] === 'console') return runConsoleBench(argv.slice(1), io);
     if (argv[0] === 'agent') return runAgentBench(argv.slice(1), io);
+    if (argv[0] === 'scale') return runScaleBench(argv.slice(1), io);
     if (argv[0] === 'sync') {
       const args = parseSyncArgs(argv.slice(1));
       if ('help' in args) {
@@ -176,7 +179,8 @@ export async function benchMain(argv: string[], io: CliIo = processIo): Promise<
 ${SYNC_USAGE}
 ${HEALTH_USAGE}
 ${CONSOLE_USAGE}
-${AGENT_USAGE}`);
+${AGENT_USAGE}
+${SCALE_USAGE}`);
       return 0;
     }
     return runBench(args, io);

@@ -4,20 +4,28 @@
  *
  * TLS asks every client for a certificate but does not abort the handshake
  * without one, because enrollment must work before the agent has one. The
- * check-in route therefore checks the certificate itself, in an `onRequest`
- * hook that runs before the upgrade: no trusted certificate, an unknown
- * serial or a revoked device is answered with an HTTP error (and the close
- * code it stands for in `x-rollcall-close-code`), and never gets a socket.
+ * check-in upgrade therefore checks the certificate itself before upgrading:
+ * no trusted certificate, an unknown serial or a revoked device is answered
+ * with an HTTP error (and the close code it stands for in
+ * `x-rollcall-close-code`), and never gets a socket.
+ *
+ * Scale: TLS session tickets (key persisted, tls-tickets.ts) let agents
+ * resume after a restart; admission control sheds connections before TLS
+ * when too many handshakes are in flight (admission.ts); the WebSocket
+ * upgrade bypasses fastify (installCheckinUpgrade).
  */
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import fastifyWebsocket from '@fastify/websocket';
+import { WebSocket, WebSocketServer } from 'ws';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
 import { checkEnrollRequest, ENROLL_PATH, MAX_ENROLL_BODY_BYTES } from '../common/enroll-api.js';
 import { RollcallError } from '../common/errors.js';
 import { normalizeSerial, type KeyedCert } from '../common/pki.js';
-import { CHECKIN_PATH, MAX_FRAME_BYTES } from '../common/protocol.js';
+import { CHECKIN_PATH, encode, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
 import { enroll, type EnrollDeps } from './enroll.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
@@ -25,6 +33,8 @@ import type { FailureLimiter } from './failure-limiter.js';
 import { registerPortcheckReport } from './portcheck-report.js';
 import { registerAgentDownload, type AgentBinaries } from './agent-download.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
+import { installAdmission, type AdmissionStats } from './admission.js';
+import { loadOrCreateTicketKey, rotateTicketKeyIfOld, TICKET_LIFETIME_SEC, type TicketKey } from './tls-tickets.js';
 import type { Storage } from './storage/index.js';
 
 /** What the agent listener needs. */
@@ -44,34 +54,38 @@ export interface AgentListenerDeps {
   readonly log: Logger;
   /** Observes check-in refusals (the console's live feed); deviceId when the certificate names a known device. */
   readonly onReject?: (e: { kind: 'reject'; deviceId: string | null; reason: string; address: string; at: number }) => void;
+  /** Where the TLS session-ticket key lives (see tls-tickets.ts); without one, tickets last only as long as the process. */
+  readonly ticketKeyFile?: string;
+  /** Admission control before TLS (see admission.ts); none when absent. */
+  readonly admission?: { readonly maxPendingHandshakes: number };
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    rollcallDevice: SessionDevice | null;
-  }
+/**
+ * The reconnect spread told to agents when the server shuts down: each gets
+ * `retryAfterMs` drawn uniformly from [RESTART_FLOOR_MS, RESTART_FLOOR_MS + window],
+ * the window growing with the number of connected agents (RESTART_SPREAD_PER_AGENT_MS
+ * each: 100,000 agents spread over 200 s, about 500 resumed handshakes a second,
+ * below what one core does) within [RESTART_MIN_WINDOW_MS, RESTART_MAX_WINDOW_MS].
+ */
+export const RESTART_FLOOR_MS = 2000;
+export const RESTART_SPREAD_PER_AGENT_MS = 2;
+export const RESTART_MIN_WINDOW_MS = 5000;
+export const RESTART_MAX_WINDOW_MS = 240_000;
+
+/** The window agents are spread over when `sessions` agents lose the server at once. */
+export function restartWindowMs(sessions: number): number {
+  return Math.min(RESTART_MAX_WINDOW_MS, Math.max(RESTART_MIN_WINDOW_MS, sessions * RESTART_SPREAD_PER_AGENT_MS));
 }
+
+/** How often a running server checks whether its ticket key is due for rotation. */
+const TICKET_ROTATION_CHECK_MS = 6 * 3_600_000;
+/** At most one "connections shed" log line per this many milliseconds. */
+const SHED_LOG_EVERY_MS = 5000;
 
 const REJECT_CLOSE_CODES: Partial<Record<ServerErrorCode, number>> = {
   DEVICE_UNKNOWN: CloseCode.UNKNOWN_DEVICE,
   DEVICE_REVOKED: CloseCode.REVOKED,
 };
-
-function reject(
-  req: FastifyRequest,
-  reply: FastifyReply,
-  deps: Pick<AgentListenerDeps, 'log' | 'onReject' | 'now'>,
-  code: ServerErrorCode,
-  message: string,
-  deviceId: string | null = null,
-): FastifyReply {
-  const log = deps.log;
-  deps.onReject?.({ kind: 'reject', deviceId, reason: code, address: req.socket.remoteAddress ?? '', at: deps.now() });
-  log.warn({ reason: code, address: req.socket.remoteAddress, detail: message }, 'agent rejected');
-  const closeCode = REJECT_CLOSE_CODES[code];
-  if (closeCode !== undefined) void reply.header('x-rollcall-close-code', String(closeCode));
-  return reply.code(SERVER_ERRORS[code]).send({ error: { code, message } });
-}
 
 /** The error code of an enrollment refused for the client's fault (4xx); undefined for server faults. */
 function enrollRefusalReason(err: unknown): string | undefined {
@@ -81,36 +95,151 @@ function enrollRefusalReason(err: unknown): string | undefined {
   return status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST'; // as installErrorHandling answers them
 }
 
+/** Why a check-in upgrade is refused. */
+interface Refusal {
+  readonly code: ServerErrorCode;
+  readonly message: string;
+  /** The device the certificate names, when it is a known one (a revoked device). */
+  readonly deviceId?: string;
+}
+
+/** The CN of an X509Certificate subject ("CN=…" lines); undefined without exactly one. */
+function commonName(subject: string): string | undefined {
+  const cns = subject.split('\n').filter((line) => line.startsWith('CN='));
+  return cns.length === 1 ? cns[0]!.slice(3) : undefined;
+}
+
 /** Checks the client certificate of a check-in upgrade and finds its device. */
-async function authenticateAgent(req: FastifyRequest, reply: FastifyReply, deps: AgentListenerDeps): Promise<void> {
-  const socket = req.raw.socket as TLSSocket;
-  const cert = socket.getPeerCertificate();
-  if (!cert || !cert.serialNumber) return void reject(req, reply, deps, 'CLIENT_CERT_MISSING', 'a client certificate is required');
+async function authenticateAgent(socket: TLSSocket, deps: AgentListenerDeps): Promise<SessionDevice | Refusal> {
+  // The X509Certificate form parses fields on demand: a tenth of getPeerCertificate()'s cost per connect.
+  const cert = socket.getPeerX509Certificate();
+  if (!cert || !cert.serialNumber) return { code: 'CLIENT_CERT_MISSING', message: 'a client certificate is required' };
   if (!socket.authorized) {
     const why = String(socket.authorizationError ?? 'untrusted');
-    if (why === 'CERT_HAS_EXPIRED') return void reject(req, reply, deps, 'CLIENT_CERT_EXPIRED', 'the client certificate has expired');
-    return void reject(req, reply, deps, 'CLIENT_CERT_UNTRUSTED', `the client certificate is not trusted (${why})`);
+    if (why === 'CERT_HAS_EXPIRED') return { code: 'CLIENT_CERT_EXPIRED', message: 'the client certificate has expired' };
+    return { code: 'CLIENT_CERT_UNTRUSTED', message: `the client certificate is not trusted (${why})` };
+  }
+  // A resumed TLS session skips certificate verification: the certificate may have expired since the ticket was issued.
+  if (socket.isSessionReused() && !(Date.parse(cert.validTo) > deps.now())) {
+    return { code: 'CLIENT_CERT_EXPIRED', message: 'the client certificate has expired' };
   }
   const serial = normalizeSerial(cert.serialNumber);
+  const cn = commonName(cert.subject);
   let device = await deps.storage.devices.findBySerial(serial);
   if (!device) {
     // A renewed certificate's first connection: it replaces the old one now, and the old one stops mapping to the device.
     const pending = await deps.storage.certRenewals.find(serial);
-    if (pending && cert.subject?.CN === pending.deviceId && (await deps.storage.certRenewals.promote(serial))) {
+    if (pending && cn === pending.deviceId && (await deps.storage.certRenewals.promote(serial))) {
       deps.log.info({ deviceId: pending.deviceId, serial }, 'renewed certificate in use; the old one is no longer accepted');
       device = await deps.storage.devices.findBySerial(serial);
     }
   }
-  if (!device || cert.subject?.CN !== device.id) {
-    return void reject(req, reply, deps, 'DEVICE_UNKNOWN', 'the certificate belongs to no known device');
+  if (!device || cn !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
+  if (device.revokedAt !== null) return { code: 'DEVICE_REVOKED', message: 'the device was revoked', deviceId: device.id };
+  const groupPath = await deps.storage.groups.pathOf(device.groupId);
+  return { id: device.id, group: { id: device.groupId, path: groupPath ?? '' }, lastSeq: device.lastSeq };
+}
+
+/** Answers an upgrade request with an HTTP error and closes the socket (as `ws` refuses a handshake). */
+function refuseUpgrade(socket: Duplex, status: number, body: unknown, closeCode?: number): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
   }
-  if (device.revokedAt !== null) return void reject(req, reply, deps, 'DEVICE_REVOKED', 'the device was revoked', device.id);
-  const group = await deps.storage.groups.get(device.groupId);
-  req.rollcallDevice = { id: device.id, group: { id: device.groupId, path: group?.path ?? '' }, lastSeq: device.lastSeq };
+  const text = JSON.stringify(body);
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(text)}`,
+    'Connection: close',
+    ...(closeCode === undefined ? [] : [`x-rollcall-close-code: ${closeCode}`]),
+  ];
+  socket.once('finish', () => socket.destroy());
+  socket.end(`${head.join('\r\n')}\r\n\r\n${text}`);
+}
+
+/**
+ * The check-in WebSocket, upgraded here rather than through fastify: an
+ * agent's channel lives for days, and fastify's request and reply objects
+ * (kept alive by the upgraded socket when the upgrade went through its
+ * router) would cost every connected agent memory and every connect CPU.
+ * The answers are the same as a fastify route's: 404 for other paths, the
+ * certificate checked before the upgrade, refusals as JSON errors with the
+ * close code they stand for in `x-rollcall-close-code`.
+ */
+function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  let nextConnId = 1;
+  // Open channels, for the shutdown notice (the sessions own their sockets; this only sends one frame).
+  const open = new Set<WebSocket>();
+  const random = deps.session.random ?? Math.random;
+  deps.session.registry.onShutdown((sessions) => {
+    const windowMs = restartWindowMs(sessions);
+    deps.log.info({ agents: open.size, windowMs }, 'telling agents when to reconnect');
+    for (const ws of open) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      const retryAfterMs = RESTART_FLOOR_MS + Math.floor(random() * windowMs);
+      ws.send(encode({ type: 'error', code: 'SERVER_RESTARTING', message: 'the server is shutting down; reconnect after retryAfterMs', retryAfterMs }));
+    }
+  });
+  const onSocketError = function (this: Duplex): void {
+    this.destroy();
+  };
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', onSocketError);
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const address = req.socket.remoteAddress ?? 'unknown';
+    if (path !== CHECKIN_PATH || req.method !== 'GET') {
+      refuseUpgrade(socket, 404, { error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path}` } });
+      return;
+    }
+    authenticateAgent(req.socket as TLSSocket, deps).then(
+      (result) => {
+        if ('code' in result) {
+          deps.onReject?.({ kind: 'reject', deviceId: result.deviceId ?? null, reason: result.code, address, at: deps.now() });
+          deps.log.warn({ reason: result.code, address, detail: result.message }, 'agent rejected');
+          refuseUpgrade(socket, SERVER_ERRORS[result.code], { error: { code: result.code, message: result.message } }, REJECT_CLOSE_CODES[result.code]);
+          return;
+        }
+        if (!socket.writable) return void socket.destroy(); // gone while we looked the device up
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          socket.removeListener('error', onSocketError);
+          open.add(ws);
+          ws.once('close', () => open.delete(ws));
+          const log = deps.log.child({ deviceId: result.id, connId: `c${nextConnId++}` });
+          new AgentSession(ws, result, address, deps.session, log);
+        });
+      },
+      (err: unknown) => {
+        deps.log.error({ err: err instanceof Error ? err.message : String(err), address }, 'check-in upgrade failed');
+        refuseUpgrade(socket, 500, { error: { code: 'INTERNAL', message: 'internal server error' } });
+      },
+    );
+  });
+}
+
+/** Admission control in front of TLS, with at most one log line about shed connections every few seconds. */
+function installGate(app: HttpsApp, limits: NonNullable<AgentListenerDeps['admission']>, log: Logger): void {
+  let lastLogAt = 0;
+  let shedAtLastLog = 0;
+  installAdmission(app.server, limits, (_socket: Socket, stats: AdmissionStats) => {
+    const now = Date.now();
+    if (now - lastLogAt < SHED_LOG_EVERY_MS) return;
+    log.warn({ shed: stats.shed - shedAtLastLog, pendingHandshakes: stats.pending, maxPendingHandshakes: limits.maxPendingHandshakes }, 'agent connections shed before TLS (server busy)');
+    lastLogAt = now;
+    shedAtLastLog = stats.shed;
+  });
 }
 
 /** Builds (but does not start) the agent listener. */
 export async function buildAgentListener(deps: AgentListenerDeps): Promise<HttpsApp> {
+  let ticketKey: TicketKey | undefined;
+  if (deps.ticketKeyFile) {
+    const loaded = await loadOrCreateTicketKey(deps.ticketKeyFile, deps.now());
+    ticketKey = loaded.key;
+    if (loaded.outcome === 'replaced') deps.log.warn({ file: deps.ticketKeyFile, problem: loaded.problem }, 'TLS ticket key unreadable; made a new one (agents make full handshakes once)');
+    else if (loaded.outcome === 'created') deps.log.info({ file: deps.ticketKeyFile }, 'TLS ticket key created');
+  }
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -124,14 +253,34 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       rejectUnauthorized: false, // the check-in route checks the certificate itself; enrollment has none yet
       minVersion: 'TLSv1.2',
       handshakeTimeout: deps.tls.handshakeTimeoutMs,
+      // Resumption across restarts and processes: a fixed session context (Node's default hashes argv) and a persisted key.
+      sessionIdContext: 'rollcall-agent',
+      sessionTimeout: TICKET_LIFETIME_SEC,
+      ...(ticketKey ? { ticketKeys: ticketKey.keys } : {}),
     },
   });
+  if (ticketKey && deps.ticketKeyFile) {
+    const file = deps.ticketKeyFile;
+    let current = ticketKey;
+    const timer = setInterval(() => {
+      rotateTicketKeyIfOld(file, current, deps.now()).then(
+        (next) => {
+          if (!next) return;
+          current = next;
+          app.server.setTicketKeys(next.keys);
+          deps.log.info({ file }, 'TLS ticket key rotated');
+        },
+        (err: unknown) => deps.log.error({ err: err instanceof Error ? err.message : String(err), file }, 'cannot rotate the TLS ticket key; keeping the old one'),
+      );
+    }, TICKET_ROTATION_CHECK_MS);
+    timer.unref();
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
   // Prepended: the https server's own listener destroys the socket, after which its address is gone.
   app.server.prependListener('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     deps.log.info({ reason: err.code ?? err.message, address: socket.remoteAddress }, 'TLS handshake failed');
   });
   installErrorHandling(app);
-  app.decorateRequest('rollcallDevice', null);
   addIdentifyRoute(app, 'agent', deps.storage.instanceId);
 
   app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.ca().certPem));
@@ -161,20 +310,7 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
   registerAgentDownload(app, deps.binaries, deps.log);
   registerPortcheckReport(app, { storage: deps.storage, limiter: deps.enrollLimiter, now: deps.now, log: deps.log });
 
-  await app.register(fastifyWebsocket, {
-    options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
-    // Socket errors (oversized frames, resets) are the client's doing and the session logs them at warn;
-    // anything else reaching here is our bug.
-    errorHandler: (error, socket, request) => {
-      if (typeof (error as { code?: unknown }).code !== 'string') request.log.error({ err: error.message, stack: error.stack }, 'check-in handler failed');
-      socket.terminate();
-    },
-  });
-  app.get(CHECKIN_PATH, { websocket: true, onRequest: async (req, reply) => authenticateAgent(req, reply, deps) }, (socket, req) => {
-    const device = req.rollcallDevice!;
-    const address = req.socket.remoteAddress ?? 'unknown';
-    const log = deps.log.child({ deviceId: device.id, connId: req.id });
-    new AgentSession(socket, device, address, deps.session, log);
-  });
+  installCheckinUpgrade(app, deps);
+  if (deps.admission) installGate(app, deps.admission, deps.log);
   return app;
 }

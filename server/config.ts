@@ -25,6 +25,8 @@ export interface ServerConfig {
   readonly frameBurst: number;
   /** Most agent channels held at once; beyond that new ones are closed with OVERLOADED. */
   readonly maxAgents: number;
+  /** Most agent-port connections in their TLS handshake at once; more are shed before TLS (server/admission.ts). */
+  readonly maxPendingHandshakes: number;
   /** Base of the retry delay advised to shed agents (each gets base plus a random part up to base). */
   readonly overloadRetryAfterMs: number;
   /** Failed enrollments allowed per source address per window. */
@@ -70,6 +72,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   maxFramesPerSec: 5,
   frameBurst: 20,
   maxAgents: 200_000,
+  maxPendingHandshakes: 256,
   overloadRetryAfterMs: 30_000,
   enrollFailuresPerWindow: 10,
   enrollFailureWindowMs: 60_000,
@@ -191,6 +194,7 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     maxFramesPerSec: intIn(problems, 'max frames per second', pick('maxFramesPerSec'), 1, 1_000_000),
     frameBurst: intIn(problems, 'frame burst', pick('frameBurst'), 1, 1_000_000),
     maxAgents: intIn(problems, 'max agents', pick('maxAgents'), 1, 10_000_000),
+    maxPendingHandshakes: intIn(problems, 'max pending handshakes', pick('maxPendingHandshakes'), 1, 1_000_000),
     overloadRetryAfterMs: intIn(problems, 'overload retry delay', pick('overloadRetryAfterMs'), 0, 3_600_000),
     enrollFailuresPerWindow: intIn(problems, 'enrollment failures per window', pick('enrollFailuresPerWindow'), 1, 1_000_000),
     enrollFailureWindowMs: intIn(problems, 'enrollment failure window', pick('enrollFailureWindowMs'), 10, 86_400_000),

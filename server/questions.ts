@@ -42,6 +42,8 @@ export interface QuestionsDeps {
   readonly storage: Pick<Storage, 'db' | 'devices' | 'questions' | 'meta'>;
   /** Closes a device's live channel, if any. */
   readonly closeChannel: (deviceId: string, code: number, reason: string) => void;
+  /** Writes a connect's facts (default: straight to the devices table; the server batches them). */
+  readonly recordConnect?: (deviceId: string, facts: ConnectFacts) => Promise<void>;
   readonly now: () => number;
   readonly log: Logger;
 }
@@ -105,7 +107,8 @@ export class Questions {
         else await this.raise('hardware_change', deviceId, q, facts.at);
       }
     }
-    await storage.devices.recordConnect(deviceId, { ...facts, fingerprint: keepOld && device.fingerprint !== null ? device.fingerprint : facts.fingerprint });
+    const record = this.deps.recordConnect ?? ((id: string, f: ConnectFacts) => storage.devices.recordConnect(id, f));
+    await record(deviceId, { ...facts, fingerprint: keepOld && device.fingerprint !== null ? device.fingerprint : facts.fingerprint });
     if (keepOld) log.debug({ deviceId }, 'connect recorded; fingerprint kept until the question is answered');
   }
 

@@ -38,6 +38,8 @@ import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki-store.js';
 import { CaRotation } from './ca-rotation.js';
 import { SessionRegistry } from './session-registry.js';
+import { ticketKeyFile } from './tls-tickets.js';
+import { ConnectRecorder } from './connect-recorder.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { randomPassword } from './storage/users-store.js';
@@ -139,11 +141,22 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   };
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
   const clientCas = (p: ServerPki): string[] => trustedCaPems(p) ?? [p.ca.certPem];
+  const connects = new ConnectRecorder({
+    db: storage.db,
+    recordConnect: (id, facts, sql) => storage.devices.recordConnect(id, facts, sql),
+    recordSighting: (s, sql) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }, sql),
+  });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
 
-  const questions = new Questions({ storage, closeChannel: (id, code, reason) => registry.get(id)?.close(code, reason), now, log: log.child({ component: 'questions' }) });
+  const questions = new Questions({
+    storage,
+    closeChannel: (id, code, reason) => registry.get(id)?.close(code, reason),
+    recordConnect: (id, facts) => connects.recordConnect(id, facts),
+    now,
+    log: log.child({ component: 'questions' }),
+  });
   const binaries = new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows });
   const ca = new CaRotation({
     dir: pkiDir,
@@ -171,10 +184,12 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     now,
     log: log.child({ listener: 'agent' }),
     onReject: (e) => feed.publish(e),
+    ticketKeyFile: ticketKeyFile(config.dataDir),
+    admission: { maxPendingHandshakes: config.maxPendingHandshakes },
     session: {
       decoder: agentMessageDecoder(),
       registry,
-      // Identity questions (clones, hardware changes) are raised on the way to storage.
+      // Identity questions (clones, hardware changes) are raised on the way to storage; the facts go through the batching recorder.
       recordConnect: (id, facts) => questions.connected(id, facts),
       flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
       recordCheckin: (r) => writer.record(r),
@@ -195,7 +210,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       lastEventSeq: (id) => storage.events.lastSeq(id),
       renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
       trustedCas: () => trustedCaPems(pki),
-      recordSighting: (s) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }),
+      recordSighting: (s) => connects.recordSighting(s),
     },
   });
   const facts = {
@@ -289,6 +304,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       consoleApp = undefined;
       await health.close();
       await writer.close();
+      await connects.close();
       await journal.close();
       await storage.db.close();
       log.info('server stopped');

@@ -11,6 +11,11 @@
  * clone.
  */
 
+/** Heartbeat ticks per ping interval: each pings its share of the sessions. */
+export const HEARTBEAT_SLICES = 30;
+/** Shortest heartbeat tick (short intervals, as in tests, get fewer slices). */
+const MIN_HEARTBEAT_TICK_MS = 100;
+
 /** What the registry needs from a session. */
 export interface LiveSession {
   readonly deviceId: string;
@@ -42,6 +47,7 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
   private readonly sessions = new Map<string, S>();
   private readonly disconnects = new Map<string, DisconnectFacts>();
   private timer: NodeJS.Timeout | null = null;
+  private shutdownNotice: ((sessions: number) => void) | undefined;
 
   /** Registers a session that completed `hello`, replacing an older one of the same device. */
   register(session: S, closeCodeReplaced: number): RegisterResult {
@@ -81,19 +87,52 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
     return this.sessions.values();
   }
 
-  /** Starts one shared heartbeat timer for all sessions. */
+  /**
+   * Starts one shared heartbeat timer for all sessions. Each session is
+   * pinged once per `intervalMs`, but not all at once: the timer ticks
+   * {@link HEARTBEAT_SLICES} times per interval and each tick pings the next
+   * share of the sessions, so 100,000 pings never hold the event loop in
+   * one go (check-in acks and the console would wait behind them).
+   */
   startHeartbeat(intervalMs: number): void {
     if (this.timer) return;
+    const slices = Math.max(1, Math.min(HEARTBEAT_SLICES, Math.floor(intervalMs / MIN_HEARTBEAT_TICK_MS)));
+    // One pass pings a snapshot of the sessions, a share per tick; sessions that went (or were replaced) meanwhile are skipped.
+    let pass: S[] = [];
+    let at = 0;
+    let perTick = 0;
     this.timer = setInterval(() => {
-      for (const s of this.sessions.values()) s.heartbeat();
-    }, intervalMs);
+      if (at >= pass.length) {
+        pass = [...this.sessions.values()];
+        at = 0;
+        perTick = Math.ceil(pass.length / slices);
+      }
+      const end = Math.min(pass.length, at + perTick);
+      for (; at < end; at += 1) {
+        const session = pass[at]!;
+        if (this.sessions.get(session.deviceId) === session) session.heartbeat();
+      }
+      if (at >= pass.length) pass = [];
+    }, intervalMs / slices);
     this.timer.unref();
   }
 
-  /** Stops the heartbeat and closes every session with the given code. */
+  /**
+   * Sets what runs just before {@link closeAll} closes the sessions (the agent
+   * listener tells every agent when to come back); it hears how many there are.
+   */
+  onShutdown(notice: (sessions: number) => void): void {
+    this.shutdownNotice = notice;
+  }
+
+  /** Stops the heartbeat and closes every session with the given code, after the shutdown notice. */
   closeAll(code: number, reason: string): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const s of [...this.sessions.values()]) s.close(code, reason);
+    try {
+      this.shutdownNotice?.(this.sessions.size);
+    } finally {
+      for (const s of [...this.sessions.values()]) s.close(code, reason);
+    }
   }
 }

@@ -245,8 +245,8 @@ export class DevicesStore {
   }
 
   /** Records the facts of an accepted `hello`. */
-  async recordConnect(id: string, f: ConnectFacts): Promise<void> {
-    await this.sql.run(
+  async recordConnect(id: string, f: ConnectFacts, sql: Sql = this.sql): Promise<void> {
+    await sql.run(
       `UPDATE devices SET last_connected_at = ?, last_address = ?, hostname = ?, fingerprint = ?, agent_version = ?,
          os = ?, interval_sec = ? WHERE id = ?`,
       [f.at, f.address, f.hostname, f.fingerprint, f.agentVersion, f.os, f.intervalSec, id],

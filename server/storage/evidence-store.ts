@@ -83,8 +83,8 @@ export class EvidenceStore {
   }
 
   /** Records that `address` connected to a listener (upsert). */
-  async recordSighting(s: { role: 'agent' | 'console'; address: string; deviceId: string | null; groupId: string | null; at: number }): Promise<void> {
-    await this.sql.run(
+  async recordSighting(s: { role: 'agent' | 'console'; address: string; deviceId: string | null; groupId: string | null; at: number }, sql: Sql = this.sql): Promise<void> {
+    await sql.run(
       `INSERT INTO sightings (role, address, device_id, group_id, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (role, address, device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, group_id = excluded.group_id`,
       [s.role, s.address, s.deviceId ?? '', s.groupId, s.at, s.at],

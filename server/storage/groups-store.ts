@@ -65,6 +65,23 @@ export class GroupsStore {
     return withPaths(rows.map(toGroup)).sort((a, b) => (a.kind === 'root' ? -1 : b.kind === 'root' ? 1 : a.path.localeCompare(b.path)));
   }
 
+  /**
+   * The path of one group, or undefined: walks up from the group alone
+   * (one statement, depth-bounded like withPaths), where {@link get} reads
+   * every group. For hot paths such as an agent connecting.
+   */
+  async pathOf(id: string): Promise<string | undefined> {
+    const rows = await this.sql.all<{ name: string }>(
+      `WITH RECURSIVE chain(id, parent_id, name, depth) AS (
+         SELECT id, parent_id, name, 0 FROM groups WHERE id = ?
+         UNION ALL
+         SELECT g.id, g.parent_id, g.name, chain.depth + 1 FROM groups g JOIN chain ON g.id = chain.parent_id WHERE chain.depth < 64
+       ) SELECT name FROM chain ORDER BY depth DESC`,
+      [id],
+    );
+    return rows.length === 0 ? undefined : rows.map((r) => r.name).join('/');
+  }
+
   /** One group with its path, or undefined. */
   async get(id: string): Promise<GroupWithPath | undefined> {
     return (await this.list()).find((g) => g.id === id);
@@ -118,9 +135,17 @@ export class GroupsStore {
     let current = (await this.get(ROOT_GROUP_ID))!;
     for (const part of parts) {
       const name = validateGroupName(part);
-      const groups = await this.list();
-      const existing = groups.find((g) => g.parentId === current.id && g.name === name);
-      current = existing ?? (await this.create(current.id, name));
+      const parent = current;
+      const find = async () => (await this.list()).find((g) => g.parentId === parent.id && g.name === name);
+      const existing = await find();
+      try {
+        current = existing ?? (await this.create(parent.id, name));
+      } catch (err) {
+        // Another request created the same group meanwhile: use it.
+        const raced = err instanceof RollcallError && err.code === 'GROUP_EXISTS' ? await find() : undefined;
+        if (!raced) throw err;
+        current = raced;
+      }
     }
     return current;
   }

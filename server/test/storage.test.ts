@@ -53,6 +53,13 @@ describe('storage', () => {
     await expect(s.groups.create(ROOT_GROUP_ID, ' ')).rejects.toMatchObject({ code: 'GROUP_NAME_INVALID' });
   });
 
+  it('creates the same path from concurrent requests once, and every request gets it', async () => {
+    const s = await open();
+    const made = await Promise.all(Array.from({ length: 5 }, () => s.groups.ensurePath('Customers/Race/Deep')));
+    expect(new Set(made.map((g) => g.id)).size).toBe(1);
+    expect((await s.groups.list()).filter((g) => g.path.startsWith('All/Customers')).map((g) => g.path)).toEqual(['All/Customers', 'All/Customers/Race', 'All/Customers/Race/Deep']);
+  });
+
   it('deletes a group only when it holds no groups and no devices', async () => {
     const s = await open();
     const acme = await s.groups.ensurePath('Customers/Acme');

@@ -1,0 +1,510 @@
+/**
+ * `npm run bench -- scale [--agents N]`: how many mutual-TLS agents one box
+ * holds, Rollcall against the bare ws + https baseline, in the same run.
+ *
+ * For each server (its own child process, reporting its own CPU and RSS):
+ *   1. full connects: N agents connect (full TLS handshakes), C in flight;
+ *   2. resumed connects: every agent closes and reconnects offering the TLS
+ *      session it got the first time;
+ *   3. steady state: every agent checks in once per interval (60 s) at its
+ *      own random phase, for a bounded window; server CPU share, ack p99,
+ *      and (ours) console API latency meanwhile;
+ *   4. reconnect storm: the server process is killed and started again on
+ *      the same port and data directory; agents come back as real agents do
+ *      (full-jitter backoff, server retry hint as a floor, never giving up);
+ *      time until all are back, sheds and refusals, peak RSS, console API.
+ * The load generators are child processes too (many agents each); the
+ * connected count is polled every second for the timeline.
+ */
+import https from 'node:https';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseCommandArgs, usageError, type CliIo } from '../common/cli-support.js';
+import { positiveInt } from './bench-args.js';
+import { describeMachine, foreignLoad, machineBusyMs } from './bench-machine.js';
+import { cpuMsBetween, percentile } from './bench-measure.js';
+import { loadOrCreateBenchPki, type BenchPki } from './bench-pki.js';
+import { renderScaleSection, TARGET_FLEET, type ScaleResult, type StormResult, type TimelinePoint } from './bench-scale-report.js';
+import { writeSection } from './bench-sections.js';
+import { startTarget, type ConsoleAccess, type TargetHandle, type TargetKind, type TargetSample } from './bench-target-process.js';
+import { loopbackSources } from './loadgen.js';
+import type { LoadgenStats } from './loadgen.js';
+import { startLoadgen, type LoadgenHandle } from './loadgen-process.js';
+import { randomBytes } from 'node:crypto';
+
+/** Parsed flags of the scale bench. */
+export interface ScaleArgs {
+  readonly agents: number;
+  readonly concurrency: number;
+  readonly loadgens: number;
+  readonly sources: number;
+  readonly intervalSec: number;
+  readonly steadySec: number;
+  /** Seconds of the idle window before the steady state (channels open, no check-ins). */
+  readonly idleSec: number;
+  readonly stormTimeoutSec: number;
+  /** graceful: the server is stopped (it tells agents when to come back) and started again; crash: SIGKILL. */
+  readonly storm: 'graceful' | 'crash';
+  /** Our server's admission limit, when not its default. */
+  readonly maxPending: number | undefined;
+  readonly out: string;
+  readonly cacheDir: string;
+  readonly only: TargetKind | undefined;
+}
+
+export const SCALE_USAGE =
+  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--max-pending N] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
+
+/** Parses the scale bench's flags. */
+export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: true } {
+  const { values, positionals } = parseCommandArgs(argv, {
+    agents: { type: 'string' },
+    concurrency: { type: 'string' },
+    loadgens: { type: 'string' },
+    sources: { type: 'string' },
+    interval: { type: 'string' },
+    steady: { type: 'string' },
+    idle: { type: 'string' },
+    'storm-timeout': { type: 'string' },
+    storm: { type: 'string' },
+    'max-pending': { type: 'string' },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    debug: { type: 'boolean' },
+    help: { type: 'boolean' },
+  });
+  if (values.help) return { help: true } as const;
+  if (positionals.length > 0) throw usageError(`unexpected argument "${positionals[0]}"\n${SCALE_USAGE}`);
+  if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw usageError(`--only must be ours or bare\n${SCALE_USAGE}`);
+  if (values.storm !== undefined && values.storm !== 'graceful' && values.storm !== 'crash') throw usageError(`--storm must be graceful or crash\n${SCALE_USAGE}`);
+  const agents = positiveInt('agents', values.agents, 5000, 1_000_000, SCALE_USAGE);
+  return {
+    agents,
+    concurrency: positiveInt('concurrency', values.concurrency, 100, 10_000, SCALE_USAGE),
+    loadgens: positiveInt('loadgens', values.loadgens, Math.max(1, Math.ceil(agents / 15_000)), 64, SCALE_USAGE),
+    // Two connects per agent within a minute (full, then resumed) leave ports in TIME_WAIT: ~20k per address is safe.
+    sources: positiveInt('sources', values.sources, Math.max(2, Math.ceil((2 * agents) / 20_000)), 250, SCALE_USAGE),
+    intervalSec: positiveInt('interval', values.interval, 60, 3600, SCALE_USAGE),
+    steadySec: positiveInt('steady', values.steady, 10, 3600, SCALE_USAGE),
+    idleSec: positiveInt('idle', values.idle, 3, 3600, SCALE_USAGE),
+    stormTimeoutSec: positiveInt('storm-timeout', values['storm-timeout'], 300, 3600, SCALE_USAGE),
+    storm: (values.storm ?? 'graceful') as 'graceful' | 'crash',
+    maxPending: values['max-pending'] === undefined ? undefined : positiveInt('max-pending', values['max-pending'], 256, 1_000_000, SCALE_USAGE),
+    out: path.resolve(values.out ?? 'docs/benchmarks.md'),
+    cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
+    only: values.only as TargetKind | undefined,
+  };
+}
+
+/** The soft and hard open-file limits of this process, from /proc (undefined elsewhere). */
+async function openFileLimit(): Promise<number | undefined> {
+  try {
+    const text = await fs.readFile('/proc/self/limits', 'utf8');
+    const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(text);
+    if (!m) return undefined;
+    return m[2] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[2]);
+  } catch {
+    return undefined;
+  }
+}
+
+function sumStats(all: readonly LoadgenStats[]): LoadgenStats {
+  const total: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
+  for (const s of all) for (const k of Object.keys(total) as (keyof LoadgenStats)[]) total[k] += s[k];
+  return total;
+}
+
+function diffStats(a: LoadgenStats, b: LoadgenStats): LoadgenStats {
+  const d = { ...b };
+  for (const k of Object.keys(d) as (keyof LoadgenStats)[]) if (k !== 'connected') d[k] = b[k] - a[k];
+  return d;
+}
+
+/** Console API calls in the background (ours only): latency of each, failures counted. */
+class ConsoleProbe {
+  private readonly latencies: number[] = [];
+  private failures = 0;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+
+  constructor(
+    private access: ConsoleAccess,
+    private readonly caPem: string,
+    private readonly deviceIds: readonly string[],
+    private readonly everyMs = 200,
+  ) {}
+
+  retarget(access: ConsoleAccess): void {
+    this.access = access;
+    this.agent.destroy();
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  private once(): Promise<void> {
+    const id = this.deviceIds[Math.floor(Math.random() * this.deviceIds.length)]!;
+    const t0 = process.hrtime.bigint();
+    return new Promise<void>((resolve) => {
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port: this.access.port,
+          path: `/api/v1/devices/${id}`,
+          ca: this.caPem,
+          agent: this.agent,
+          headers: { authorization: `Bearer ${this.access.adminToken}` },
+          timeout: 10_000,
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) this.latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            else this.failures += 1;
+            resolve();
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        this.failures += 1;
+        resolve();
+      });
+      req.end();
+    });
+  }
+
+  start(): void {
+    this.running = true;
+    this.loop = (async () => {
+      while (this.running) {
+        const started = Date.now();
+        await this.once();
+        await new Promise((r) => setTimeout(r, Math.max(0, this.everyMs - (Date.now() - started))));
+      }
+    })();
+  }
+
+  /** Stops and returns what was measured since the last take. */
+  async take(): Promise<{ calls: number; failures: number; p99Ms: number; maxMs: number }> {
+    this.running = false;
+    await this.loop;
+    const sorted = Float64Array.from(this.latencies).sort();
+    const out = { calls: sorted.length + this.failures, failures: this.failures, p99Ms: percentile(sorted, 99), maxMs: sorted[sorted.length - 1] ?? NaN };
+    this.latencies.length = 0;
+    this.failures = 0;
+    return out;
+  }
+
+  close(): void {
+    this.running = false;
+    this.agent.destroy();
+  }
+}
+
+/** Polls the load generators' connected count (and the server's RSS) once a second. */
+class Timeline {
+  readonly points: TimelinePoint[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  peakRssBytes = 0;
+  private busy = false;
+  connected = 0;
+
+  constructor(
+    private readonly loadgens: readonly LoadgenHandle[],
+    private readonly t0: number,
+  ) {}
+
+  start(phase: TimelinePoint['phase'], target: () => TargetHandle | undefined): void {
+    this.stop();
+    this.timer = setInterval(() => {
+      if (this.busy) return;
+      this.busy = true;
+      const t = target();
+      void Promise.all([Promise.all(this.loadgens.map((l) => l.stats())), t ? t.sample('quick').catch(() => undefined) : Promise.resolve(undefined)])
+        .then(([stats, sample]) => {
+          this.connected = sumStats(stats).connected;
+          if (sample) this.peakRssBytes = Math.max(this.peakRssBytes, sample.rssBytes);
+          this.points.push({ tMs: Date.now() - this.t0, phase, connected: this.connected, serverRssBytes: sample?.rssBytes });
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          this.busy = false;
+        });
+    }, 1000);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+async function waitUntil(check: () => Promise<boolean>, deadlineMs: number, what: string): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Everything one server goes through; the clients and the child process are closed on every path. */
+async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m: string) => void): Promise<ScaleResult> {
+  const n = pki.agents.length;
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), `rollcall-scale-${kind}-`));
+  const ticketKeysHex = randomBytes(48).toString('hex');
+  const profile = { scale: true, ticketKeysHex, ...(args.maxPending ? { maxPendingHandshakes: args.maxPending } : {}) };
+  let target: TargetHandle | undefined;
+  const loadgens: LoadgenHandle[] = [];
+  let probe: ConsoleProbe | undefined;
+  let timeline: Timeline | undefined;
+  const phaseMs = 300_000;
+  try {
+    target = await startTarget(kind, pki, { dataDir, profile, timeoutMs: 180_000 });
+    const port = target.port;
+    say(`[${kind}] server pid ${target.pid} on 127.0.0.1:${port}; starting ${args.loadgens} load generator(s), ${args.sources} source address(es)`);
+    const sources = loopbackSources(args.sources);
+    const per = Math.ceil(n / args.loadgens);
+    for (let i = 0; i < args.loadgens; i += 1) {
+      const slice = pki.agents.slice(i * per, (i + 1) * per);
+      if (slice.length === 0) continue;
+      loadgens.push(
+        await startLoadgen({
+          host: '127.0.0.1',
+          port,
+          caPem: pki.ca.certPem,
+          keyPem: pki.agentKeyPem,
+          agents: slice.map((a) => ({ deviceId: a.deviceId, certPem: a.certPem })),
+          sourceAddresses: sources,
+          handshakeTimeoutMs: 30_000,
+        }),
+      );
+    }
+    const stats = async (): Promise<LoadgenStats> => sumStats(await Promise.all(loadgens.map((l) => l.stats())));
+    const t0 = Date.now();
+    timeline = new Timeline(loadgens, t0);
+    const tl = timeline;
+    const perGen = Math.max(1, Math.floor(args.concurrency / loadgens.length));
+
+    // 1. Full connects.
+    const before = await target.sample('full');
+    tl.start('full connect', () => target);
+    say(`[${kind}] 1/4 connecting ${n} agents (full TLS handshakes), ${args.concurrency} in flight`);
+    let t = process.hrtime.bigint();
+    const s0 = await stats();
+    await Promise.all(loadgens.map((l) => l.connect(perGen, false, phaseMs)));
+    const fullWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const s1 = await stats();
+    const afterConnect = await target.sample('full');
+    if (afterConnect.openChannels !== n) throw new Error(`[${kind}] server holds ${afterConnect.openChannels} channels, expected ${n}`);
+    say(`[${kind}]   ${n} connected in ${(fullWallMs / 1000).toFixed(1)} s`);
+
+    // 2. Resumed connects.
+    say(`[${kind}] 2/4 reconnecting every agent with its TLS session`);
+    tl.start('resumed connect', () => target);
+    await Promise.all(loadgens.map((l) => l.disconnect()));
+    const tgt = target;
+    await waitUntil(async () => (await tgt.sample('quick')).openChannels === 0, 60_000, 'the server to see every channel closed');
+    const beforeResume = await target.sample('full');
+    const s2 = await stats();
+    t = process.hrtime.bigint();
+    await Promise.all(loadgens.map((l) => l.connect(perGen, true, phaseMs)));
+    const resumedWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const s3 = await stats();
+    const afterResume = await target.sample('full');
+    say(`[${kind}]   ${n} reconnected in ${(resumedWallMs / 1000).toFixed(1)} s (${s3.resumedConnects - s2.resumedConnects} resumed)`);
+
+    // 3. Steady state.
+    say(`[${kind}] 3/4 idle for ${args.idleSec} s, then steady state: one check-in per agent per ${args.intervalSec} s, measured for ${args.steadySec} s`);
+    tl.start('steady', () => target);
+    if (kind === 'ours' && target.console) {
+      probe = new ConsoleProbe(target.console, pki.ca.certPem, pki.agents.map((a) => a.deviceId));
+      probe.start();
+    }
+    // An idle window first (channels open, no check-ins): what the server spends anyway (heartbeats, timers, sampling).
+    const idleBefore = await target.sample('quick');
+    t = process.hrtime.bigint();
+    await new Promise((r) => setTimeout(r, args.idleSec * 1000));
+    const idleAfter = await target.sample('quick');
+    const idleWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const idleCpuMs = cpuMsBetween(idleBefore, idleAfter);
+    const steadyBefore = await target.sample('quick');
+    t = process.hrtime.bigint();
+    const steadyRuns = await Promise.all(loadgens.map((l) => l.steady(args.intervalSec * 1000, args.steadySec * 1000)));
+    const steadyAfter = await target.sample('quick');
+    const steadyWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const steadyConsole = probe ? await probe.take() : undefined;
+    probe?.start();
+    const rtts = Float64Array.from(steadyRuns.flatMap((r) => r.rttMs)).sort();
+    const steadyCpuMs = cpuMsBetween(steadyBefore, steadyAfter);
+    const checkinCpuMs = Math.max(0, steadyCpuMs - (idleCpuMs / idleWallMs) * steadyWallMs);
+    // The check-in rate of the target fleet (100,000 agents at one per interval), made by these agents at a shorter interval.
+    const fleetIntervalMs = Math.round((args.intervalSec * 1000 * n) / TARGET_FLEET);
+    say(`[${kind}]   then the check-in rate of ${TARGET_FLEET} agents: one per agent per ${fleetIntervalMs} ms (${Math.round(TARGET_FLEET / args.intervalSec)}/s) for ${args.steadySec} s`);
+    const rateBefore = await target.sample('quick');
+    t = process.hrtime.bigint();
+    const rateRuns = await Promise.all(loadgens.map((l) => l.steady(fleetIntervalMs, args.steadySec * 1000)));
+    const rateAfter = await target.sample('quick');
+    const rateWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    const rateConsole = probe ? await probe.take() : undefined;
+    const rateRtts = Float64Array.from(rateRuns.flatMap((r) => r.rttMs)).sort();
+    const rateCpuMs = cpuMsBetween(rateBefore, rateAfter);
+
+    // 4. Reconnect storm.
+    say(`[${kind}] 4/4 reconnect storm: ${args.storm === 'crash' ? 'killing' : 'stopping'} the server process and starting it again on port ${port}`);
+    await Promise.all(loadgens.map((l) => l.setAutoReconnect(true)));
+    const s4 = await stats();
+    tl.peakRssBytes = 0;
+    tl.start('storm', () => target);
+    const killedAt = Date.now();
+    if (args.storm === 'crash') target.kill();
+    else await target.stop();
+    await waitUntil(async () => (await stats()).connected === 0, 60_000, 'every agent to notice the server is gone');
+    target = undefined;
+    const restarted = await startTarget(kind, pki, { dataDir, profile: { ...profile, restart: true, port }, timeoutMs: 180_000 });
+    target = restarted;
+    const readyAt = Date.now();
+    const readySample = await restarted.sample('quick');
+    if (probe && restarted.console) {
+      probe.retarget(restarted.console);
+      probe.start();
+    }
+    say(`[${kind}]   restarted (pid ${restarted.pid}) ${((readyAt - killedAt) / 1000).toFixed(1)} s after the kill; waiting for ${n} agents`);
+    let backAt: number | undefined;
+    let lastSaid = 0;
+    const stormEnd = killedAt + args.stormTimeoutSec * 1000;
+    for (;;) {
+      const s = await stats();
+      if (s.connected === n) {
+        backAt = Date.now();
+        break;
+      }
+      if (Date.now() > stormEnd) break;
+      if (Date.now() - lastSaid > 5000) {
+        say(`[${kind}]   ${s.connected}/${n} back after ${((Date.now() - killedAt) / 1000).toFixed(0)} s`);
+        lastSaid = Date.now();
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const s5 = await stats();
+    const stormConsole = probe ? await probe.take() : undefined;
+    const afterStorm = await restarted.sample('full');
+    tl.stop();
+    const storm: StormResult = {
+      restartMs: readyAt - killedAt,
+      backWithinMs: backAt === undefined ? undefined : backAt - killedAt,
+      backAfterReadyMs: backAt === undefined ? undefined : backAt - readyAt,
+      connectedAtEnd: s5.connected,
+      clients: diffStats(s4, s5),
+      serverCpuMs: cpuMsBetween(readySample, afterStorm),
+      peakRssBytes: Math.max(tl.peakRssBytes, afterStorm.rssBytes),
+      rssAfterBytes: afterStorm.rssBytes,
+      console: stormConsole,
+    };
+    say(
+      `[${kind}]   storm: ${backAt === undefined ? `NOT all back within ${args.stormTimeoutSec} s (${s5.connected}/${n})` : `all back ${((backAt - killedAt) / 1000).toFixed(1)} s after the kill`}; ` +
+        `${storm.clients.shedBeforeTls} shed before TLS, ${storm.clients.tcpRefused} refused by TCP, ${storm.clients.refused} refused after TLS, ${storm.clients.resumedConnects} resumed / ${storm.clients.fullConnects} full`,
+    );
+    const rss = (a: TargetSample, b: TargetSample): number => (b.rssBytes - a.rssBytes) / n;
+    return {
+      kind,
+      agents: n,
+      full: {
+        wallMs: fullWallMs,
+        cpuMsPerConnect: cpuMsBetween(before, afterConnect) / n,
+        clients: diffStats(s0, s1),
+      },
+      resumed: {
+        wallMs: resumedWallMs,
+        cpuMsPerConnect: cpuMsBetween(beforeResume, afterResume) / n,
+        clients: diffStats(s2, s3),
+      },
+      memory: {
+        rssBeforeBytes: before.rssBytes,
+        rssAfterBytes: afterConnect.rssBytes,
+        rssPerAgentBytes: rss(before, afterConnect),
+        heapPerAgentBytes: (afterConnect.heapUsedBytes - before.heapUsedBytes) / n,
+      },
+      steady: {
+        wallMs: steadyWallMs,
+        checkins: rtts.length,
+        unanswered: steadyRuns.reduce((sum, r) => sum + r.unanswered, 0),
+        cpuMs: steadyCpuMs,
+        idleCpuMs: (idleCpuMs / idleWallMs) * steadyWallMs,
+        checkinCpuMs,
+        cpuShareOfCore: steadyCpuMs / steadyWallMs,
+        cpuMsPerCheckin: rtts.length > 0 ? checkinCpuMs / rtts.length : NaN,
+        p50Ms: percentile(rtts, 50),
+        p99Ms: percentile(rtts, 99),
+        maxMs: rtts[rtts.length - 1] ?? NaN,
+        eventLoopDelayMaxMs: steadyAfter.eventLoopDelayMaxMs,
+        console: steadyConsole,
+      },
+      fleetRate: {
+        intervalMs: fleetIntervalMs,
+        wallMs: rateWallMs,
+        checkins: rateRtts.length,
+        unanswered: rateRuns.reduce((sum, r) => sum + r.unanswered, 0),
+        cpuMs: rateCpuMs,
+        cpuShareOfCore: rateCpuMs / rateWallMs,
+        idleShareOfCore: idleCpuMs / idleWallMs,
+        p50Ms: percentile(rateRtts, 50),
+        p99Ms: percentile(rateRtts, 99),
+        maxMs: rateRtts[rateRtts.length - 1] ?? NaN,
+        eventLoopDelayMaxMs: rateAfter.eventLoopDelayMaxMs,
+        console: rateConsole,
+      },
+      storm,
+      timeline: tl.points,
+    };
+  } finally {
+    timeline?.stop();
+    probe?.close();
+    await Promise.allSettled(loadgens.map((l) => l.stop()));
+    if (target) await target.stop().catch(() => target?.kill());
+    await fs.rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Runs the scale bench and writes its section; resolves with the exit code. */
+export async function runScaleBench(argv: string[], io: CliIo): Promise<number> {
+  const args = parseScaleArgs(argv);
+  if ('help' in args) {
+    io.out(SCALE_USAGE);
+    return 0;
+  }
+  const limit = await openFileLimit();
+  const perProcess = Math.ceil(args.agents / args.loadgens);
+  if (limit !== undefined && (args.agents + 1000 > limit || perProcess + 1000 > limit)) {
+    throw usageError(
+      `--agents ${args.agents} needs more open files than this machine allows one process (hard limit ${limit}): the server holds every agent's socket. ` +
+        `Raise the hard limit (ulimit -Hn, as root) or use at most ${limit - 1000} agents.`,
+    );
+  }
+  const startedAt = new Date();
+  io.out(`rollcall bench scale: ${args.agents} agents, ${args.loadgens} load generator process(es), ${args.sources} loopback source address(es), ${args.concurrency} connects in flight`);
+  const { pki, cached } = await loadOrCreateBenchPki(args.cacheDir, args.agents, (m) => io.out(m));
+  io.out(cached ? `using cached certificates from ${args.cacheDir}` : 'certificates ready');
+  const busyBefore = await machineBusyMs();
+  const t0 = Date.now();
+  const results: ScaleResult[] = [];
+  for (const kind of args.only ? [args.only] : (['ours', 'bare'] as const)) results.push(await runOne(kind, pki, args, (m) => io.out(m)));
+  const busyAfter = await machineBusyMs();
+  const wallMs = Date.now() - t0;
+  const busy = busyBefore !== undefined && busyAfter !== undefined ? { machineBusyMs: busyAfter - busyBefore, wallMs, cpuCount: os.cpus().length } : undefined;
+  const ownServerCpuMs = results.reduce((s, r) => s + r.full.cpuMsPerConnect * r.agents + r.resumed.cpuMsPerConnect * r.agents + r.steady.cpuMs + r.storm.serverCpuMs, 0);
+  const section = renderScaleSection({
+    startedAt,
+    machine: describeMachine(),
+    openFileLimit: limit,
+    args,
+    results,
+    busy: busy ? { ...busy, serversMeasuredCpuMs: ownServerCpuMs, share: foreignLoad(busyBefore!, busyAfter!, 0, wallMs, busy.cpuCount).share } : undefined,
+  });
+  io.out('');
+  io.out(section);
+  await writeSection(args.out, 'scale', section);
+  io.out(`\nwrote the scale section of ${args.out}`);
+  return 0;
+}

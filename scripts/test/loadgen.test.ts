@@ -1,0 +1,144 @@
+import { createPublicKey } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateKeyPair, issueClientCert } from '../../common/pki.js';
+import { Harness, readTestCa, waitFor, type TestServer } from '../../test/support/harness.js';
+import { ROOT_GROUP_ID } from '../../server/storage/migrations.js';
+import { Loadgen, loopbackSources, type LoadgenConfig } from '../loadgen.js';
+import { startLoadgen } from '../loadgen-process.js';
+import { parseScaleArgs } from '../bench-scale.js';
+import { renderScaleSection, type ScaleResult } from '../bench-scale-report.js';
+
+const h = new Harness();
+afterEach(() => h.cleanup());
+
+/** `count` devices with certificates from the server's CA, one shared key pair, as the bench makes them. */
+async function fleet(s: TestServer, count: number): Promise<LoadgenConfig> {
+  const ca = await readTestCa('ca');
+  const keys = generateKeyPair(2048);
+  const agents: { deviceId: string; certPem: string }[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const deviceId = `dev_load_${i}`;
+    const issued = issueClientCert(ca, { publicKeyPem: keys.publicKeyPem, deviceId });
+    await s.server.storage.devices.insert({
+      id: deviceId,
+      certSerial: issued.serial,
+      certNotAfter: issued.notAfter.getTime(),
+      groupId: ROOT_GROUP_ID,
+      placementReason: null,
+      hostname: deviceId,
+      fingerprint: null,
+      agentVersion: null,
+      enrolledAt: Date.now(),
+      tokenId: null,
+    });
+    agents.push({ deviceId, certPem: issued.certPem });
+  }
+  return { host: '127.0.0.1', port: s.server.agentPort, caPem: s.server.pki.ca.certPem, keyPem: keys.privateKeyPem, agents, handshakeTimeoutMs: 10_000, backoff: { baseMs: 20, capMs: 500 } };
+}
+
+describe('load generator', () => {
+  it('connects many agents from several loopback source addresses; they check in and the server stores it', async () => {
+    const s = await h.startServer();
+    const cfg = await fleet(s, 12);
+    const gen = new Loadgen({ ...cfg, sourceAddresses: loopbackSources(3) });
+    h.defer(() => gen.stop());
+    await gen.connectAll({ concurrency: 4, resume: false, deadlineMs: 30_000 });
+    expect(gen.stats.connected).toBe(12);
+    expect(s.server.registry.size).toBe(12);
+    const addresses = new Set([...s.server.registry.values()].map((session) => (session as unknown as { address: string }).address));
+    expect(addresses).toEqual(new Set(['127.0.0.1', '127.0.0.2', '127.0.0.3']));
+
+    const run = await gen.steady({ intervalMs: 100, durationMs: 400 });
+    expect(run.unanswered).toBe(0);
+    expect(run.rttMs.length).toBeGreaterThanOrEqual(12);
+    const stored = await s.storedDevice('dev_load_0');
+    expect(stored.lastSeq).toBeGreaterThan(0);
+    expect(stored.lastCheckinAt).not.toBeNull();
+  });
+
+  it('reconnects after the server restarts, resuming TLS sessions, and never gives up while it is down', async () => {
+    const s = await h.startServer();
+    const cfg = await fleet(s, 6);
+    const gen = new Loadgen(cfg);
+    h.defer(() => gen.stop());
+    await gen.connectAll({ concurrency: 6, resume: false, deadlineMs: 30_000 });
+    await waitFor(() => gen.sessionsHeld === 6 || undefined, 'every agent to hold a TLS session');
+    gen.setAutoReconnect(true);
+    await s.close();
+    await waitFor(() => gen.stats.connected === 0 || undefined, 'every agent to see the server go');
+    await waitFor(() => gen.stats.tcpRefused > 0 || undefined, 'agents retrying against the stopped server');
+    const again = await h.startServer({ agentPort: cfg.port }, { dataDir: s.dataDir });
+    await waitFor(() => gen.stats.connected === 6 || undefined, 'every agent back', 20_000);
+    expect(again.server.registry.size).toBe(6);
+    expect(gen.stats.resumedConnects).toBe(6);
+    expect(gen.stats.gaveUp).toBe(0);
+  });
+
+  it('runs as a child process driven over IPC', async () => {
+    const s = await h.startServer();
+    const cfg = await fleet(s, 3);
+    const child = await startLoadgen(cfg);
+    h.defer(() => child.stop());
+    const stats = await child.connect(3, false, 30_000);
+    expect(stats.connected).toBe(3);
+    expect(stats.fullConnects).toBe(3);
+    const steady = await child.steady(100, 300);
+    expect(steady.unanswered).toBe(0);
+    expect(steady.rttMs.length).toBeGreaterThanOrEqual(3);
+    await child.disconnect();
+    await waitFor(() => s.server.registry.size === 0 || undefined, 'the server to see the channels close');
+    const resumed = await child.connect(3, true, 30_000);
+    expect(resumed.resumedConnects).toBe(3);
+  });
+
+  it('reports a clear error when agents cannot connect (unknown device; certificate not matching the key), without hanging', async () => {
+    const s = await h.startServer();
+    const cfg = await fleet(s, 1);
+    const publicKeyPem = createPublicKey(cfg.keyPem).export({ type: 'spki', format: 'pem' }).toString();
+    const unknown = issueClientCert(await readTestCa('ca'), { publicKeyPem, deviceId: 'dev_nobody' });
+    const gen = new Loadgen({ ...cfg, agents: [{ deviceId: 'dev_nobody', certPem: unknown.certPem }] });
+    h.defer(() => gen.stop());
+    await expect(gen.connectAll({ concurrency: 1, resume: false, deadlineMs: 300 })).rejects.toThrow(/1 of 1 agents not connected.*HTTP 403/);
+    expect(gen.stats.refused).toBeGreaterThan(0);
+    const mismatched = new Loadgen({ ...cfg, agents: [{ deviceId: 'dev_stray', certPem: s.strayCertificate('dev_stray').certPem }] });
+    h.defer(() => mismatched.stop());
+    await expect(mismatched.connectAll({ concurrency: 1, resume: false, deadlineMs: 300 })).rejects.toThrow(/key values mismatch/);
+    expect(s.server.registry.size).toBe(0);
+  });
+});
+
+describe('scale bench arguments and report', () => {
+  it('defaults to 5000 agents and refuses bad flags', () => {
+    const args = parseScaleArgs([]);
+    expect('help' in args ? undefined : args.agents).toBe(5000);
+    expect(() => parseScaleArgs(['--agents', '0'])).toThrow(/--agents/);
+    expect(() => parseScaleArgs(['--only', 'both'])).toThrow(/--only/);
+    expect(() => parseScaleArgs(['extra'])).toThrow(/unexpected argument/);
+  });
+
+  it('renders ratios and goals from its input', () => {
+    const zero = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
+    const result = (kind: 'ours' | 'bare', rssPerAgent: number, cpu: number): ScaleResult => ({
+      kind,
+      agents: 100,
+      full: { wallMs: 1000, cpuMsPerConnect: cpu, clients: { ...zero, fullConnects: 100 } },
+      resumed: { wallMs: 500, cpuMsPerConnect: cpu / 2, clients: { ...zero, resumedConnects: 100 } },
+      memory: { rssBeforeBytes: 0, rssAfterBytes: rssPerAgent * 100, rssPerAgentBytes: rssPerAgent, heapPerAgentBytes: 1024 },
+      steady: { wallMs: 10_000, checkins: 16, unanswered: 0, cpuMs: 10, idleCpuMs: 0, checkinCpuMs: 10, cpuShareOfCore: 0.001, cpuMsPerCheckin: 0.5, p50Ms: 1, p99Ms: 2, maxMs: 3, eventLoopDelayMaxMs: 1, console: undefined },
+      fleetRate: { intervalMs: 60, wallMs: 10_000, checkins: 1000, unanswered: 0, cpuMs: 300, cpuShareOfCore: 0.03, idleShareOfCore: 0.01, p50Ms: 1, p99Ms: 2, maxMs: 3, eventLoopDelayMaxMs: 1, console: undefined },
+      storm: { restartMs: 500, backWithinMs: 4000, backAfterReadyMs: 3500, connectedAtEnd: 100, clients: zero, serverCpuMs: 100, peakRssBytes: 1, rssAfterBytes: 1, console: undefined },
+      timeline: [{ tMs: 1000, phase: 'storm', connected: 42 }],
+    });
+    const text = renderScaleSection({
+      startedAt: new Date(0),
+      machine: { cpuModel: 'test cpu', cpuCount: 2, totalMemoryBytes: 2 ** 34, nodeVersion: 'v20', os: 'Linux' },
+      openFileLimit: 20_000,
+      args: { agents: 100, concurrency: 10, loadgens: 1, sources: 2, intervalSec: 60, steadySec: 10, stormTimeoutSec: 300, storm: 'graceful' },
+      results: [result('ours', 60 * 1024, 3), result('bare', 50 * 1024, 2)],
+    });
+    expect(text).toContain('| RSS per connected agent (KiB) | 60.0 | 50.0 | 1.20x | ✗ ≤ 64 KiB and ≤ 1.15x |');
+    expect(text).toContain('| server CPU per full mTLS connect (ms) | 3.00 | 2.00 | 1.50x | ✗ ≤ 1.15x |');
+    expect(text).toContain('storm: 1 s: 42');
+    expect(text).toContain('server CPU, all of it (% of one core) | 3.0 | 3.0 | 1.00x | ✓ ≤ 25% (includes the idle work of these channels) |');
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * Connect-time writes, batched: each agent that says hello updates its
+ * device row (last connect, address, hostname, fingerprint, version, OS)
+ * and its sighting. Written one by one, that is two SQLite commits (two
+ * fsyncs with synchronous=FULL) per connect, queued in front of the
+ * certificate lookups of the agents still connecting; in a reconnect storm
+ * of thousands of agents that queue, not TLS, would set the pace.
+ *
+ * Here the facts of every hello that arrives while a batch is being
+ * written wait and go into the next batch, in one transaction; the first
+ * hello after a quiet spell is written on the next turn of the event loop.
+ * Facts of the same device are coalesced (the newest wins). Nothing waits
+ * for these writes (the welcome never did), and a failed batch is logged
+ * and dropped, as a failed single write was: the facts are refreshed at
+ * the agent's next connect.
+ */
+import type { Database, Sql } from './storage/db.js';
+import type { ConnectFacts } from './storage/devices-store.js';
+
+/** One agent sighting (health evidence). */
+export interface AgentSighting {
+  readonly deviceId: string;
+  readonly groupId: string;
+  readonly address: string;
+  readonly at: number;
+}
+
+/** Where a batch goes. */
+export interface ConnectSink {
+  readonly db: Pick<Database, 'transaction'>;
+  recordConnect(id: string, facts: ConnectFacts, sql: Sql): Promise<void>;
+  recordSighting(s: AgentSighting, sql: Sql): Promise<void>;
+}
+
+/** Batch counters. */
+export interface ConnectRecorderStats {
+  batches: number;
+  connects: number;
+  sightings: number;
+  failedBatches: number;
+}
+
+type Waiter = { resolve(): void; reject(err: unknown): void };
+
+/** Batches connect facts and sightings into one transaction per batch. */
+export class ConnectRecorder {
+  readonly stats: ConnectRecorderStats = { batches: 0, connects: 0, sightings: 0, failedBatches: 0 };
+  private connects = new Map<string, ConnectFacts>();
+  private sightings = new Map<string, AgentSighting>();
+  private waiters: Waiter[] = [];
+  private writing: Promise<void> | undefined;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(private readonly sink: ConnectSink) {}
+
+  /** Queues a device's connect facts; resolves once they are written (rejects when their batch failed). */
+  recordConnect(deviceId: string, facts: ConnectFacts): Promise<void> {
+    this.connects.set(deviceId, facts);
+    return this.enqueue();
+  }
+
+  /** Queues a sighting; resolves once it is written. */
+  recordSighting(s: AgentSighting): Promise<void> {
+    this.sightings.set(`${s.address}|${s.deviceId}`, s);
+    return this.enqueue();
+  }
+
+  private enqueue(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('connect recorder closed'));
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.schedule();
+    return done;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.writing) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.writing = this.writeBatch().finally(() => {
+        this.writing = undefined;
+        if (this.waiters.length > 0) this.schedule();
+      });
+    });
+  }
+
+  private async writeBatch(): Promise<void> {
+    const connects = this.connects;
+    const sightings = this.sightings;
+    const waiters = this.waiters;
+    this.connects = new Map();
+    this.sightings = new Map();
+    this.waiters = [];
+    if (waiters.length === 0) return;
+    try {
+      await this.sink.db.transaction(async (sql) => {
+        for (const [id, facts] of connects) await this.sink.recordConnect(id, facts, sql);
+        for (const s of sightings.values()) await this.sink.recordSighting(s, sql);
+      });
+      this.stats.batches += 1;
+      this.stats.connects += connects.size;
+      this.stats.sightings += sightings.size;
+      for (const w of waiters) w.resolve();
+    } catch (err) {
+      this.stats.failedBatches += 1;
+      for (const w of waiters) w.reject(err);
+    }
+  }
+
+  /** Resolves once everything queued so far is written (or failed). */
+  async flush(): Promise<void> {
+    while (this.writing || this.scheduled || this.waiters.length > 0) {
+      if (this.writing) await this.writing;
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** Writes what is queued and refuses more. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+  }
+}
