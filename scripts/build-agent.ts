@@ -14,7 +14,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 import { inject } from 'postject';
 import { parseCommandArgs, processIo, runCli, type CliIo } from '../common/cli-support.js';
 
@@ -22,6 +22,32 @@ const run = promisify(execFile);
 
 /** The fuse Node looks for to know a blob was injected. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+/**
+ * esbuild plugin: in the executable, node-forge's module code runs on first
+ * use instead of at startup. common/pki.ts imports it for certificates and
+ * CSRs, which `run` needs only when it renews its certificate; loading it
+ * builds forge's tables and functions on the heap for the life of the
+ * process (docs/agent.md, "Memory and CPU"). The stand-in forwards every
+ * property read to the real module, loaded by the first one.
+ */
+function lazyForge(root: string): Plugin {
+  return {
+    name: 'lazy-node-forge',
+    setup(b) {
+      b.onResolve({ filter: /^node-forge$/ }, () => ({ path: 'node-forge', namespace: 'lazy-node-forge' }));
+      b.onLoad({ filter: /.*/, namespace: 'lazy-node-forge' }, () => ({
+        resolveDir: root,
+        loader: 'js',
+        contents: [
+          'let real;',
+          // __esModule is asked by the bundle's interop helper at import time: answering it must not load forge.
+          "module.exports = new Proxy({}, { get: (_t, key) => key === '__esModule' ? undefined : (real ??= require('node-forge/lib/index.js'))[key] });",
+        ].join('\n'),
+      }));
+    },
+  };
+}
 
 /** What the build produced. */
 export interface AgentBuild {
@@ -49,6 +75,7 @@ export async function buildAgentExecutable(out: string, root: string, entry = pa
     logLevel: 'warning',
     legalComments: 'none',
     minify: true,
+    plugins: [lazyForge(root)],
     // ws tries optional native add-ons; inside the executable require() loads built-ins only, so skip the attempt.
     define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
   });
