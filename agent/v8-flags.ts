@@ -12,4 +12,4 @@
  */
 import v8 from 'node:v8';
 
-v8.setFlagsFromString('--max-opt=0');
+v8.setFlagsFromString('--max-opt=0 --bytecode-old-age=1');

@@ -23,26 +23,38 @@ const run = promisify(execFile);
 /** The fuse Node looks for to know a blob was injected. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
+/** Name of the SEA asset that carries node-forge, bundled on its own. */
+const FORGE_ASSET = 'node-forge.cjs';
+
 /**
- * esbuild plugin: in the executable, node-forge's module code runs on first
- * use instead of at startup. common/pki.ts imports it for certificates and
- * CSRs, which `run` needs only when it renews its certificate; loading it
- * builds forge's tables and functions on the heap for the life of the
- * process (docs/agent.md, "Memory and CPU"). The stand-in forwards every
- * property read to the real module, loaded by the first one.
+ * esbuild plugin: node-forge stays out of the executable's main script and
+ * is loaded on first use. common/pki.ts imports it for certificates and
+ * CSRs, which `run` needs only when it renews its certificate. In the main
+ * script it would cost memory for the life of the process even unused: V8
+ * holds the whole main script's source on its heap (forge is ~290 KiB of
+ * its ~650 KiB) and reading it pages in as much of the executable, and
+ * running forge's module code builds its tables (docs/agent.md, "Memory and
+ * CPU"). So forge is bundled separately into a single-executable asset and
+ * the main script gets a stand-in that forwards every property read to the
+ * real module, compiled from the asset by the first read.
  */
-function lazyForge(root: string): Plugin {
+function forgeFromAsset(): Plugin {
   return {
-    name: 'lazy-node-forge',
+    name: 'node-forge-from-asset',
     setup(b) {
-      b.onResolve({ filter: /^node-forge$/ }, () => ({ path: 'node-forge', namespace: 'lazy-node-forge' }));
-      b.onLoad({ filter: /.*/, namespace: 'lazy-node-forge' }, () => ({
-        resolveDir: root,
+      b.onResolve({ filter: /^node-forge$/ }, () => ({ path: 'node-forge', namespace: 'node-forge-from-asset' }));
+      b.onLoad({ filter: /.*/, namespace: 'node-forge-from-asset' }, () => ({
         loader: 'js',
         contents: [
           'let real;',
+          'function load() {',
+          `  const source = require('node:sea').getAsset(${JSON.stringify(FORGE_ASSET)}, 'utf8');`,
+          '  const m = { exports: {} };',
+          `  require('node:vm').compileFunction(source, ['module', 'exports', 'require'], { filename: ${JSON.stringify(FORGE_ASSET)} })(m, m.exports, require);`,
+          '  return (real = m.exports);',
+          '}',
           // __esModule is asked by the bundle's interop helper at import time: answering it must not load forge.
-          "module.exports = new Proxy({}, { get: (_t, key) => key === '__esModule' ? undefined : (real ??= require('node-forge/lib/index.js'))[key] });",
+          "module.exports = new Proxy({}, { get: (_t, key) => (key === '__esModule' ? undefined : (real ?? load())[key]) });",
         ].join('\n'),
       }));
     },
@@ -75,13 +87,25 @@ export async function buildAgentExecutable(out: string, root: string, entry = pa
     logLevel: 'warning',
     legalComments: 'none',
     minify: true,
-    plugins: [lazyForge(root)],
+    plugins: [forgeFromAsset()],
     // ws tries optional native add-ons; inside the executable require() loads built-ins only, so skip the attempt.
     define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
   });
+  const forge = path.join(work, FORGE_ASSET);
+  await build({
+    stdin: { contents: "module.exports = require('node-forge');", resolveDir: root, loader: 'js' },
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    outfile: forge,
+    logLevel: 'warning',
+    legalComments: 'none',
+    minify: true,
+  });
   const blob = path.join(work, 'rollcall-agent.blob');
   const config = path.join(work, 'sea-config.json');
-  await fs.writeFile(config, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false }));
+  await fs.writeFile(config, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, assets: { [FORGE_ASSET]: forge } }));
   await run(process.execPath, ['--experimental-sea-config', config]);
   const tmp = `${out}.tmp`;
   await fs.copyFile(process.execPath, tmp);
