@@ -14,9 +14,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { Ajv } from 'ajv';
+import standaloneModule from 'ajv/dist/standalone/index.js';
 import { build, type Plugin } from 'esbuild';
 import { inject } from 'postject';
 import { parseCommandArgs, processIo, runCli, type CliIo } from '../common/cli-support.js';
+import { EnrollRequest, EnrollResponse } from '../common/enroll-api.js';
+import { SERVER_MESSAGE_SCHEMAS } from '../common/protocol.js';
 
 const run = promisify(execFile);
 
@@ -61,6 +65,64 @@ function forgeFromAsset(): Plugin {
   };
 }
 
+/** Every schema the agent compiles with Ajv: the server's messages and the enrollment exchange. */
+const AGENT_SCHEMAS = [...Object.values(SERVER_MESSAGE_SCHEMAS), EnrollRequest, EnrollResponse];
+
+/**
+ * Ajv's standalone code for every schema in AGENT_SCHEMAS: a CommonJS module
+ * exporting `v<i>` for the schema whose JSON is `keys[i]`.
+ */
+export function agentValidatorsSource(): { keys: string[]; code: string } {
+  const ajv = new Ajv({ strict: true, allErrors: false, code: { source: true } });
+  const refs: Record<string, string> = {};
+  AGENT_SCHEMAS.forEach((schema, i) => {
+    ajv.addSchema(schema, `s${i}`);
+    refs[`v${i}`] = `s${i}`;
+  });
+  const standaloneCode = standaloneModule as unknown as { default: (a: Ajv, r: Record<string, string>) => string };
+  return { keys: AGENT_SCHEMAS.map((schema) => JSON.stringify(schema)), code: standaloneCode.default(ajv, refs) };
+}
+
+/**
+ * esbuild plugin: the agent's Ajv validators are compiled at build time
+ * (Ajv's standalone code, the same options as common/protocol.ts and
+ * common/enroll-api.ts: strict, first error only), and `ajv` in the
+ * executable is a stand-in whose compile() hands out the precompiled
+ * function for the same schema, compared by its JSON. The validators are
+ * Ajv's own generated code, so results and error objects are the same; what
+ * the executable saves is Ajv itself: its source in the main script and the
+ * instance with its compiled schemas on the heap, some 1 MiB of idle RSS
+ * (docs/agent.md, "Memory and CPU"). A schema that was not precompiled is
+ * an error at compile(), which the build test's enrollment and check-ins
+ * would hit.
+ */
+function precompiledAjv(root: string): Plugin {
+  const { keys, code } = agentValidatorsSource();
+  return {
+    name: 'precompiled-ajv',
+    setup(b) {
+      b.onResolve({ filter: /^ajv$/ }, () => ({ path: 'ajv', namespace: 'precompiled-ajv' }));
+      b.onResolve({ filter: /^precompiled-validators$/ }, () => ({ path: 'validators', namespace: 'precompiled-ajv' }));
+      b.onLoad({ filter: /^validators$/, namespace: 'precompiled-ajv' }, () => ({ contents: code, resolveDir: root, loader: 'js' }));
+      b.onLoad({ filter: /^ajv$/, namespace: 'precompiled-ajv' }, () => ({
+        loader: 'js',
+        contents: [
+          "const validators = require('precompiled-validators');",
+          `const byKey = new Map(${JSON.stringify(keys)}.map((key, i) => [key, validators['v' + i]]));`,
+          'class Ajv {',
+          '  compile(schema) {',
+          '    const validate = byKey.get(JSON.stringify(schema));',
+          "    if (!validate) throw new Error('this schema was not precompiled into the agent executable (scripts/build-agent.ts)');",
+          '    return validate;',
+          '  }',
+          '}',
+          'module.exports = { Ajv, default: Ajv };',
+        ].join('\n'),
+      }));
+    },
+  };
+}
+
 /** What the build produced. */
 export interface AgentBuild {
   readonly file: string;
@@ -87,7 +149,7 @@ export async function buildAgentExecutable(out: string, root: string, entry = pa
     logLevel: 'warning',
     legalComments: 'none',
     minify: true,
-    plugins: [forgeFromAsset()],
+    plugins: [forgeFromAsset(), precompiledAjv(root)],
     // ws tries optional native add-ons; inside the executable require() loads built-ins only, so skip the attempt.
     define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
   });
