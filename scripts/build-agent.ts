@@ -2,9 +2,10 @@
  * `npm run build:agent`: builds `dist/rollcall-agent`, the agent as one
  * executable file for Linux x64, with Node's single executable application
  * support. Nothing is downloaded: esbuild bundles agent/main.ts and its
- * dependencies into one CommonJS file, Node turns it into a blob, and
- * postject injects the blob into a copy of the Node binary that runs this
- * script.
+ * dependencies into one CommonJS file (node-forge apart, as an asset loaded
+ * on first use; Ajv's validators precompiled), Node turns it into a blob,
+ * and postject injects the blob into a copy of the Node binary that runs
+ * this script.
  *
  *   node dist/scripts/build-agent.js [--out dist/rollcall-agent]
  */
