@@ -13,6 +13,7 @@ import { parseProxyUrl } from '../common/http-proxy.js';
 import { certInfo, createCsr, generateKeyPair, isIssuedBy, parsePin, spkiPin } from '../common/pki.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import type { AgentState, Identity } from './state.js';
+import { isoTime } from '../common/iso-time.js';
 
 /** Default agent port. */
 export const DEFAULT_AGENT_PORT = 2222;
@@ -74,7 +75,7 @@ export async function enrollAgent(opts: EnrollOptions): Promise<Identity> {
     servers: [...opts.servers],
     caPin: pin,
     group: answer.group,
-    enrolledAt: new Date().toISOString(),
+    enrolledAt: isoTime(),
     checkinPath: answer.checkinPath,
     ...(opts.proxy ? { proxy: opts.proxy } : {}),
   };

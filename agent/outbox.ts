@@ -25,6 +25,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { RollcallError } from '../common/errors.js';
 import { decodeRecords, encodeRecord, type OutboxEvent } from './outbox-format.js';
+import { isoTime } from '../common/iso-time.js';
 
 export type { OutboxEvent } from './outbox-format.js';
 
@@ -318,7 +319,7 @@ export class Outbox {
       (err as NodeJS.ErrnoException).code === 'ENOSPC'
         ? new RollcallError('OUTBOX_DISK_FULL', `the disk holding ${this.file} is full; ${batch.length} event(s) not recorded, earlier ones are intact`, { cause: err, retryable: true })
         : new RollcallError('OUTBOX_WRITE_FAILED', `cannot write ${this.file}: ${(err as Error).message}; ${batch.length} event(s) not recorded`, { cause: err, retryable: true });
-    this.lastError = { code: failure.code, message: failure.message, at: new Date().toISOString() };
+    this.lastError = { code: failure.code, message: failure.message, at: isoTime() };
     try {
       await this.handle.truncate(this.fileBytes); // cut off whatever part of this write reached the file
     } catch (truncErr) {

@@ -6,6 +6,7 @@
 import type { FailureClass } from './errors.js';
 import type { OutboxStats } from './outbox.js';
 import { writePrivateFile } from './state.js';
+import { isoTime } from '../common/iso-time.js';
 
 /** Connection states, iterable. */
 export const AGENT_STATES = ['starting', 'connecting', 'connected', 'backoff', 'stopped', 'refused'] as const;
@@ -56,7 +57,7 @@ export class StatusFile {
 
   /** Applies a change and queues a write. */
   update(change: Partial<AgentStatus>): void {
-    Object.assign(this.status, change, { updatedAt: new Date().toISOString() });
+    Object.assign(this.status, change, { updatedAt: isoTime() });
     if (this.queued) return;
     this.queued = true;
     this.writing = this.writing

@@ -26,6 +26,7 @@ import { splitPems, type AgentState } from './state.js';
 import { StatusFile } from './status.js';
 import { ProbeScheduler, type ProbeFn } from './prober.js';
 import { portcheckProbe } from './portcheck-probe.js';
+import { isoTime } from '../common/iso-time.js';
 
 /** Options for {@link startAgent}. */
 export interface AgentRunOptions {
@@ -108,9 +109,9 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   let next: Credentials | null = renewed ? credentialsOf(renewed) : null;
   const certificateStatus = (c: Credentials) => {
     const info = certInfo(c.certPem);
-    return { serial: info.serial, notAfter: info.notAfter.toISOString(), renewAt: new Date(c.renewal.dueAt).toISOString() };
+    return { serial: info.serial, notAfter: isoTime(info.notAfter), renewAt: isoTime(c.renewal.dueAt) };
   };
-  const startedAt = new Date().toISOString();
+  const startedAt = isoTime();
   const status = new StatusFile(
     opts.state.file('status'),
     {
@@ -167,12 +168,12 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     recordInventoryChange(opts.state, feed, collectInventory()).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot record the inventory'));
     const intervalSec = opts.intervalOverrideSec ?? w.intervalSec; // the interval in use, as runConnection applies it
     log.info({ server, path: status.status.path, group: w.group.path, intervalSec }, 'connected');
-    const at = new Date().toISOString();
+    const at = isoTime();
     status.update({ state: 'connected', connectedSince: at, lastSuccessAt: at, intervalSec, group: w.group.path, failedAttempts: 0 });
   };
   const onAck = (seq: number, at: number): void => {
     ackedSeq = seq;
-    status.update({ lastCheckinAt: new Date(at).toISOString(), lastSuccessAt: new Date(at).toISOString(), lastAckedSeq: seq });
+    status.update({ lastCheckinAt: isoTime(at), lastSuccessAt: isoTime(at), lastAckedSeq: seq });
     // Writes are chained so two never share the temp file; each writes the newest value.
     seqWrites = seqWrites.then(() => opts.state.saveAckedSeq(ackedSeq)).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot save sequence number'));
   };
@@ -261,7 +262,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         next = (await opts.state.loadRenewed().then((pair) => pair && credentialsOf(pair))) ?? null;
         continue; // straight back, with the renewed pair
       }
-      const at = new Date().toISOString();
+      const at = isoTime();
       if (!welcomed) {
         feed.addAttempt({ server, class: failure.class, code: failure.code, message: failure.message, at: Date.now() });
         prober.noteFailure();
@@ -280,7 +281,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         lastError,
         connectedSince: null,
         failedAttempts: status.status.failedAttempts + 1,
-        nextAttemptAt: new Date(Date.now() + delay).toISOString(),
+        nextAttemptAt: isoTime(Date.now() + delay),
       });
       await sleep(delay, abort.signal);
     }

@@ -274,6 +274,9 @@ const SERVER_SCHEMAS: Record<ServerMessage['type'], TSchema> = {
   error: ErrorMessage,
 };
 
+/** The schemas the agent validates frames from the server with (scripts/build-agent.ts precompiles them). */
+export const SERVER_MESSAGE_SCHEMAS: Readonly<Record<ServerMessage['type'], TSchema>> = SERVER_SCHEMAS;
+
 /** A compiled decoder for one direction of the protocol. */
 export interface Decoder<T> {
   /** Parses and validates one text frame; throws RollcallError `MALFORMED_FRAME`. */

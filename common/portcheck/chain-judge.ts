@@ -22,6 +22,7 @@ import { RollcallError } from '../errors.js';
 import { certInfo, spkiPin } from '../pki.js';
 import { verifyChainAgainstPin } from '../pinned-tls.js';
 import type { PortcheckFailure } from './types.js';
+import { isoTime } from '../iso-time.js';
 
 /** How the server is verified: our CA certificate, or its pin. */
 export type PortcheckTrust = { readonly caPem: string } | { readonly pin: string };
@@ -100,6 +101,6 @@ export function judgeChain(chainDer: readonly Buffer[], trust: PortcheckTrust, h
     return { ok: false, failure: 'TLS_HANDSHAKE_FAILED', detail: err.message };
   }
   const leaf = new crypto.X509Certificate(chainDer[0]!);
-  const until = new Date(leaf.validTo).toISOString().slice(0, 10);
+  const until = isoTime(new Date(leaf.validTo)).slice(0, 10);
   return { ok: true, caPem, detail: `${describeLeaf(chainDer[0]!)}, issued by "${cn(leaf.issuer)}" (our CA), valid until ${until}` };
 }

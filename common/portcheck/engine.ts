@@ -27,6 +27,7 @@ import { tcpStep } from './tcp-step.js';
 import { tlsStep } from './tls-step.js';
 import { PORTCHECK_FAILURES, type ListenerRole, type PortcheckReport, type PortResult, type StepResult } from './types.js';
 import { websocketStep } from './websocket-step.js';
+import { isoTime } from '../iso-time.js';
 
 export type { PortcheckTrust } from './chain-judge.js';
 export type { Resolve } from './dns-step.js';
@@ -117,7 +118,7 @@ export async function runPortcheck(opts: PortcheckOptions): Promise<PortcheckRep
   checkOptions(opts);
   const now = opts.now ?? Date.now;
   const started = performance.now();
-  const startedAt = new Date(now()).toISOString();
+  const startedAt = isoTime(now());
   const timeoutMs = opts.stepTimeoutMs ?? 5000;
   const dns = await dnsStep(opts.host, { resolve: opts.resolve ?? systemResolve, timeoutMs, allowPrivate: opts.allowPrivate ?? false });
   const ctx: PortContext = { opts, dns: dns.result, addresses: dns.addresses, timeoutMs, now };
