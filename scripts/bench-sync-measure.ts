@@ -1,6 +1,7 @@
 /**
  * One run of `bench sync`: our server in its own process with N agents
- * connected and checking in steadily, an MSP portal stand-in on loopback,
+ * connected and checking in steadily, an MSP portal stand-in on loopback
+ * (in its own process: scripts/bench-portal-process.ts),
  * and four windows timed against the same load: idle, the first sync (the
  * link call), the no-change re-sync, and idle again afterwards.
  *
@@ -9,8 +10,8 @@
  * and the server fetches the tree with its real portal API client. The
  * portal stand-in is test/support/fake-portal.ts (compiled with the bench;
  * see tsconfig.build.json): one implementation of the portal's answers for
- * the tests and the bench. It runs in the driver: it serves about 3 pages
- * per managed MSP, far less work than the clients.
+ * the tests and the bench. It runs in a process of its own, so that its
+ * work does not delay the driver's timing of check-ins.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -19,7 +20,8 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requestJson } from '../common/https-json.js';
 import type { SyncRun } from '../server/storage/msp-store.js';
-import { buildPortalTree, FAKE_USER, startFakePortal, type FakePortal } from '../test/support/fake-portal.js';
+import { FAKE_USER } from '../test/support/fake-portal.js';
+import { startPortalProcess, type PortalProcess } from './bench-portal-process.js';
 import { closeAgents, connectAgents, type BenchAgent } from './bench-clients.js';
 import { withDeadline } from './bench-deadline.js';
 import { cpuMsBetween } from './bench-measure.js';
@@ -67,7 +69,7 @@ export interface TimedWindow {
   readonly serverCpuMs: number;
   /** Longest event-loop delay of the server over the window. */
   readonly eventLoopDelayMaxMs: number;
-  /** Longest event-loop delay of the driver (clients and portal stand-in): when small, the latencies are the server's. */
+  /** Longest event-loop delay of the driver (the clients): when small, the latencies are the server's. */
   readonly driverLoopDelayMaxMs: number;
   /** Check-in transactions the server committed over the window. */
   readonly writerBatches: number;
@@ -194,9 +196,9 @@ async function timedSync(api: ConsoleClient, call: { path: string; body: unknown
 }
 
 /** The two syncs and the four windows, under a load that is already running. */
-async function measureWindows(probe: Probe, api: ConsoleClient, portal: FakePortal, opts: SyncMeasureOptions) {
+async function measureWindows(probe: Probe, api: ConsoleClient, portal: PortalProcess, opts: SyncMeasureOptions) {
   const say = opts.onProgress ?? (() => undefined);
-  const companies = portal.tree.companies.length;
+  const companies = portal.companies;
   const link = { source: 'api', baseUrl: portal.url, user: FAKE_USER.username, password: FAKE_USER.password };
   say(`idle window: ${(opts.idleMs / 1000).toFixed(0)} s of check-ins only`);
   const idle = await timeWindow('idle', probe, () => sleep(opts.idleMs));
@@ -248,12 +250,12 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'rollcall-bench-sync-'));
   const agents: BenchAgent[] = [];
   let target: TargetHandle | undefined;
-  let portal: FakePortal | undefined;
+  let portal: PortalProcess | undefined;
   let load: SteadyLoad | undefined;
   const driverLoop = monitorEventLoopDelay({ resolution: 10 });
   driverLoop.enable();
   try {
-    portal = await startFakePortal({ tree: buildPortalTree({ managedMsps: opts.msps, customers: opts.customers }) });
+    portal = await startPortalProcess({ managedMsps: opts.msps, customers: opts.customers }, opts.phaseDeadlineMs);
     say(`portal stand-in on ${portal.url}: 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
     const execArgv = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`, `--cpu-prof-name=sync-${Date.now()}.cpuprofile`] : [];
     target = await startTarget('ours', pki, { dataDir, entry: opts.targetEntry, timeoutMs: opts.phaseDeadlineMs, execArgv });
@@ -271,18 +273,21 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
     const log = await load.stop(opts.phaseDeadlineMs);
     load = undefined;
     const atEnd = await target.sample('quick');
+    const { companies } = portal;
+    const portalCalls = await portal.stop();
+    portal = undefined;
     return {
       agents: n,
       periodMs: opts.periodMs,
       msps: opts.msps,
       customers: opts.customers,
-      companies: portal.tree.companies.length,
+      companies,
       ...summarizeCheckins(measured.windows, log),
       firstSync: measured.firstSync,
       resync: measured.resync,
       lateCheckins: log.late,
       serverCpuMs: cpuMsBetween(atStart, atEnd),
-      portalCalls: { ...portal.calls },
+      portalCalls,
     };
   } finally {
     driverLoop.disable();
@@ -294,7 +299,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
         target?.kill();
       });
     }
-    await portal?.close();
+    await portal?.stop();
     await fs.rm(dataDir, { recursive: true, force: true });
   }
 }

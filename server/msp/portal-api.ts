@@ -10,6 +10,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { RollcallError } from '../../common/errors.js';
+import { BACKGROUND, Pacer } from '../cooperative.js';
 import { portalAgent } from './portal-http.js';
 import { PortalSession, type MaintenancePolicy } from './portal-session.js';
 import { MAX_PAGE_SIZE, parseCompanyDetail, parseCompanyPage, parseCurrentUser, PortalCall, quote } from './portal-shapes.js';
@@ -178,6 +179,8 @@ async function walk(session: PortalSession, account: PortalCompany, o: Resolved,
   const jobs: Job[] = [{ id: account.id, depth: 0 }];
   let next = 0;
   let failure: { err: unknown } | undefined;
+  // A sync is background work: the parsing of pages shares the event loop and the CPU with agents' check-ins.
+  const pacer = new Pacer(BACKGROUND);
 
   const listChildren = async (job: Job): Promise<void> => {
     const what = `for company ${quote(job.id)}`;
@@ -201,6 +204,7 @@ async function walk(session: PortalSession, account: PortalCompany, o: Resolved,
       }
       if (out.length > TREE_LIMITS.maxCompanies) throw new RollcallError('SYNC_INVALID_TREE', `the structure has more than ${TREE_LIMITS.maxCompanies} companies`);
       onProgress?.(out.length);
+      await pacer.step();
       skip += n;
       if (n < o.pageSize) {
         if (skip !== total) throw inconsistent(`Company/Children ${what} stopped after ${skip} of its totalCount of ${total} companies`);
