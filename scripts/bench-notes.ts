@@ -28,7 +28,7 @@ export function costNotes(rows: readonly ComparisonRow[], ours: readonly TargetR
       `of Rollcall's ${formatValue(cpu.ours)} ms. Rollcall's own ${formatValue(cpu.ours - cpu.bare)} ms on top comes ` +
       'from (per CPU profiles of the server) two SQLite reads per agent before the upgrade (certificate serial → ' +
       'device, and its group), the connect facts and sighting written on `hello` (batched, many agents per ' +
-      'transaction), `getPeerCertificate()`, the Ajv validation of `hello`, and the session with its child logger.',
+      'transaction), reading the peer certificate, the Ajv validation of `hello`, and the session with its child logger.',
     `- **RSS per agent is dominated by the TLS connection itself**: bare holds ${formatValue(rss.bare)} KiB per agent, ` +
       `of which only ${formatValue(heap.bare)} KiB is V8 heap; the rest is native (OpenSSL's per-connection state and ` +
       `buffers, the socket). Rollcall adds ${formatValue(rss.ours - rss.bare)} KiB, ${formatValue(heap.ours - heap.bare)} ` +
@@ -36,7 +36,7 @@ export function costNotes(rows: readonly ComparisonRow[], ours: readonly TargetR
       'request or reply object stays alive per socket). The remainder is native memory outside the V8 heap; ' +
       "SQLite's page cache and its worker threads' allocations are the likely share.",
     `- **Check-ins**: bare answers from memory; Rollcall validates each frame against the protocol schema, coalesces ` +
-      'check-ins and acks each only once it is durable in SQLite (group commit' +
+      'check-ins and acks each only once it is durable in the check-in journal, its own SQLite file (group commit' +
       (first && batches !== undefined ? `: ${batches} transactions for ${first.roundTrips} check-ins in the first run` : '') +
       `), which costs ${formatValue(checkin.ours - checkin.bare)} ms more server CPU per check-in ` +
       `(${formatValue(checkin.ours)} against ${formatValue(checkin.bare)} ms). The phase is closed-loop: every agent ` +
