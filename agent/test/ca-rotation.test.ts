@@ -9,29 +9,16 @@ import fs from 'node:fs/promises';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isIssuedBy } from '../../common/pki.js';
-import { captureLogger, Harness, waitFor, type EnrolledAgent, type TestServer } from '../../test/support/harness.js';
+import { Harness, waitFor, type EnrolledAgent, type TestServer } from '../../test/support/harness.js';
 import { agentMain } from '../cli.js';
 import { splitPems } from '../state.js';
-import { startAgent, type RunningAgent } from '../supervisor.js';
+import type { RunningAgent } from '../supervisor.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
 
 async function run(agent: Pick<EnrolledAgent, 'state' | 'fingerprint'>): Promise<RunningAgent> {
-  const { log } = captureLogger();
-  const running = await startAgent({
-    state: agent.state,
-    fingerprint: agent.fingerprint,
-    backoff: { baseMs: 50, capMs: 200 },
-    connectTimeoutMs: 2000,
-    ackTimeoutMs: 3000,
-    intervalOverrideSec: 1,
-    log,
-    random: () => 0.5,
-    probe: async () => [],
-  });
-  h.defer(() => running.stop());
-  return running;
+  return (await h.runAgent(agent)).running;
 }
 
 interface CaStatus {

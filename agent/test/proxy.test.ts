@@ -7,11 +7,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseProxyUrl } from '../../common/http-proxy.js';
 import { startConnectProxy, type TestProxy } from '../../test/support/connect-proxy.js';
-import { captureLogger, Harness, waitFor, type TestServer } from '../../test/support/harness.js';
+import { Harness, waitFor, type TestServer } from '../../test/support/harness.js';
 import { agentMain } from '../cli.js';
 import { enrollAgent } from '../enroll.js';
 import { AgentState } from '../state.js';
-import { startAgent } from '../supervisor.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
@@ -29,21 +28,7 @@ async function enrollThrough(s: TestServer, proxyUrl: string): Promise<AgentStat
 }
 
 async function run(state: AgentState, proxyUrl: string) {
-  const { log } = captureLogger();
-  const running = await startAgent({
-    state,
-    fingerprint: 'b'.repeat(64),
-    backoff: { baseMs: 50, capMs: 200 },
-    connectTimeoutMs: 2000,
-    ackTimeoutMs: 3000,
-    intervalOverrideSec: 1,
-    log,
-    random: () => 0.5,
-    probe: async () => [],
-    proxy: parseProxyUrl(proxyUrl),
-  });
-  h.defer(() => running.stop());
-  return running;
+  return (await h.runAgent({ state, fingerprint: 'b'.repeat(64) }, { proxy: parseProxyUrl(proxyUrl) })).running;
 }
 
 describe('HTTP CONNECT proxies', () => {

@@ -8,29 +8,13 @@
 import fs from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { certInfo, createCsr, generateKeyPair, issueClientCert } from '../../common/pki.js';
-import { captureLogger, Harness, readTestCa, waitFor, type EnrolledAgent } from '../../test/support/harness.js';
+import { Harness, readTestCa, waitFor, type EnrolledAgent } from '../../test/support/harness.js';
 import { renewAt } from '../renewal.js';
-import { startAgent, type RunningAgent } from '../supervisor.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
 
-async function run(agent: EnrolledAgent): Promise<{ running: RunningAgent; lines: ReturnType<typeof captureLogger>['lines'] }> {
-  const { log, lines } = captureLogger();
-  const running = await startAgent({
-    state: agent.state,
-    fingerprint: agent.fingerprint,
-    backoff: { baseMs: 50, capMs: 200 },
-    connectTimeoutMs: 2000,
-    ackTimeoutMs: 3000,
-    intervalOverrideSec: 1,
-    log,
-    random: () => 0.5,
-    probe: async () => [],
-  });
-  h.defer(() => running.stop());
-  return { running, lines };
-}
+const run = (agent: EnrolledAgent) => h.runAgent(agent);
 
 describe('certificate renewal', () => {
   it('starts a third of the lifetime before expiry, and never earlier than 30 days before', () => {

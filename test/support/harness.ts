@@ -16,6 +16,7 @@ import { CHECKIN_PATH, encode, type AgentMessage, type ServerMessage } from '../
 import { PROTOCOL_VERSION } from '../../common/version.js';
 import { enrollAgent } from '../../agent/enroll.js';
 import { AgentState } from '../../agent/state.js';
+import { startAgent, type AgentRunOptions, type RunningAgent } from '../../agent/supervisor.js';
 import { resolveServerConfig, type ServerConfig } from '../../server/config.js';
 import { buildServer, type RollcallServer } from '../../server/server.js';
 import type { HostResolver } from '../../server/health/public-hosts.js';
@@ -72,6 +73,29 @@ export class Harness {
   /** Registers something to close at cleanup (last registered, first closed). */
   defer(fn: () => Promise<unknown> | unknown): void {
     this.toClose.push(fn);
+  }
+
+  /**
+   * Runs an enrolled agent's reconnect loop in this process with short test
+   * timings (50-200 ms backoff, 1 s interval, no port probes unless given);
+   * stopped at cleanup. Returns it with its captured log lines.
+   */
+  async runAgent(agent: { readonly state: AgentState; readonly fingerprint: string }, extra: Partial<AgentRunOptions> = {}): Promise<{ running: RunningAgent; lines: LogLine[] }> {
+    const { log, lines } = captureLogger();
+    const running = await startAgent({
+      state: agent.state,
+      fingerprint: agent.fingerprint,
+      backoff: { baseMs: 50, capMs: 200 },
+      connectTimeoutMs: 2000,
+      ackTimeoutMs: 3000,
+      intervalOverrideSec: 1,
+      log,
+      random: () => 0.5,
+      probe: async () => [],
+      ...extra,
+    });
+    this.defer(() => running.stop());
+    return { running, lines };
   }
 
   async tempDir(prefix = 'rollcall-test-'): Promise<string> {
