@@ -65,6 +65,9 @@ export interface RenewalHook {
 /** The failure code a channel ends with when it closes to switch to a renewed certificate. */
 export const CERT_RENEWED = 'CERT_RENEWED';
 
+/** The check-in interval before the server gives one. */
+export const DEFAULT_INTERVAL_SEC = 60;
+
 /** Builds the inventory sent in `hello`. */
 export function collectInventory(): Inventory {
   return { os: os.type(), release: os.release(), arch: os.arch(), cpus: os.cpus().length, memoryBytes: os.totalmem() };
@@ -95,7 +98,7 @@ function runChannel(p: ConnectionParams, tunnel: TLSSocket | undefined): Promise
     let serverMessage = '';
     let seq = p.ackedSeq;
     let pendingSeq: number | null = null;
-    let intervalSec = 60;
+    let intervalSec = DEFAULT_INTERVAL_SEC;
     let checkinTimer: NodeJS.Timeout | null = null;
     let ackTimer: NodeJS.Timeout | null = null;
     let welcomed = false;

@@ -1,7 +1,8 @@
 /**
  * What goes into the outbox: failed connection attempts, probe rounds,
  * inventory changes, the failed-attempt list a protocol-2 agent left
- * behind, and (tests only) synthetic load. Append failures (a full disk)
+ * behind, check-ins recorded while offline (see offline-checkins.ts), and
+ * (tests only) synthetic load. Append failures (a full disk)
  * are logged and shown in `status` by the outbox itself; they never stop
  * the agent.
  */

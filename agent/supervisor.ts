@@ -16,10 +16,11 @@ import { parseHostPort } from '../common/https-json.js';
 import { tlsThroughProxy, type ProxyConfig } from '../common/http-proxy.js';
 import { X509Certificate } from 'node:crypto';
 import { certInfo, isIssuedBy, spkiPin } from '../common/pki.js';
-import { CERT_RENEWED, runConnection, collectInventory, type ConnectFn } from './connection.js';
+import { CERT_RENEWED, DEFAULT_INTERVAL_SEC, runConnection, collectInventory, type ConnectFn } from './connection.js';
 import { DEFAULT_AGENT_PORT } from './enroll.js';
 import { asPinMismatch, remedyFor, type Failure } from './errors.js';
 import { Outbox, type OutboxLimits } from './outbox.js';
+import { OfflineCheckins } from './offline-checkins.js';
 import { importLegacyAttempts, OutboxFeed, recordInventoryChange, runSyntheticEvents } from './outbox-feeds.js';
 import { CertRenewal } from './renewal.js';
 import { splitPems, type AgentState } from './state.js';
@@ -149,6 +150,9 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   await importLegacyAttempts(opts.state, feed, log);
   await recordInventoryChange(opts.state, feed, collectInventory()).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot record the inventory'));
   const synthetic = opts.syntheticEvents ? runSyntheticEvents(outbox, feed, opts.syntheticEvents, abort.signal) : Promise.resolve();
+  // No live channel until the first welcome: check-in records go to the outbox meanwhile.
+  const offlineCheckins = new OfflineCheckins(feed, { defaultIntervalSec: DEFAULT_INTERVAL_SEC, intervalOverrideSec: opts.intervalOverrideSec });
+  offlineCheckins.offline();
   const prober = new ProbeScheduler(opts.probe ?? portcheckProbe({ caPem: () => caPems.join('') }), feed, opts.probeIntervalMs ?? 3_600_000, log);
   const hosts = identity.servers.map((s) => parseHostPort(s, DEFAULT_AGENT_PORT).host);
   let savedPorts = JSON.stringify(await opts.state.loadListenerPorts());
@@ -156,6 +160,8 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   let seqWrites: Promise<void> = Promise.resolve();
   const onWelcomeOf = (server: string, marked: () => void) => (w: Welcome) => {
     marked();
+    offlineCheckins.setServerInterval(w.intervalSec);
+    offlineCheckins.online();
     if (w.ports) {
       prober.onConnected(hosts, w.ports);
       const text = JSON.stringify(w.ports);
@@ -248,7 +254,10 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
           // The renewed pair reached welcome: it is the current one from now on.
           if (using === next) renewalSettled = settleRenewal(true, null).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot make the renewed certificate current'));
         }),
-        onInterval: (intervalSec) => status.update({ intervalSec }),
+        onInterval: (intervalSec) => {
+          offlineCheckins.setServerInterval(intervalSec);
+          status.update({ intervalSec });
+        },
         onTrust: applyTrust,
         onAck,
       });
@@ -258,6 +267,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       const triedRenewed = !welcomed && using === next;
       if (triedRenewed) await settleRenewal(false, failure).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot drop the renewed certificate'));
       if (failure === null) break;
+      offlineCheckins.offline(failure.code === CERT_RENEWED ? undefined : failure.class);
       if (failure.code === CERT_RENEWED) {
         next = (await opts.state.loadRenewed().then((pair) => pair && credentialsOf(pair))) ?? null;
         continue; // straight back, with the renewed pair
@@ -291,6 +301,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
 
   const done = loop().then(async (outcome) => {
     abort.abort();
+    offlineCheckins.stop();
     await prober.stop();
     await synthetic;
     stopWatching();

@@ -195,6 +195,15 @@ export const EVENT_DATA = {
   inventory: Inventory,
   /** The outbox was full: `count` oldest events, up to `throughSeq`, were dropped unsent. */
   dropped: Type.Object({ count: Type.Integer({ minimum: 1 }), throughSeq: Seq }, { additionalProperties: false }),
+  /**
+   * A check-in the agent recorded while it had no live channel (one per
+   * interval): the machine's uptime, and the failure class of the last
+   * connection attempt when known (added 2026-11-21, still protocol 3).
+   */
+  checkin: Type.Object(
+    { uptimeSec: Type.Number({ minimum: 0 }), reason: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })) },
+    { additionalProperties: false },
+  ),
   /** Test-only load (`ROLLCALL_AGENT_TEST_EVENTS`): stored, otherwise ignored. */
   synthetic: Type.Object({ n: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
 } as const;

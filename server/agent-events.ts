@@ -19,6 +19,18 @@ export function eventsToObservations(events: readonly AgentEvent[], ctx: ReportC
   return reportToObservations({ type: 'report', id: 1, probes, attempts, droppedAttempts: 0 }, ctx);
 }
 
+/** The offline check-in records among newly stored events: how many, and the newest `at` (null when none). */
+export function offlineCheckins(events: readonly AgentEvent[]): { count: number; lastAt: number | null } {
+  let count = 0;
+  let lastAt: number | null = null;
+  for (const e of events) {
+    if (e.kind !== 'checkin') continue;
+    count += 1;
+    lastAt = Math.max(lastAt ?? 0, e.at);
+  }
+  return { count, lastAt };
+}
+
 /** Events dropped unsent by the agent's full outbox, summed over `dropped` events. */
 export function droppedCount(events: readonly AgentEvent[]): number {
   return events.reduce((n, e) => n + (e.kind === 'dropped' ? e.data.count : 0), 0);

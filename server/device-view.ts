@@ -29,6 +29,9 @@ export interface DeviceView {
   readonly certificateExpiresAt: string;
   readonly checkins: number;
   readonly lastSeq: number;
+  /** Check-ins the agent recorded while it could not reach the server (delivered later through its outbox). */
+  readonly offlineCheckins: number;
+  readonly lastOfflineCheckinAt: string | null;
 }
 
 /** What the view needs besides the stored device. */
@@ -77,5 +80,7 @@ export function deviceView(d: Device, ctx: ViewContext): DeviceView {
     certificateExpiresAt: new Date(d.certNotAfter).toISOString(),
     checkins: d.checkinCount,
     lastSeq: d.lastSeq,
+    offlineCheckins: d.offlineCheckins,
+    lastOfflineCheckinAt: iso(d.lastOfflineCheckinAt),
   };
 }

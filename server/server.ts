@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../common/errors.js';
 import { agentMessageDecoder } from '../common/protocol.js';
 import { reportToObservations } from './agent-reports.js';
-import { droppedCount, eventsToObservations } from './agent-events.js';
+import { droppedCount, eventsToObservations, offlineCheckins } from './agent-events.js';
 import { renewCertificate } from './cert-renewal.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
 import { buildAgentListener } from './agent-listener.js';
@@ -204,7 +204,11 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       ],
       recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
       recordEvents: async (events, ctx) => {
-        const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, (news, tx) => storage.evidence.record(eventsToObservations(news, ctx), tx));
+        const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, async (news, tx) => {
+          await storage.evidence.record(eventsToObservations(news, ctx), tx);
+          const offline = offlineCheckins(news);
+          if (offline.lastAt !== null) await storage.devices.addOfflineCheckins(ctx.deviceId, offline.count, offline.lastAt, tx);
+        });
         return { fresh: fresh.length, dropped: droppedCount(fresh) };
       },
       lastEventSeq: (id) => storage.events.lastSeq(id),

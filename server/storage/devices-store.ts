@@ -21,6 +21,9 @@ export interface Device {
   readonly lastCheckinAt: number | null;
   readonly lastSeq: number;
   readonly checkinCount: number;
+  /** Check-ins the agent recorded in its outbox while it could not reach the server. */
+  readonly offlineCheckins: number;
+  readonly lastOfflineCheckinAt: number | null;
   readonly lastAddress: string | null;
   readonly intervalSec: number | null;
   readonly possibleCloneAt: number | null;
@@ -78,6 +81,8 @@ interface DeviceRow {
   last_checkin_at: number | null;
   last_seq: number;
   checkin_count: number;
+  offline_checkins: number;
+  last_offline_checkin_at: number | null;
   last_address: string | null;
   interval_sec: number | null;
   possible_clone_at: number | null;
@@ -99,6 +104,8 @@ const toDevice = (r: DeviceRow): Device => ({
   lastCheckinAt: r.last_checkin_at,
   lastSeq: r.last_seq,
   checkinCount: r.checkin_count,
+  offlineCheckins: r.offline_checkins,
+  lastOfflineCheckinAt: r.last_offline_checkin_at,
   lastAddress: r.last_address,
   intervalSec: r.interval_sec,
   possibleCloneAt: r.possible_clone_at,
@@ -285,6 +292,18 @@ export class DevicesStore {
         params,
       );
     }
+  }
+
+  /**
+   * Adds newly stored offline check-in records to the device's summary
+   * (run in the transaction that stores the events, so each counts once).
+   */
+  async addOfflineCheckins(deviceId: string, count: number, lastAt: number, sql: Sql = this.sql): Promise<void> {
+    await sql.run(
+      `UPDATE devices SET offline_checkins = offline_checkins + ?,
+         last_offline_checkin_at = max(coalesce(last_offline_checkin_at, 0), ?) WHERE id = ?`,
+      [count, lastAt, deviceId],
+    );
   }
 
   /** Number of devices per group id. */

@@ -359,6 +359,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX cert_renewals_device ON cert_renewals(device_id);
     `,
   },
+  {
+    version: 9,
+    description: 'per-device summary of the check-ins an agent recorded while offline (outbox checkin events)',
+    sql: `
+      ALTER TABLE devices ADD COLUMN offline_checkins INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE devices ADD COLUMN last_offline_checkin_at INTEGER;
+    `,
+  },
 ];
 
 /** Applies every migration newer than the database's; returns how many ran. */

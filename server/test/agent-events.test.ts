@@ -12,6 +12,7 @@ const h = new Harness();
 afterEach(() => h.cleanup());
 
 const attempt = (seq: number) => ({ seq, kind: 'attempt', at: 1000 + seq, data: { server: '127.0.0.1:2222', class: 'REFUSED', code: 'ECONNREFUSED', message: `try ${seq}`, at: 1000 + seq } });
+const offline = (seq: number, at: number, reason?: string) => ({ seq, kind: 'checkin', at, data: reason === undefined ? { uptimeSec: 100 + seq } : { uptimeSec: 100 + seq, reason } });
 const synthetic = (seq: number) => ({ seq, kind: 'synthetic', at: 1000 + seq, data: { n: seq } });
 
 async function welcomed(s: TestServer, protocol?: number): Promise<{ client: RawClient; deviceId: string; agent: EnrolledAgent; welcome: Record<string, unknown> }> {
@@ -68,6 +69,30 @@ describe('agent events', () => {
     expect(observations).toHaveLength(4);
   });
 
+  it('stores check-ins recorded offline once each and shows their count and newest time in the device view', async () => {
+    const s = await h.startServer();
+    const { client, deviceId } = await welcomed(s);
+    const before = await s.api<Record<string, unknown>>('GET', `/api/v1/devices/${deviceId}`);
+    expect(before.body).toMatchObject({ offlineCheckins: 0, lastOfflineCheckinAt: null });
+    const t0 = Date.UTC(2026, 10, 21, 4, 0, 0);
+    expect(await sendEvents(client, [offline(1, t0, 'REFUSED'), attempt(2), offline(3, t0 + 60_000, 'REFUSED')])).toBe(3);
+    // Redelivered 3 with a new 4 (no reason known): only 4 counts.
+    expect(await sendEvents(client, [offline(3, t0 + 60_000, 'REFUSED'), offline(4, t0 + 120_000)])).toBe(4);
+    const stored = (await s.server.storage.events.list(deviceId)).filter((e) => e.kind === 'checkin');
+    expect(stored.map((e) => [e.seq, e.at, e.data])).toEqual([
+      [1, t0, { uptimeSec: 101, reason: 'REFUSED' }],
+      [3, t0 + 60_000, { uptimeSec: 103, reason: 'REFUSED' }],
+      [4, t0 + 120_000, { uptimeSec: 104 }],
+    ]);
+    const view = await s.api<Record<string, unknown>>('GET', `/api/v1/devices/${deviceId}`);
+    expect(view.status).toBe(200);
+    expect(view.body).toMatchObject({ offlineCheckins: 3, lastOfflineCheckinAt: new Date(t0 + 120_000).toISOString() });
+    // An older record arriving later does not move the time back.
+    await sendEvents(client, [offline(5, t0 - 60_000)]);
+    const list = await s.api<{ devices: Record<string, unknown>[] }>('GET', '/api/v1/devices');
+    expect(list.body.devices.find((d) => d.id === deviceId)).toMatchObject({ offlineCheckins: 4, lastOfflineCheckinAt: new Date(t0 + 120_000).toISOString() });
+  });
+
   it('logs the count an agent reports in a dropped event', async () => {
     const s = await h.startServer();
     const { client } = await welcomed(s);
@@ -81,6 +106,11 @@ describe('agent events', () => {
     ['data that does not fit its kind', [{ seq: 1, kind: 'attempt', at: 1, data: { n: 1 } }], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
     ['no events at all', [], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
     ['a sequence number of 0', [synthetic(0)], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
+    ['a checkin without uptime', [{ seq: 1, kind: 'checkin', at: 1, data: { reason: 'REFUSED' } }], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
+    ['a checkin with a negative uptime', [{ seq: 1, kind: 'checkin', at: 1, data: { uptimeSec: -1 } }], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
+    ['a checkin with an unknown field', [{ seq: 1, kind: 'checkin', at: 1, data: { uptimeSec: 1, extra: true } }], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
+    ['a checkin with an overlong reason', [offline(1, 1, 'X'.repeat(17))], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
+    ['a checkin with an empty reason', [offline(1, 1, '')], CloseCode.MALFORMED_FRAME, /invalid "events" message/],
   ])('refuses a batch with %s, storing nothing from it', async (_what, events, code, reason) => {
     const s = await h.startServer();
     const { client, deviceId } = await welcomed(s);
@@ -89,6 +119,7 @@ describe('agent events', () => {
     expect(error.message).toMatch(reason);
     expect((await client.waitClose()).code).toBe(code);
     expect(await s.server.storage.events.list(deviceId)).toEqual([]);
+    expect(await s.storedDevice(deviceId)).toMatchObject({ offlineCheckins: 0, lastOfflineCheckinAt: null });
   });
 
   it('refuses events before hello and from an agent that said protocol 2, which still checks in as before', async () => {
