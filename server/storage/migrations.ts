@@ -360,7 +360,7 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 9,
+    version: 8,
     description: 'per-device summary of the check-ins an agent recorded while offline (outbox checkin events)',
     sql: `
       ALTER TABLE devices ADD COLUMN offline_checkins INTEGER NOT NULL DEFAULT 0;
