@@ -98,15 +98,18 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
     if (this.timer) return;
     const slices = Math.max(1, Math.min(HEARTBEAT_SLICES, Math.floor(intervalMs / MIN_HEARTBEAT_TICK_MS)));
     // One pass pings a snapshot of the sessions, a share per tick; sessions that went (or were replaced) meanwhile are skipped.
+    // A pass lasts exactly `slices` ticks, however few sessions there are: each is pinged once per interval.
     let pass: S[] = [];
     let at = 0;
     let perTick = 0;
+    let tick = 0;
     this.timer = setInterval(() => {
-      if (at >= pass.length) {
+      if (tick % slices === 0) {
         pass = [...this.sessions.values()];
         at = 0;
         perTick = Math.ceil(pass.length / slices);
       }
+      tick += 1;
       const end = Math.min(pass.length, at + perTick);
       for (; at < end; at += 1) {
         const session = pass[at]!;

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { waitFor } from '../../test/support/harness.js';
 import { HEARTBEAT_SLICES, SessionRegistry, type LiveSession } from '../session-registry.js';
 
@@ -40,5 +40,23 @@ describe('session registry heartbeat', () => {
     expect(largestBurst).toBe(90 / HEARTBEAT_SLICES);
     expect(Math.max(...sessions.map((s) => s.pings))).toBe(1);
     expect(pinged).toBe(90);
+  });
+
+  it('pings a fleet smaller than the number of ticks once per interval too, not once per tick', () => {
+    vi.useFakeTimers();
+    try {
+      registry = new SessionRegistry<FakeSession>();
+      const sessions = Array.from({ length: 3 }, (_, i) => new FakeSession(`dev_${i}`, () => undefined));
+      for (const s of sessions) registry.register(s, 4004);
+      registry.startHeartbeat(HEARTBEAT_SLICES * 100);
+      vi.advanceTimersByTime(HEARTBEAT_SLICES * 100);
+      expect(sessions.map((s) => s.pings)).toEqual([1, 1, 1]);
+      vi.advanceTimersByTime(HEARTBEAT_SLICES * 100 * 2);
+      expect(sessions.map((s) => s.pings)).toEqual([3, 3, 3]);
+    } finally {
+      registry?.closeAll(1001, 'test over');
+      registry = undefined;
+      vi.useRealTimers();
+    }
   });
 });
