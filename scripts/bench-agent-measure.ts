@@ -14,6 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { resolveServerConfig } from '../server/config.js';
+import { AGENT_SERVICE_ENV } from '../server/installer/linux-installer.js';
 import { buildServer } from '../server/server.js';
 
 const run = promisify(execFile);
@@ -90,7 +91,8 @@ export async function measureAgent(opts: { binary: string; intervalSec: number; 
     const group = await server.storage.groups.ensurePath('Bench/Agent');
     const { secret } = await server.storage.enrollTokens.create({ groupId: group.id, expiresAt: null, maxUses: 1, now: Date.now() });
     const stateDir = path.join(dir, 'state');
-    const env = { PATH: '/nonexistent', HOME: dir, ROLLCALL_AGENT_TOKEN: secret };
+    // As the installed service runs it: the unit's environment, and no node on the PATH.
+    const env = { PATH: '/nonexistent', HOME: dir, ROLLCALL_AGENT_TOKEN: secret, ...AGENT_SERVICE_ENV };
     await run(opts.binary, ['enroll', '--server', `127.0.0.1:${server.agentPort}`, '--ca-pin', server.pki.caPin, '--state-dir', stateDir], { env });
     child = startAgentProcess(opts.binary, stateDir, env);
     const pid = child.pid!;

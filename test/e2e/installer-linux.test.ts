@@ -75,6 +75,7 @@ describe('the Linux installer, end to end into a temporary root', () => {
     expect(unit).toBe(systemdUnit());
     expect(unit).toContain('ExecStart=/opt/rollcall-agent/rollcall-agent run --state-dir /var/lib/rollcall-agent --config /etc/rollcall-agent/agent.json\n');
     expect(unit).toContain('Restart=on-failure\n');
+    expect(unit).toContain('Environment=MALLOC_ARENA_MAX=1\n');
     expect(unit).toContain('RestartPreventExitStatus=10\n');
     expect(unit).toContain('WantedBy=multi-user.target\n');
     expect(s.logs.some((l) => l.msg === 'agent executable downloaded')).toBe(true);
