@@ -11,18 +11,7 @@ describe('the agent as an outside-in probe', () => {
     const agent = await s1.enrollAgent({ group: 'Customers/Acme' });
     const port = s1.server.agentPort;
     await s1.close();
-    const { log } = captureLogger();
-    const running = await startAgent({
-      state: agent.state,
-      fingerprint: agent.fingerprint,
-      backoff: { baseMs: 50, capMs: 200 },
-      connectTimeoutMs: 2000,
-      ackTimeoutMs: 3000,
-      intervalOverrideSec: 1,
-      log,
-      random: () => 0.5,
-    });
-    h.defer(() => running.stop());
+    const { running } = await h.runAgent(agent, { probe: undefined }); // the real port-check engine probes
     await waitFor(() => running.status.status.failedAttempts >= 3, 'three refused attempts');
     const s2 = await h.startServer({ agentPort: port }, { dataDir: s1.dataDir });
     const group = await s2.server.storage.groups.resolve('Customers/Acme');

@@ -6,15 +6,13 @@
  * once, in order, and shows their count and newest time in the device
  * view; while connected, no more are recorded.
  */
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import { decodeRecords } from '../../agent/outbox-format.js';
 import { openDatabase } from '../../server/storage/db.js';
 import { Harness } from '../support/harness.js';
-import { assertBuilt, eventually, freePort, Processes, ROLLCALL, ROLLCALL_AGENT, type Proc } from './processes.js';
+import { assertBuilt, eventually, freePort, Processes, readAgentStatus, ROLLCALL_AGENT, ServerFixture, type Proc } from './processes.js';
 
 const OFFLINE_RECORDS = 3;
 
@@ -36,16 +34,6 @@ interface DeviceJson {
   lastOfflineCheckinAt: string | null;
 }
 
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 describe('check-ins recorded while offline', { timeout: 120_000 }, () => {
   it('reach the server once each, in order, after it comes back, and show in the device view', async () => {
     assertBuilt();
@@ -56,23 +44,10 @@ describe('check-ins recorded while offline', { timeout: 120_000 }, () => {
       process.stderr.write(`\nprocess output at failure:\n${procs.report()}\nagent status: ${last}\n`);
     });
     const ports = { agent: await freePort(), console: await freePort() };
-    let server: Proc | undefined;
+    const fixture = new ServerFixture(procs, dataDir, ports);
 
-    const startServer = async (): Promise<void> => {
-      const proc = procs.start(`server#${procs.all.length}`, ROLLCALL, [
-        'server', '--data-dir', dataDir, '--agent-port', String(ports.agent), '--console-port', String(ports.console), '--listen-host', '127.0.0.1', '--interval', '1', '--log-level', 'warn',
-      ]);
-      const up = await eventually(async () => (!proc.running ? 'exited' : (await listening(ports.agent)) ? 'up' : undefined), 'the server to listen', 20_000, 50);
-      if (up !== 'up') throw new Error(`the server did not start\n${proc.tail()}`);
-      server = proc;
-    };
-    const status = async (): Promise<StatusJson | undefined> => {
-      try {
-        return JSON.parse(await fs.readFile(path.join(stateDir, 'status.json'), 'utf8')) as StatusJson;
-      } catch {
-        return undefined; // not written yet, or between writes
-      }
-    };
+    const startServer = (): Promise<Proc> => fixture.start();
+    const status = (): Promise<StatusJson | undefined> => readAgentStatus<StatusJson>(stateDir);
     /** The `checkin` events in the agent's outbox file now. */
     const outboxCheckins = async (): Promise<{ seq: number; at: number }[]> => {
       const buf = await fs.readFile(path.join(stateDir, 'outbox.log')).catch(() => Buffer.alloc(0));
@@ -80,20 +55,10 @@ describe('check-ins recorded while offline', { timeout: 120_000 }, () => {
         .records.map((r) => r.record)
         .flatMap((r) => ('event' in r && r.event.kind === 'checkin' ? [{ seq: r.event.seq, at: r.event.at }] : []));
     };
-    const admin = async (args: string[]): Promise<string> => {
-      const r = await procs.run(ROLLCALL, [...args, '--data-dir', dataDir]);
-      if (r.code !== 0) throw new Error(`rollcall ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-      return r.stdout;
-    };
+    const admin = (args: string[]): Promise<string> => fixture.admin(args);
 
     await startServer();
-    await eventually(() => (existsSync(path.join(dataDir, 'cli.json')) ? true : undefined), 'cli.json', 20_000);
-    await admin(['groups', 'create', 'Customers/Offline']);
-    const token = JSON.parse(await admin(['token', 'create', '--group', 'Customers/Offline', '--json'])) as { token: string; agentCommand: string };
-    const pin = /--ca-pin (sha256:[0-9a-f]{64})/.exec(token.agentCommand)![1]!;
-    const enrolled = await procs.run(ROLLCALL_AGENT, ['enroll', '--server', `127.0.0.1:${ports.agent}`, '--ca-pin', pin, '--token', token.token, '--state-dir', stateDir, '--json']);
-    expect(enrolled.code, enrolled.stderr).toBe(0);
-    const deviceId = (JSON.parse(enrolled.stdout) as { deviceId: string }).deviceId;
+    const deviceId = await fixture.enroll('Customers/Offline', stateDir);
     const agent = procs.start('agent', ROLLCALL_AGENT, ['run', '--state-dir', stateDir, '--backoff-base', '100ms', '--backoff-cap', '400ms', '--interval', '1s', '--log-level', 'warn']);
 
     // Connected and checking in live: nothing recorded for check-ins in the outbox.
@@ -102,8 +67,8 @@ describe('check-ins recorded while offline', { timeout: 120_000 }, () => {
 
     // The server goes away; the agent records one check-in per second while it cannot connect.
     const stoppedAt = Date.now();
-    server!.signal('SIGTERM');
-    expect(await server!.waitExit(15_000)).toEqual({ code: 0, signal: null });
+    fixture.server!.signal('SIGTERM');
+    expect(await fixture.server!.waitExit(15_000)).toEqual({ code: 0, signal: null });
     const offline = await eventually(async () => ((c) => (c.length >= OFFLINE_RECORDS ? c : undefined))(await outboxCheckins()), `${OFFLINE_RECORDS} offline check-ins in the outbox`, 30_000, 50);
     expect((await status())?.state).not.toBe('connected');
     await startServer();
@@ -121,8 +86,8 @@ describe('check-ins recorded while offline', { timeout: 120_000 }, () => {
 
     agent.signal('SIGTERM');
     expect(await agent.waitExit(10_000)).toEqual({ code: 0, signal: null });
-    server!.signal('SIGTERM');
-    expect(await server!.waitExit(15_000)).toEqual({ code: 0, signal: null });
+    fixture.server!.signal('SIGTERM');
+    expect(await fixture.server!.waitExit(15_000)).toEqual({ code: 0, signal: null });
 
     const db = await openDatabase(path.join(dataDir, 'rollcall.db'));
     h.defer(() => db.close());

@@ -4,14 +4,12 @@
  * points, both restarted; afterwards the server holds every event exactly
  * once and the agent's outbox is empty.
  */
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import { openDatabase } from '../../server/storage/db.js';
 import { Harness } from '../support/harness.js';
-import { assertBuilt, eventually, freePort, Processes, ROLLCALL, ROLLCALL_AGENT, type Proc } from './processes.js';
+import { assertBuilt, eventually, freePort, Processes, readAgentStatus, ROLLCALL_AGENT, ServerFixture, type Proc } from './processes.js';
 
 const TOTAL = 3000;
 const KILLS = 6;
@@ -40,16 +38,6 @@ interface StatusJson {
   outbox: { pending: number; lastSeq: number; dropped: number } | null;
 }
 
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 describe('the durable outbox under kill -9', { timeout: 120_000 }, () => {
   it('delivers every one of a few thousand events exactly once while the agent and the server are killed at random points', async () => {
     assertBuilt();
@@ -60,48 +48,19 @@ describe('the durable outbox under kill -9', { timeout: 120_000 }, () => {
       process.stderr.write(`\nprocess output at failure:\n${procs.report()}\nagent status: ${last}\n`);
     });
     const ports = { agent: await freePort(), console: await freePort() };
-    let server: Proc | undefined;
+    const fixture = new ServerFixture(procs, dataDir, ports);
     let agent: Proc | undefined;
 
-    const startServer = async (): Promise<void> => {
-      for (let attempt = 1; ; attempt += 1) {
-        const proc = procs.start(`server#${procs.all.length}`, ROLLCALL, [
-          'server', '--data-dir', dataDir, '--agent-port', String(ports.agent), '--console-port', String(ports.console), '--listen-host', '127.0.0.1', '--interval', '1', '--log-level', 'warn',
-        ]);
-        const up = await eventually(async () => (!proc.running ? 'exited' : (await listening(ports.agent)) ? 'up' : undefined), 'the server to listen', 20_000, 50);
-        if (up === 'up') {
-          server = proc;
-          return;
-        }
-        if (attempt >= 5) throw new Error(`the server did not start\n${proc.tail()}`);
-      }
-    };
+    const startServer = (): Promise<Proc> => fixture.start(5);
     const startAgent = (): void => {
       agent = procs.start(`agent#${procs.all.length}`, ROLLCALL_AGENT, ['run', '--state-dir', stateDir, '--backoff-base', '100ms', '--backoff-cap', '400ms', '--interval', '1s', '--log-level', 'warn'], {
         ROLLCALL_AGENT_TEST_EVENTS: `${TOTAL}@800`,
       });
     };
-    const status = async (): Promise<StatusJson | undefined> => {
-      try {
-        return JSON.parse(await fs.readFile(path.join(stateDir, 'status.json'), 'utf8')) as StatusJson;
-      } catch {
-        return undefined; // not written yet, or between writes
-      }
-    };
-    const admin = async (args: string[]): Promise<string> => {
-      const r = await procs.run(ROLLCALL, [...args, '--data-dir', dataDir]);
-      if (r.code !== 0) throw new Error(`rollcall ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-      return r.stdout;
-    };
+    const status = (): Promise<StatusJson | undefined> => readAgentStatus<StatusJson>(stateDir);
 
     await startServer();
-    await eventually(() => (existsSync(path.join(dataDir, 'cli.json')) ? true : undefined), 'cli.json', 20_000);
-    await admin(['groups', 'create', 'Customers/Kill']);
-    const token = JSON.parse(await admin(['token', 'create', '--group', 'Customers/Kill', '--json'])) as { token: string; agentCommand: string };
-    const pin = /--ca-pin (sha256:[0-9a-f]{64})/.exec(token.agentCommand)![1]!;
-    const enrolled = await procs.run(ROLLCALL_AGENT, ['enroll', '--server', `127.0.0.1:${ports.agent}`, '--ca-pin', pin, '--token', token.token, '--state-dir', stateDir, '--json']);
-    expect(enrolled.code, enrolled.stderr).toBe(0);
-    const deviceId = (JSON.parse(enrolled.stdout) as { deviceId: string }).deviceId;
+    const deviceId = await fixture.enroll('Customers/Kill', stateDir);
     startAgent();
 
     // Kill points: when the agent has numbered this many events; who is killed: seeded, at least two of each.
@@ -115,8 +74,8 @@ describe('the durable outbox under kill -9', { timeout: 120_000 }, () => {
         await agent!.waitExit(5000);
         startAgent();
       } else {
-        server!.signal('SIGKILL');
-        await server!.waitExit(5000);
+        fixture.server!.signal('SIGKILL');
+        await fixture.server!.waitExit(5000);
         await startServer();
       }
     }
@@ -132,8 +91,8 @@ describe('the durable outbox under kill -9', { timeout: 120_000 }, () => {
     );
     agent!.signal('SIGTERM');
     expect(await agent!.waitExit(10_000)).toEqual({ code: 0, signal: null });
-    server!.signal('SIGTERM');
-    expect(await server!.waitExit(15_000)).toEqual({ code: 0, signal: null });
+    fixture.server!.signal('SIGTERM');
+    expect(await fixture.server!.waitExit(15_000)).toEqual({ code: 0, signal: null });
 
     const lastSeq = ((await status())?.outbox?.lastSeq ?? 0);
     expect(lastSeq).toBeGreaterThanOrEqual(final.outbox!.lastSeq);

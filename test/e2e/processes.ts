@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -170,5 +171,72 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
     }
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * A server process on fixed loopback ports and a data directory, with a 1 s
+ * check-in interval, and the admin CLI against it: the fixture of the
+ * end-to-end tests that stop and restart the server under a running agent.
+ */
+export class ServerFixture {
+  /** The server process running now, if any. */
+  server: Proc | undefined;
+
+  constructor(
+    private readonly procs: Processes,
+    readonly dataDir: string,
+    readonly ports: { readonly agent: number; readonly console: number },
+  ) {}
+
+  /** Starts the server and waits until it listens; retries a start that exits at once (a port still held), up to `attempts`. */
+  async start(attempts = 1): Promise<Proc> {
+    for (let attempt = 1; ; attempt += 1) {
+      const proc = this.procs.start(`server#${this.procs.all.length}`, ROLLCALL, [
+        'server', '--data-dir', this.dataDir, '--agent-port', String(this.ports.agent), '--console-port', String(this.ports.console),
+        '--listen-host', '127.0.0.1', '--interval', '1', '--log-level', 'warn',
+      ]);
+      const up = await eventually(async () => (!proc.running ? 'exited' : (await listening(this.ports.agent)) ? 'up' : undefined), 'the server to listen', 20_000, 50);
+      if (up === 'up') return (this.server = proc);
+      if (attempt >= attempts) throw new Error(`the server did not start\n${proc.tail()}`);
+    }
+  }
+
+  /** Runs an admin command against this server's data directory; returns its stdout, throws when it fails. */
+  async admin(args: readonly string[]): Promise<string> {
+    const r = await this.procs.run(ROLLCALL, [...args, '--data-dir', this.dataDir]);
+    if (r.code !== 0) throw new Error(`rollcall ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** Makes a group and a token for it and enrolls an agent state directory with the agent CLI; returns the device id. */
+  async enroll(group: string, stateDir: string): Promise<string> {
+    await eventually(() => (existsSync(path.join(this.dataDir, 'cli.json')) ? true : undefined), 'cli.json', 20_000);
+    await this.admin(['groups', 'create', group]);
+    const token = JSON.parse(await this.admin(['token', 'create', '--group', group, '--json'])) as { token: string; agentCommand: string };
+    const pin = /--ca-pin (sha256:[0-9a-f]{64})/.exec(token.agentCommand)![1]!;
+    const enrolled = await this.procs.run(ROLLCALL_AGENT, ['enroll', '--server', `127.0.0.1:${this.ports.agent}`, '--ca-pin', pin, '--token', token.token, '--state-dir', stateDir, '--json']);
+    if (enrolled.code !== 0) throw new Error(`enrollment failed (${enrolled.code}): ${enrolled.stderr}`);
+    return (JSON.parse(enrolled.stdout) as { deviceId: string }).deviceId;
+  }
+}
+
+/** The agent's status.json now, or undefined while it is not written (or between writes). */
+export async function readAgentStatus<T>(stateDir: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(stateDir, 'status.json'), 'utf8')) as T;
+  } catch {
+    return undefined;
   }
 }
