@@ -27,37 +27,48 @@ import { RollcallError } from '../common/errors.js';
 import { normalizeSerial, type KeyedCert } from '../common/pki.js';
 import { CHECKIN_PATH, encode, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
-import { enroll, type EnrollDeps } from './enroll.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { registerPortcheckReport } from './portcheck-report.js';
 import { registerAgentDownload, type AgentBinaries } from './agent-download.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
 import { installAdmission, type AdmissionStats } from './admission.js';
-import { loadOrCreateTicketKey, rotateTicketKeyIfOld, TICKET_LIFETIME_SEC, type TicketKey } from './tls-tickets.js';
-import type { Storage } from './storage/index.js';
+import { TICKET_LIFETIME_SEC } from './tls-tickets.js';
+import type { AgentBackend, Refusal } from './agent-backend.js';
+import type { SessionRegistry } from './session-registry.js';
 
 /** What the agent listener needs. */
 export interface AgentListenerDeps {
   readonly tls: { readonly server: KeyedCert; readonly caCertPem: string; readonly handshakeTimeoutMs: number; readonly clientCaPems?: readonly string[] };
-  readonly storage: Pick<Storage, 'db' | 'groups' | 'devices' | 'enrollTokens' | 'instanceId' | 'evidence' | 'certRenewals'>;
-  /** Lifetime of certificates issued at enrollment, in seconds. */
-  readonly certValiditySec?: number;
-  /** The CA that enrolls agents now (the one the port presents). */
-  readonly ca: () => KeyedCert;
-  readonly placementProblem?: EnrollDeps['placementProblem'];
+  /** Storage and CA work: local, or the primary's over IPC in an agent worker. */
+  readonly backend: AgentBackend;
+  /** The CA certificate served on /v1/ca (the one that enrolls agents now). */
+  readonly caCertPem: () => string;
   readonly enrollLimiter: FailureLimiter;
   readonly session: SessionDeps;
+  /** The registry of this process's sessions: the shutdown notice hooks into it. */
+  readonly registry: Pick<SessionRegistry, 'onShutdown'>;
+  /** Uniform random numbers in [0, 1) for the shutdown spread; a seam for tests. */
+  readonly random?: () => number;
   /** The agent executables served to installers. */
   readonly binaries: AgentBinaries;
   readonly now: () => number;
   readonly log: Logger;
   /** Observes check-in refusals (the console's live feed); deviceId when the certificate names a known device. */
-  readonly onReject?: (e: { kind: 'reject'; deviceId: string | null; reason: string; address: string; at: number }) => void;
-  /** Where the TLS session-ticket key lives (see tls-tickets.ts); without one, tickets last only as long as the process. */
-  readonly ticketKeyFile?: string;
+  readonly onReject?: (e: RejectEvent) => void;
+  /** The TLS session-ticket keys (see tls-tickets.ts); without them, tickets last only as long as the process. */
+  readonly ticketKeys?: Buffer;
   /** Admission control before TLS (see admission.ts); none when absent. */
   readonly admission?: { readonly maxPendingHandshakes: number };
+}
+
+/** A refused check-in upgrade, for the live feed. */
+export interface RejectEvent {
+  readonly kind: 'reject';
+  readonly deviceId: string | null;
+  readonly reason: string;
+  readonly address: string;
+  readonly at: number;
 }
 
 /**
@@ -77,8 +88,6 @@ export function restartWindowMs(sessions: number): number {
   return Math.min(RESTART_MAX_WINDOW_MS, Math.max(RESTART_MIN_WINDOW_MS, sessions * RESTART_SPREAD_PER_AGENT_MS));
 }
 
-/** How often a running server checks whether its ticket key is due for rotation. */
-const TICKET_ROTATION_CHECK_MS = 6 * 3_600_000;
 /** At most one "connections shed" log line per this many milliseconds. */
 const SHED_LOG_EVERY_MS = 5000;
 
@@ -93,14 +102,6 @@ function enrollRefusalReason(err: unknown): string | undefined {
   const status = (err as { statusCode?: unknown }).statusCode;
   if (typeof status !== 'number' || status < 400 || status >= 500) return undefined;
   return status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST'; // as installErrorHandling answers them
-}
-
-/** Why a check-in upgrade is refused. */
-interface Refusal {
-  readonly code: ServerErrorCode;
-  readonly message: string;
-  /** The device the certificate names, when it is a known one (a revoked device). */
-  readonly deviceId?: string;
 }
 
 /** The CN of an X509Certificate subject ("CN=…" lines); undefined without exactly one. */
@@ -123,21 +124,7 @@ async function authenticateAgent(socket: TLSSocket, deps: AgentListenerDeps): Pr
   if (socket.isSessionReused() && !(Date.parse(cert.validTo) > deps.now())) {
     return { code: 'CLIENT_CERT_EXPIRED', message: 'the client certificate has expired' };
   }
-  const serial = normalizeSerial(cert.serialNumber);
-  const cn = commonName(cert.subject);
-  let device = await deps.storage.devices.findBySerial(serial);
-  if (!device) {
-    // A renewed certificate's first connection: it replaces the old one now, and the old one stops mapping to the device.
-    const pending = await deps.storage.certRenewals.find(serial);
-    if (pending && cn === pending.deviceId && (await deps.storage.certRenewals.promote(serial))) {
-      deps.log.info({ deviceId: pending.deviceId, serial }, 'renewed certificate in use; the old one is no longer accepted');
-      device = await deps.storage.devices.findBySerial(serial);
-    }
-  }
-  if (!device || cn !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
-  if (device.revokedAt !== null) return { code: 'DEVICE_REVOKED', message: 'the device was revoked', deviceId: device.id };
-  const groupPath = await deps.storage.groups.pathOf(device.groupId);
-  return { id: device.id, group: { id: device.groupId, path: groupPath ?? '' }, lastSeq: device.lastSeq };
+  return deps.backend.lookupDevice(normalizeSerial(cert.serialNumber), commonName(cert.subject));
 }
 
 /** Answers an upgrade request with an HTTP error and closes the socket (as `ws` refuses a handshake). */
@@ -172,8 +159,8 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
   let nextConnId = 1;
   // Open channels, for the shutdown notice (the sessions own their sockets; this only sends one frame).
   const open = new Set<WebSocket>();
-  const random = deps.session.random ?? Math.random;
-  deps.session.registry.onShutdown((sessions) => {
+  const random = deps.random ?? Math.random;
+  deps.registry.onShutdown((sessions) => {
     const windowMs = restartWindowMs(sessions);
     deps.log.info({ agents: open.size, windowMs }, 'telling agents when to reconnect');
     for (const ws of open) {
@@ -233,13 +220,6 @@ function installGate(app: HttpsApp, limits: NonNullable<AgentListenerDeps['admis
 
 /** Builds (but does not start) the agent listener. */
 export async function buildAgentListener(deps: AgentListenerDeps): Promise<HttpsApp> {
-  let ticketKey: TicketKey | undefined;
-  if (deps.ticketKeyFile) {
-    const loaded = await loadOrCreateTicketKey(deps.ticketKeyFile, deps.now());
-    ticketKey = loaded.key;
-    if (loaded.outcome === 'replaced') deps.log.warn({ file: deps.ticketKeyFile, problem: loaded.problem }, 'TLS ticket key unreadable; made a new one (agents make full handshakes once)');
-    else if (loaded.outcome === 'created') deps.log.info({ file: deps.ticketKeyFile }, 'TLS ticket key created');
-  }
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -256,36 +236,18 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       // Resumption across restarts and processes: a fixed session context (Node's default hashes argv) and a persisted key.
       sessionIdContext: 'rollcall-agent',
       sessionTimeout: TICKET_LIFETIME_SEC,
-      ...(ticketKey ? { ticketKeys: ticketKey.keys } : {}),
+      ...(deps.ticketKeys ? { ticketKeys: deps.ticketKeys } : {}),
     },
   });
-  if (ticketKey && deps.ticketKeyFile) {
-    const file = deps.ticketKeyFile;
-    let current = ticketKey;
-    const timer = setInterval(() => {
-      rotateTicketKeyIfOld(file, current, deps.now()).then(
-        (next) => {
-          if (!next) return;
-          current = next;
-          app.server.setTicketKeys(next.keys);
-          deps.log.info({ file }, 'TLS ticket key rotated');
-        },
-        (err: unknown) => deps.log.error({ err: err instanceof Error ? err.message : String(err), file }, 'cannot rotate the TLS ticket key; keeping the old one'),
-      );
-    }, TICKET_ROTATION_CHECK_MS);
-    timer.unref();
-    app.addHook('onClose', async () => clearInterval(timer));
-  }
   // Prepended: the https server's own listener destroys the socket, after which its address is gone.
   app.server.prependListener('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     deps.log.info({ reason: err.code ?? err.message, address: socket.remoteAddress }, 'TLS handshake failed');
   });
   installErrorHandling(app);
-  addIdentifyRoute(app, 'agent', deps.storage.instanceId);
+  addIdentifyRoute(app, 'agent', deps.backend.instanceId);
 
-  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.ca().certPem));
+  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').send(deps.caCertPem()));
 
-  const enrollDeps = (): EnrollDeps => ({ storage: deps.storage, ca: deps.ca(), now: deps.now, placementProblem: deps.placementProblem, certValiditySec: deps.certValiditySec });
   const onEnrollError = async (req: FastifyRequest, _reply: FastifyReply, err: unknown): Promise<void> => {
     const reason = enrollRefusalReason(err);
     if (reason === undefined) return;
@@ -302,13 +264,13 @@ export async function buildAgentListener(deps: AgentListenerDeps): Promise<Https
       void reply.header('retry-after', String(Math.ceil(blockedMs / 1000)));
       return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: 'too many failed enrollments; retry later', retryAfterMs: blockedMs } });
     }
-    const result = await enroll(checkEnrollRequest(req.body), enrollDeps());
+    const result = await deps.backend.enroll(checkEnrollRequest(req.body));
     deps.log.info({ deviceId: result.deviceId, group: result.group.path, placementReason: result.placementReason, address }, 'agent enrolled');
     return result;
   });
 
   registerAgentDownload(app, deps.binaries, deps.log);
-  registerPortcheckReport(app, { storage: deps.storage, limiter: deps.enrollLimiter, now: deps.now, log: deps.log });
+  registerPortcheckReport(app, { storage: deps.backend.portcheck, limiter: deps.enrollLimiter, now: deps.now, log: deps.log });
 
   installCheckinUpgrade(app, deps);
   if (deps.admission) installGate(app, deps.admission, deps.log);

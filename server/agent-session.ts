@@ -29,28 +29,39 @@ import type { ReportContext } from './agent-reports.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../common/version.js';
 import type { CheckinRecord } from './checkin-writer.js';
 import { FrameBudget } from './frame-budget.js';
-import type { LiveSession, SessionRegistry } from './session-registry.js';
-import type { ConnectFacts } from './storage/devices-store.js';
+import type { AdmitDecision, HelloFacts } from './session-admission.js';
+import type { DisconnectFacts, LiveSession } from './session-registry.js';
+
+/**
+ * Where a session's `hello` is decided and its end reported: the local
+ * registry in a single process, the primary over IPC in an agent worker.
+ */
+export interface SessionAdmission {
+  /** Admits or turns away a session that sent a valid hello (see session-admission.ts). */
+  admit(session: AgentSession, hello: HelloFacts, log: Logger): AdmitDecision | Promise<AdmitDecision>;
+  /** The channel closed (whether or not it was admitted). */
+  release(session: AgentSession, end: SessionEnd): void;
+}
+
+/** How a channel ended. */
+export interface SessionEnd extends DisconnectFacts {
+  readonly code: number;
+  readonly reason: string;
+  /** True when it had been admitted (a `connect` event was published). */
+  readonly ready: boolean;
+}
 
 /** What a session needs from the rest of the server. */
 export interface SessionDeps {
   readonly decoder: Decoder<AgentMessage>;
-  readonly registry: SessionRegistry<AgentSession>;
-  readonly recordConnect: (deviceId: string, facts: ConnectFacts) => Promise<void>;
-  readonly flagPossibleClone: (deviceId: string, at: number) => Promise<void>;
+  readonly admission: SessionAdmission;
   readonly recordCheckin: (r: CheckinRecord) => Promise<void>;
-  /** Highest check-in sequence accepted for a device since the server started (0 when none). */
-  readonly latestSeq: (deviceId: string) => number;
   readonly settings: {
     readonly helloTimeoutMs: number;
     readonly checkinIntervalSec: number;
     readonly maxFramesPerSec: number;
     readonly frameBurst: number;
-    readonly maxAgents: number;
-    readonly overloadRetryAfterMs: number;
   };
-  /** Uniform random numbers in [0, 1); a seam for tests. */
-  readonly random?: () => number;
   /** This server instance, for `diagnose_ack`. */
   readonly instanceId: string;
   /** The listener ports advertised in `welcome` (protocol 2). */
@@ -59,16 +70,10 @@ export interface SessionDeps {
   readonly recordReport: (report: Report, ctx: ReportContext) => Promise<void>;
   /** Stores outbox events once per (device, seq), with their health observations (protocol 3). */
   readonly recordEvents: (events: readonly AgentEvent[], ctx: ReportContext) => Promise<{ fresh: number; dropped: number }>;
-  /** Highest outbox event sequence stored for a device (0 when none). */
-  readonly lastEventSeq: (deviceId: string) => Promise<number>;
   /** Signs a renewal CSR for the device (protocol 3); resolves with the certificate PEM, usable once the agent connects with it. */
   readonly renewCertificate: (deviceId: string, csrPem: string) => Promise<string>;
-  /** The CAs agents should trust, newest first, while more than one is (CA rotation); null otherwise. */
-  readonly trustedCas: () => string[] | null;
-  /** Records that the device connected from an address (health evidence). */
-  readonly recordSighting: (s: { deviceId: string; groupId: string; address: string; at: number }) => Promise<void>;
   readonly now: () => number;
-  /** Observes lifecycle events (live feed, metrics). */
+  /** Observes lifecycle events (live feed, metrics); a worker leaves this to the primary. */
   readonly onEvent?: (e: SessionEvent) => void;
 }
 
@@ -90,7 +95,7 @@ export class AgentSession implements LiveSession {
   readonly deviceId: string;
   fingerprint = '';
   alive = true;
-  private state: 'awaiting_hello' | 'ready' | 'closed' = 'awaiting_hello';
+  private state: 'awaiting_hello' | 'admitting' | 'ready' | 'closed' = 'awaiting_hello';
   /** The protocol version agreed in `welcome`. */
   private protocol = 0;
   private lastEventSeqSeen = 0;
@@ -218,60 +223,63 @@ export class AgentSession implements LiveSession {
       this.fail(CloseCode.UNKNOWN_DEVICE, 'UNKNOWN_DEVICE', 'hello names a device other than the certificate');
       return;
     }
-    const { maxAgents, overloadRetryAfterMs } = this.deps.settings;
-    if (!this.deps.registry.get(this.deviceId) && this.deps.registry.size >= maxAgents) {
-      const retryAfterMs = Math.round(overloadRetryAfterMs * (1 + (this.deps.random ?? Math.random)()));
-      this.fail(CloseCode.OVERLOADED, 'OVERLOADED', `server at capacity (${maxAgents} agents); retry later`, retryAfterMs);
-      return;
-    }
-    this.state = 'ready';
+    this.state = 'admitting';
     this.fingerprint = hello.fingerprint;
     const now = this.deps.now();
-    const { replaced, possibleClone } = this.deps.registry.register(this, CloseCode.REPLACED);
-    if (replaced) this.log.warn({ possibleClone }, 'device connected again; older connection replaced');
-    if (possibleClone) {
-      this.deps.flagPossibleClone(this.deviceId, now).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot flag possible clone'));
-    }
-    this.lastSeq = Math.max(this.lastSeq, this.deps.latestSeq(this.deviceId));
-    const interval = this.deps.settings.checkinIntervalSec;
-    this.deps
-      .recordConnect(this.deviceId, {
+    const facts: HelloFacts = {
+      deviceId: this.deviceId,
+      groupId: this.device.group.id,
+      address: this.address,
+      at: now,
+      protocol: hello.protocol,
+      connect: {
         at: now,
         address: this.address,
         hostname: hello.hostname,
         fingerprint: hello.fingerprint,
         agentVersion: hello.agentVersion,
         os: `${hello.inventory.os} ${hello.inventory.release} ${hello.inventory.arch}`.trim(),
-        intervalSec: interval,
-      })
-      .catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot record connect'));
-    this.protocol = Math.min(hello.protocol, PROTOCOL_VERSION);
-    const welcome = (lastEventSeq: number | undefined): void =>
-      this.send({
-        type: 'welcome',
-        protocol: this.protocol,
-        deviceId: this.deviceId,
-        intervalSec: interval,
-        group: { id: this.device.group.id, path: this.device.group.path },
-        serverTime: now,
-        lastSeq: this.lastSeq,
-        ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
-        ...(lastEventSeq === undefined ? {} : { lastEventSeq }),
-      });
-    if (this.protocol < 3) welcome(undefined);
-    else {
-      this.deps.lastEventSeq(this.deviceId).then((seq) => {
-        welcome(seq);
-        const cas = this.deps.trustedCas();
-        if (cas) this.sendTrust(cas);
-      }, (err: unknown) => {
-        this.log.error({ err: describeError(err) }, 'cannot read the last event sequence; closing so the agent retries');
-        this.close(1011, 'event store unavailable');
-      });
+        intervalSec: this.deps.settings.checkinIntervalSec,
+      },
+    };
+    const refused = (err: unknown): void => {
+      this.log.error({ err: describeError(err) }, 'cannot admit the channel (event store or primary unavailable); closing so the agent retries');
+      this.close(1011, 'event store unavailable');
+    };
+    let decision: AdmitDecision | Promise<AdmitDecision>;
+    try {
+      decision = this.deps.admission.admit(this, facts, this.log);
+    } catch (err) {
+      refused(err);
+      return;
     }
-    this.deps
-      .recordSighting({ deviceId: this.deviceId, groupId: this.device.group.id, address: this.address, at: now })
-      .catch((err: unknown) => this.log.error({ err: describeError(err) }, 'cannot record sighting'));
+    if (decision instanceof Promise) decision.then((d) => this.onAdmitted(d, hello, now), refused);
+    else this.onAdmitted(decision, hello, now);
+  }
+
+  private onAdmitted(d: AdmitDecision, hello: Hello, now: number): void {
+    if (this.state !== 'admitting') return; // closed while the decision was on its way
+    if (!d.admitted) {
+      this.state = 'awaiting_hello';
+      this.fail(CloseCode.OVERLOADED, 'OVERLOADED', `server at capacity (${d.maxAgents} agents); retry later`, d.retryAfterMs);
+      return;
+    }
+    this.state = 'ready';
+    if (d.replaced) this.log.warn({ possibleClone: d.possibleClone }, 'device connected again; older connection replaced');
+    this.lastSeq = Math.max(this.lastSeq, d.latestSeq);
+    this.protocol = Math.min(hello.protocol, PROTOCOL_VERSION);
+    this.send({
+      type: 'welcome',
+      protocol: this.protocol,
+      deviceId: this.deviceId,
+      intervalSec: this.deps.settings.checkinIntervalSec,
+      group: { id: this.device.group.id, path: this.device.group.path },
+      serverTime: now,
+      lastSeq: this.lastSeq,
+      ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
+      ...(d.lastEventSeq === null ? {} : { lastEventSeq: d.lastEventSeq }),
+    });
+    if (d.trustedCas) this.sendTrust(d.trustedCas);
     this.log.info({ hostname: hello.hostname, agentVersion: hello.agentVersion, protocol: hello.protocol }, 'agent connected');
     this.deps.onEvent?.({ kind: 'connect', deviceId: this.deviceId, address: this.address, at: now });
   }
@@ -389,7 +397,7 @@ export class AgentSession implements LiveSession {
     const wasReady = this.state === 'ready';
     this.state = 'closed';
     const now = this.deps.now();
-    this.deps.registry.unregister(this, { at: now, clean: !this.closedByServer && (code === 1000 || code === 1001) });
+    this.deps.admission.release(this, { at: now, clean: !this.closedByServer && (code === 1000 || code === 1001), code, reason, ready: wasReady });
     this.log.info({ closeCode: code, reason, seconds: Math.round((now - this.openedAt) / 1000), afterHello: wasReady }, 'agent disconnected');
     if (wasReady) this.deps.onEvent?.({ kind: 'disconnect', deviceId: this.deviceId, code, reason, at: now });
   }

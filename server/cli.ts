@@ -29,10 +29,12 @@ Server:
                   [--public-host NAME …] [--listen-host 0.0.0.0] [--interval 60] [--msp-sync-interval 24h]
                   [--console-exposure public|restricted] [--alert-webhook URL] [--port-alert-after 15m]
                   [--log-level info] [--agent-binary FILE] [--agent-binary-windows FILE]
+                  [--agent-workers 0]
     Environment: ROLLCALL_DATA_DIR, ROLLCALL_AGENT_PORT, ROLLCALL_CONSOLE_PORT,
     ROLLCALL_PUBLIC_HOST (comma-separated), ROLLCALL_LISTEN_HOST, ROLLCALL_CHECKIN_INTERVAL,
     ROLLCALL_MSP_SYNC_INTERVAL, ROLLCALL_CONSOLE_EXPOSURE, ROLLCALL_ALERT_WEBHOOK,
-    ROLLCALL_PORT_ALERT_AFTER_MIN, ROLLCALL_LOG_LEVEL, ROLLCALL_AGENT_BINARY, ROLLCALL_AGENT_BINARY_WINDOWS.
+    ROLLCALL_PORT_ALERT_AFTER_MIN, ROLLCALL_LOG_LEVEL, ROLLCALL_AGENT_BINARY, ROLLCALL_AGENT_BINARY_WINDOWS,
+    ROLLCALL_AGENT_WORKERS (agent worker processes; 0: one process, see docs/operations.md).
 
 Admin commands (talk to the console API):
   rollcall token create --group PATH|ID [--ttl 7d] [--uses N] [--note TEXT] [--json]
@@ -99,6 +101,7 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'log-level': { type: 'string' },
     'agent-binary': { type: 'string' },
     'agent-binary-windows': { type: 'string' },
+    'agent-workers': { type: 'string' },
     debug: { type: 'boolean' },
   });
   const mspSync = values['msp-sync-interval'] ?? env.ROLLCALL_MSP_SYNC_INTERVAL;
@@ -118,6 +121,7 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       logLevel: values['log-level'],
       agentBinary: values['agent-binary'],
       agentBinaryWindows: values['agent-binary-windows'],
+      agentWorkers: values['agent-workers'],
     },
     env,
   );

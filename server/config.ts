@@ -54,6 +54,11 @@ export interface ServerConfig {
   readonly agentBinary: string | null;
   /** The Windows agent executable served on the agent port; null: none. */
   readonly agentBinaryWindows: string | null;
+  /**
+   * Agent worker processes serving the agent port (node:cluster); 0: the one
+   * server process serves it. Storage stays in the primary either way.
+   */
+  readonly agentWorkers: number;
   /** Password of the first console admin (made on first start when no admin exists); null: a generated one is printed once. */
   readonly adminPassword: string | null;
 }
@@ -89,6 +94,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = Object.freeze({
   agentBinary: null,
   agentBinaryWindows: null,
   adminPassword: null,
+  agentWorkers: 0,
 });
 
 const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
@@ -107,10 +113,14 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   agentBinaryWindows: 'ROLLCALL_AGENT_BINARY_WINDOWS',
   adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
   agentCertValiditySec: 'ROLLCALL_AGENT_CERT_VALIDITY_SEC',
+  agentWorkers: 'ROLLCALL_AGENT_WORKERS',
 };
 
 /** Environment variable names, for --help and docs. */
 export const SERVER_ENV_NAMES: Readonly<Partial<Record<keyof ServerConfig, string>>> = Object.freeze(ENV_NAMES);
+
+/** Most agent workers a server may run. */
+export const MAX_AGENT_WORKERS = 64;
 
 type RawConfig = { [K in keyof ServerConfig]?: unknown };
 
@@ -211,6 +221,7 @@ export function resolveServerConfig(given: RawConfig = {}, env: Readonly<Record<
     agentBinary: optionalPath(pick('agentBinary')),
     agentBinaryWindows: optionalPath(pick('agentBinaryWindows')),
     adminPassword: typeof adminPassword === 'string' && adminPassword.length >= 12 ? adminPassword : null,
+    agentWorkers: intIn(problems, 'agent workers', pick('agentWorkers'), 0, MAX_AGENT_WORKERS),
   };
   if (problems.length > 0) {
     throw new RollcallError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);

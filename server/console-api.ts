@@ -20,7 +20,6 @@ import { assertSeesGroup, visibleGroups } from './console/scope.js';
 import { registerStaticUi } from './console/static-ui.js';
 import { registerUserRoutes } from './console/user-routes.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
-import type { AgentSession } from './agent-session.js';
 import type { GroupAdmin } from './group-admin.js';
 import type { Customers } from './msp/customers.js';
 import type { MspSync } from './msp/sync-service.js';
@@ -54,7 +53,7 @@ export interface ConsoleApiDeps {
   readonly groupAdmin: GroupAdmin;
   readonly msp: MspSync;
   readonly customers: Customers;
-  readonly registry: SessionRegistry<AgentSession>;
+  readonly registry: SessionRegistry;
   readonly facts: ServerFacts;
   readonly health: HealthApiDeps;
   readonly installers: Installers;

@@ -11,7 +11,6 @@ import { CloseCode } from '../common/close-codes.js';
 import type { HttpsApp } from './http-common.js';
 import type { Customers } from './msp/customers.js';
 import { INSTANCE_CREATOR_KEY, type FetchSpec, type InstanceCreator, type MspSync } from './msp/sync-service.js';
-import type { AgentSession } from './agent-session.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { Storage } from './storage/index.js';
 import type { Logger } from 'pino';
@@ -22,7 +21,7 @@ export interface MspApiDeps {
   readonly storage: Storage;
   readonly msp: MspSync;
   readonly customers: Customers;
-  readonly registry: SessionRegistry<AgentSession>;
+  readonly registry: SessionRegistry;
   readonly instanceId: string;
   readonly now: () => number;
   readonly log: Logger;

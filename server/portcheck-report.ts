@@ -19,12 +19,14 @@ import { httpError, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import type { HttpsApp } from './http-common.js';
 import type { Observation } from './storage/evidence-store.js';
-import type { Storage } from './storage/index.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
 
 /** What the report route needs. */
 export interface PortcheckReportDeps {
-  readonly storage: Pick<Storage, 'enrollTokens' | 'evidence'>;
+  readonly storage: {
+    readonly enrollTokens: { findBySecret(secret: string): Promise<EnrollmentToken | undefined> };
+    readonly evidence: { record(observations: readonly Observation[]): Promise<unknown> };
+  };
   /** Failures per source address (shared with enrollment). */
   readonly limiter: FailureLimiter;
   readonly now: () => number;

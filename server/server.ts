@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { describeError } from '../common/errors.js';
@@ -18,6 +19,10 @@ import { AgentBinaries, defaultLinuxAgentBinary } from './agent-download.js';
 import { Installers } from './installer/installers.js';
 import { Questions } from './questions.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
+import { localAgentBackend } from './agent-backend.js';
+import { AgentWorkerPool, type PrimaryServices } from './cluster/worker-pool.js';
+import type { WorkerTls } from './cluster/messages.js';
+import { admitSession, type AdmissionDeps } from './session-admission.js';
 import { CheckinWriter } from './checkin-writer.js';
 import { certificateHosts, type ServerConfig } from './config.js';
 import { agentCommand, buildConsoleApi } from './console-api.js';
@@ -37,8 +42,8 @@ import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki-store.js';
 import { CaRotation } from './ca-rotation.js';
-import { SessionRegistry } from './session-registry.js';
-import { ticketKeyFile } from './tls-tickets.js';
+import { SessionRegistry, type AgentChannel } from './session-registry.js';
+import { loadOrCreateTicketKey, startTicketRotation, ticketKeyFile } from './tls-tickets.js';
 import { ConnectRecorder } from './connect-recorder.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openStorage, type Storage } from './storage/index.js';
@@ -56,6 +61,10 @@ export interface ServerOptions {
   readonly resolveHost?: HostResolver;
   /** Console login and session numbers (default: console/auth.ts). */
   readonly auth?: AuthSettings;
+  /** The compiled agent worker entry (default: cluster/worker-main.js beside this module, or under dist/ when run from source). */
+  readonly agentWorkerEntry?: string;
+  /** Re-fork delay of a dead agent worker (default 500 ms doubling to 30 s). */
+  readonly agentWorkerRestart?: { readonly baseMs: number; readonly capMs: number };
 }
 
 /** A running (or ready to run) server. */
@@ -65,7 +74,10 @@ export interface RollcallServer {
   readonly pki: ServerPki;
   /** CA rotation: status, rotate, and the cutover timer. */
   readonly ca: CaRotation;
-  readonly registry: SessionRegistry<AgentSession>;
+  /** Every admitted agent channel of the server (with agent workers: RemoteSessions standing for theirs). */
+  readonly registry: SessionRegistry<AgentChannel>;
+  /** The agent worker processes, when `agentWorkers` > 0. */
+  readonly agentWorkers: AgentWorkerPool | undefined;
   readonly writer: CheckinWriter;
   readonly msp: MspSync;
   readonly customers: Customers;
@@ -93,6 +105,13 @@ export interface RollcallServer {
   writeLocalCliCredentials(): Promise<string>;
 }
 
+/** The compiled worker entry: beside this module when it runs from dist/, under dist/ when it runs from source (tests). */
+function defaultWorkerEntry(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return path.join(path.dirname(here), 'cluster', 'worker-main.js');
+  return path.join(path.dirname(here), '..', 'dist', 'server', 'cluster', 'worker-main.js');
+}
+
 /** The file admin commands read when given --data-dir. */
 export const LOCAL_CLI_FILE = 'cli.json';
 
@@ -106,7 +125,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   if (pki.createdCa) log.info({ caPin: pki.caPin }, 'created a new certification authority');
   if (pki.issuedServerCert) log.info({ hosts: certificateHosts(config) }, 'issued a server certificate');
   const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
-  const registry = new SessionRegistry<AgentSession>();
+  const registry = new SessionRegistry<AgentChannel>();
   const groupAdmin = new GroupAdmin(storage);
   const msp = new MspSync({
     storage,
@@ -148,7 +167,10 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
+  let pool: AgentWorkerPool | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
+  const agentPort = (): number => (pool ? pool.port : portOf(agentApp));
+  const workerTls = (p: ServerPki): WorkerTls => ({ keyPem: p.server.keyPem, certChainPem: p.server.certPem + p.ca.certPem, clientCaPems: clientCas(p), caCertPem: p.ca.certPem });
 
   const questions = new Questions({
     storage,
@@ -165,58 +187,104 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     install: (fresh) => {
       pki = fresh;
       agentApp?.server.setSecureContext({ key: fresh.server.keyPem, cert: fresh.server.certPem + fresh.ca.certPem, ca: clientCas(fresh), minVersion: 'TLSv1.2' });
+      pool?.setTls(workerTls(fresh));
       consoleApp?.server.setSecureContext({ key: fresh.server.keyPem, cert: fresh.server.certPem + fresh.ca.certPem, minVersion: 'TLSv1.2' });
       const cas = trustedCaPems(fresh);
-      if (cas) for (const session of registry.values()) session.sendTrust(cas);
+      if (cas && pool) pool.broadcastTrust(cas);
+      else if (cas) for (const session of registry.values()) session.sendTrust(cas);
     },
     now,
     log: log.child({ component: 'ca' }),
   });
 
-  agentApp = await buildAgentListener({
-    binaries,
-    tls: { ...tls, clientCaPems: clientCas(pki) },
+  const backend = localAgentBackend({
     storage,
     ca: () => pki.ca,
     placementProblem: (g) => groupAdmin.placementProblem(g),
     certValiditySec: config.agentCertValiditySec,
-    enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
     now,
     log: log.child({ listener: 'agent' }),
-    onReject: (e) => feed.publish(e),
-    ticketKeyFile: ticketKeyFile(config.dataDir),
-    admission: { maxPendingHandshakes: config.maxPendingHandshakes },
-    session: {
-      decoder: agentMessageDecoder(),
-      registry,
-      // Identity questions (clones, hardware changes) are raised on the way to storage; the facts go through the batching recorder.
-      recordConnect: (id, facts) => questions.connected(id, facts),
-      flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
-      recordCheckin: (r) => writer.record(r),
-      latestSeq: (id) => writer.latestSeq(id),
-      settings: config,
-      now,
-      onEvent,
-      instanceId: storage.instanceId,
-      listenerPorts: () => [
-        { port: portOf(agentApp), role: 'agent', required: true },
-        { port: portOf(consoleApp), role: 'console', required: false },
-      ],
-      recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
-      recordEvents: async (events, ctx) => {
-        const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, async (news, tx) => {
-          await storage.evidence.record(eventsToObservations(news, ctx), tx);
-          const offline = offlineCheckins(news);
-          if (offline.lastAt !== null) await storage.devices.addOfflineCheckins(ctx.deviceId, offline.count, offline.lastAt, tx);
-        });
-        return { fresh: fresh.length, dropped: droppedCount(fresh) };
-      },
-      lastEventSeq: (id) => storage.events.lastSeq(id),
-      renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
-      trustedCas: () => trustedCaPems(pki),
-      recordSighting: (s) => connects.recordSighting(s),
-    },
   });
+  const admission: AdmissionDeps<AgentChannel> = {
+    registry,
+    settings: config,
+    random: Math.random,
+    // Identity questions (clones, hardware changes) are raised on the way to storage; the facts go through the batching recorder.
+    recordConnect: (id, f) => questions.connected(id, f),
+    flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
+    latestSeq: (id) => writer.latestSeq(id),
+    lastEventSeq: (id) => storage.events.lastSeq(id),
+    trustedCas: () => trustedCaPems(pki),
+    recordSighting: (s) => connects.recordSighting(s),
+  };
+  const services: PrimaryServices = {
+    backend,
+    admission,
+    recordCheckin: (r) => writer.record(r),
+    recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
+    recordEvents: async (events, ctx) => {
+      const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, async (news, tx) => {
+        await storage.evidence.record(eventsToObservations(news, ctx), tx);
+        const offline = offlineCheckins(news);
+        if (offline.lastAt !== null) await storage.devices.addOfflineCheckins(ctx.deviceId, offline.count, offline.lastAt, tx);
+      });
+      return { fresh: fresh.length, dropped: droppedCount(fresh) };
+    },
+    renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
+    onEvent: (e) => (e.kind === 'reject' ? feed.publish(e) : onEvent(e)),
+  };
+  const tickets = await loadOrCreateTicketKey(ticketKeyFile(config.dataDir), now());
+  const ticketLog = log.child({ listener: 'agent' });
+  if (tickets.outcome === 'replaced') ticketLog.warn({ file: ticketKeyFile(config.dataDir), problem: tickets.problem }, 'TLS ticket key unreadable; made a new one (agents make full handshakes once)');
+  else if (tickets.outcome === 'created') ticketLog.info({ file: ticketKeyFile(config.dataDir) }, 'TLS ticket key created');
+  let stopTicketRotation: (() => void) | undefined;
+
+  if (config.agentWorkers > 0) {
+    pool = new AgentWorkerPool({
+      count: config.agentWorkers,
+      entry: opts.agentWorkerEntry ?? defaultWorkerEntry(),
+      registry,
+      services,
+      init: () => ({ config, instanceId: storage.instanceId, tls: workerTls(pki), ticketKeys: tickets.key.keys.toString('hex'), consolePort: portOf(consoleApp) }),
+      now,
+      log: log.child({ listener: 'agent' }),
+      restart: opts.agentWorkerRestart,
+    });
+  } else {
+    const localRegistry = registry as SessionRegistry<AgentSession>;
+    agentApp = await buildAgentListener({
+      binaries,
+      tls: { ...tls, clientCaPems: clientCas(pki) },
+      backend,
+      caCertPem: () => pki.ca.certPem,
+      enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
+      registry,
+      now,
+      log: log.child({ listener: 'agent' }),
+      onReject: (e) => feed.publish(e),
+      ticketKeys: tickets.key.keys,
+      admission: { maxPendingHandshakes: config.maxPendingHandshakes },
+      session: {
+        decoder: agentMessageDecoder(),
+        admission: {
+          admit: (session, hello, sessionLog) => admitSession(session, hello, admission, sessionLog),
+          release: (session, end) => localRegistry.unregister(session, end),
+        },
+        recordCheckin: services.recordCheckin,
+        settings: config,
+        now,
+        onEvent,
+        instanceId: storage.instanceId,
+        listenerPorts: () => [
+          { port: agentPort(), role: 'agent', required: true },
+          { port: portOf(consoleApp), role: 'console', required: false },
+        ],
+        recordReport: services.recordReport,
+        recordEvents: services.recordEvents,
+        renewCertificate: services.renewCertificate,
+      },
+    });
+  }
   const facts = {
     instanceId: storage.instanceId,
     version: ROLLCALL_VERSION,
@@ -224,7 +292,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       return pki.caPin;
     },
     publicHosts: config.publicHosts,
-    agentPort: () => portOf(agentApp),
+    agentPort,
     consolePort: () => portOf(consoleApp),
     checkinIntervalSec: config.checkinIntervalSec,
   };
@@ -236,7 +304,9 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     host: config.listenHost,
     listening: app?.server.listening ?? false,
   });
-  const listeners = (): ListenerState[] => [listenerOf('agent', agentApp, config.agentPort), listenerOf('console', consoleApp, config.consolePort)];
+  const agentListener = (): ListenerState =>
+    pool ? { role: 'agent', port: pool.listening ? pool.port : config.agentPort, host: config.listenHost, listening: pool.listening } : listenerOf('agent', agentApp, config.agentPort);
+  const listeners = (): ListenerState[] => [agentListener(), listenerOf('console', consoleApp, config.consolePort)];
   const health = await buildHealthService({
     config,
     storage,
@@ -277,6 +347,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     },
     ca,
     registry,
+    agentWorkers: pool,
     writer,
     msp,
     customers,
@@ -284,15 +355,28 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     feed,
     listeners,
     get agentPort() {
-      return portOf(agentApp);
+      return agentPort();
     },
     get consolePort() {
       return portOf(consoleApp);
     },
     async start() {
-      await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
-      await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
-      registry.startHeartbeat(config.pingIntervalMs);
+      if (pool) {
+        // The console first: workers advertise its port in `welcome`.
+        await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
+        await pool.start();
+      } else {
+        await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
+        await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
+        registry.startHeartbeat(config.pingIntervalMs); // with workers, each pings its own sessions
+      }
+      stopTicketRotation = startTicketRotation({
+        file: ticketKeyFile(config.dataDir),
+        key: tickets.key,
+        now,
+        onRotated: (keys) => (pool ? pool.setTicketKeys(keys) : agentApp?.server.setTicketKeys(keys)),
+        log: ticketLog,
+      });
       journal.start();
       ca.start();
       msp.startScheduler();
@@ -302,7 +386,9 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     async close() {
       ca.stop();
       await msp.close();
-      registry.closeAll(1001, 'server shutting down');
+      stopTicketRotation?.();
+      if (pool) await pool.close(registry.size);
+      else registry.closeAll(1001, 'server shutting down');
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);
       agentApp = undefined;
       consoleApp = undefined;

@@ -28,6 +28,11 @@ export interface LiveSession {
   heartbeat(): void;
 }
 
+/** A session in the server's registry, local or in an agent worker: it can also be told which CAs to trust. */
+export interface AgentChannel extends LiveSession {
+  sendTrust(caCertificates: string[]): void;
+}
+
 /** Facts the registry keeps after a channel closes, for presence. */
 export interface DisconnectFacts {
   readonly at: number;
@@ -128,12 +133,16 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
     this.shutdownNotice = notice;
   }
 
-  /** Stops the heartbeat and closes every session with the given code, after the shutdown notice. */
-  closeAll(code: number, reason: string): void {
+  /**
+   * Stops the heartbeat and closes every session with the given code, after
+   * the shutdown notice; `fleetSize` is what the notice hears (an agent
+   * worker passes the whole server's count, default: this registry's).
+   */
+  closeAll(code: number, reason: string, fleetSize = this.sessions.size): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     try {
-      this.shutdownNotice?.(this.sessions.size);
+      this.shutdownNotice?.(fleetSize);
     } finally {
       for (const s of [...this.sessions.values()]) s.close(code, reason);
     }

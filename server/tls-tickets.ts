@@ -22,6 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Logger } from 'pino';
 
 /** Ticket and session lifetime offered to agents: 7 days, the most TLS 1.3 allows. */
 export const TICKET_LIFETIME_SEC = 7 * 86_400;
@@ -84,4 +85,35 @@ export async function rotateTicketKeyIfOld(file: string, current: TicketKey, now
   const key: TicketKey = { createdAt: now, keys: randomBytes(KEY_BYTES) };
   await write(file, key);
   return key;
+}
+
+/** How often a running server checks whether its ticket key is due for rotation. */
+export const TICKET_ROTATION_CHECK_MS = 6 * 3_600_000;
+
+/** What the rotation timer needs. */
+export interface TicketRotationDeps {
+  readonly file: string;
+  readonly key: TicketKey;
+  readonly now: () => number;
+  /** Installs new keys: the agent listener, or every agent worker. */
+  readonly onRotated: (keys: Buffer) => void;
+  readonly log: Pick<Logger, 'info' | 'error'>;
+}
+
+/** Checks every few hours whether the key is due and rotates it; returns the stop function. */
+export function startTicketRotation(deps: TicketRotationDeps): () => void {
+  let current = deps.key;
+  const timer = setInterval(() => {
+    rotateTicketKeyIfOld(deps.file, current, deps.now()).then(
+      (next) => {
+        if (!next) return;
+        current = next;
+        deps.onRotated(next.keys);
+        deps.log.info({ file: deps.file }, 'TLS ticket key rotated');
+      },
+      (err: unknown) => deps.log.error({ err: err instanceof Error ? err.message : String(err), file: deps.file }, 'cannot rotate the TLS ticket key; keeping the old one'),
+    );
+  }, TICKET_ROTATION_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -10,7 +10,6 @@ import { deviceView, type ViewContext } from '../device-view.js';
 import { httpError } from '../errors.js';
 import type { GroupAdmin } from '../group-admin.js';
 import type { HttpsApp } from '../http-common.js';
-import type { AgentSession } from '../agent-session.js';
 import type { SessionRegistry } from '../session-registry.js';
 import type { Storage } from '../storage/index.js';
 import { DEVICE_SORTS, type Device, type DevicePageQuery } from '../storage/devices-store.js';
@@ -20,7 +19,7 @@ import { assertSeesDevice, assertSeesGroup, subtreeIds, type Scope } from './sco
 /** What the device routes need. */
 export interface DeviceRoutesDeps {
   readonly storage: Storage;
-  readonly registry: SessionRegistry<AgentSession>;
+  readonly registry: SessionRegistry;
   readonly groupAdmin: GroupAdmin;
   readonly checkinIntervalSec: number;
   /** Called after a device changed group, so live views re-check its scope. */

@@ -88,9 +88,13 @@ describe('rollcall admin CLI', () => {
     const busy = await run(['server', '--data-dir', dataDir, '--listen-host', '127.0.0.1', '--agent-port', String(s.server.agentPort), '--console-port', '0']);
     expect(busy.code).toBe(CLI_EXIT.CANNOT_START);
     expect(busy.err).toMatch(/EADDRINUSE|address already in use/);
-    const bad = await run(['server', '--agent-port', '99999', '--console-port', 'x']);
+    const busyWorkers = await run(['server', '--data-dir', dataDir, '--listen-host', '127.0.0.1', '--agent-port', String(s.server.agentPort), '--console-port', '0', '--agent-workers', '1']);
+    expect(busyWorkers.code).toBe(CLI_EXIT.CANNOT_START);
+    expect(busyWorkers.err).toMatch(/EADDRINUSE|address already in use/);
+    const bad = await run(['server', '--agent-port', '99999', '--console-port', 'x', '--agent-workers', '65']);
     expect(bad.code).toBe(CLI_EXIT.USAGE);
     expect(bad.err).toContain('agent port');
     expect(bad.err).toContain('console port');
+    expect(bad.err).toContain('agent workers must be a whole number from 0 to 64');
   });
 });

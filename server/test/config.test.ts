@@ -11,6 +11,15 @@ describe('server configuration', () => {
     expect(Object.isFrozen(c.publicHosts)).toBe(true);
   });
 
+  it('runs the agent port in the one process unless agent workers are asked for, from 0 to 64', () => {
+    expect(resolveServerConfig().agentWorkers).toBe(0);
+    expect(resolveServerConfig({}, { ROLLCALL_AGENT_WORKERS: '2' }).agentWorkers).toBe(2);
+    expect(resolveServerConfig({ agentWorkers: '3' }, { ROLLCALL_AGENT_WORKERS: '2' }).agentWorkers).toBe(3);
+    for (const bad of ['65', '-1', 'two', '1.5']) {
+      expect(() => resolveServerConfig({ agentWorkers: bad })).toThrow(/agent workers must be a whole number from 0 to 64/);
+    }
+  });
+
   it('takes flags over ROLLCALL_* environment variables over defaults', () => {
     const env = { ROLLCALL_AGENT_PORT: '3000', ROLLCALL_CONSOLE_PORT: '3001', ROLLCALL_PUBLIC_HOST: 'a.example.net, 198.51.100.4', ROLLCALL_DATA_DIR: '/tmp/x' };
     const c = resolveServerConfig({ agentPort: '4000' }, env);

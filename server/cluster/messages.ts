@@ -1,0 +1,113 @@
+/**
+ * The IPC protocol between the primary and its agent workers, field by
+ * field. Calls have an answer (see rpc.ts); notes do not. Per agent
+ * connect a worker makes two calls (`lookupDevice` before the upgrade,
+ * `admit` on hello); each check-in is one `checkin` call whose answer
+ * means "durable"; the end of a channel is one `sessionClosed` note.
+ *
+ * CLUSTER_PROTOCOL_VERSION changes when a shape does: 1 (2026-11-21) first
+ * version. Primary and workers always run the same build.
+ */
+import type { EnrollRequest, EnrollResponse } from '../../common/enroll-api.js';
+import type { AgentEvent, Report } from '../../common/protocol.js';
+import type { Refusal } from '../agent-backend.js';
+import type { RejectEvent } from '../agent-listener.js';
+import type { ReportContext } from '../agent-reports.js';
+import type { SessionDevice } from '../agent-session.js';
+import type { CheckinRecord } from '../checkin-writer.js';
+import type { ServerConfig } from '../config.js';
+import type { AdmitDecision, HelloFacts } from '../session-admission.js';
+import type { DisconnectFacts } from '../session-registry.js';
+import type { Observation } from '../storage/evidence-store.js';
+import type { EnrollmentToken } from '../storage/tokens-store.js';
+
+/** Version of the shapes below. */
+export const CLUSTER_PROTOCOL_VERSION = 1;
+
+/** TLS material of the agent port (sent at start and after a CA rotation). */
+export interface WorkerTls {
+  readonly keyPem: string;
+  readonly certChainPem: string;
+  readonly clientCaPems: readonly string[];
+  /** Served on /v1/ca. */
+  readonly caCertPem: string;
+}
+
+/** Everything a worker needs to build its agent listener. */
+export interface WorkerInit {
+  readonly protocol: number;
+  /** 1-based slot of this worker (stable across re-forks). */
+  readonly slot: number;
+  readonly config: ServerConfig;
+  readonly instanceId: string;
+  readonly tls: WorkerTls;
+  /** Hex of the 48-byte TLS ticket keys shared by every worker. */
+  readonly ticketKeys: string;
+  /** The console port, advertised to agents in `welcome`. */
+  readonly consolePort: number;
+  /** The primary logger's level: a worker prints nothing the primary would drop. */
+  readonly logLevel: string;
+}
+
+/** One worker's resource sample (see AgentWorkerPool.stats). */
+export interface WorkerSample {
+  readonly pid: number;
+  /** process.cpuUsage() user + system, µs, since the worker started. */
+  readonly cpuUs: number;
+  /** Resident set size, after a full GC when asked for and exposed (--expose-gc). */
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  /** Agent channels open in the worker (admitted or not). */
+  readonly openChannels: number;
+  /** Longest event-loop delay since the previous sample. */
+  readonly eventLoopDelayMaxMs: number;
+}
+
+/** Calls a worker makes; the primary answers. */
+export type PrimaryCalls = {
+  /** The storage part of the check-in upgrade's certificate check. */
+  readonly lookupDevice: { readonly args: { readonly serial: string; readonly cn: string | null }; readonly result: SessionDevice | Refusal };
+  /** Registers the session globally (capacity, replacement), records connect facts and sighting. */
+  readonly admit: { readonly args: { readonly sid: number; readonly hello: HelloFacts }; readonly result: AdmitDecision };
+  /** Resolves once the check-in is durable. */
+  readonly checkin: { readonly args: CheckinRecord; readonly result: null };
+  readonly report: { readonly args: { readonly report: Report; readonly ctx: ReportContext }; readonly result: null };
+  readonly events: { readonly args: { readonly events: readonly AgentEvent[]; readonly ctx: ReportContext }; readonly result: { fresh: number; dropped: number } };
+  readonly renew: { readonly args: { readonly deviceId: string; readonly csr: string }; readonly result: string };
+  readonly enroll: { readonly args: EnrollRequest; readonly result: EnrollResponse };
+  readonly findToken: { readonly args: { readonly secret: string }; readonly result: EnrollmentToken | null };
+  readonly recordEvidence: { readonly args: { readonly observations: readonly Observation[] }; readonly result: null };
+};
+
+/** Notes a worker sends. */
+export type PrimaryNotes = {
+  /** The worker listens to the channel (messages sent before this are lost): send `init`. */
+  readonly ready: Record<string, never>;
+  /** The worker cannot start (`code`: Node's error code, as EADDRINUSE); it exits next. */
+  readonly failed: { readonly code: string | null; readonly message: string };
+  /** The worker's agent listener is bound (on the shared port). */
+  readonly listening: { readonly port: number };
+  /** A channel that was sent to `admit` closed. */
+  readonly sessionClosed: { readonly sid: number; readonly facts: DisconnectFacts; readonly code: number; readonly reason: string; readonly ready: boolean };
+  /** A refused check-in upgrade, for the live feed. */
+  readonly reject: RejectEvent;
+};
+
+/** Calls the primary makes; a worker answers. */
+export type WorkerCalls = {
+  /** Whether a session answered its last ping (the possible-clone rule). */
+  readonly probe: { readonly args: { readonly sid: number }; readonly result: boolean };
+  readonly stats: { readonly args: { readonly gc: boolean }; readonly result: WorkerSample };
+  /** Spread, close every channel with 1001, stop listening; the worker exits after answering. */
+  readonly shutdown: { readonly args: { readonly fleetSize: number }; readonly result: null };
+};
+
+/** Notes the primary sends. */
+export type WorkerNotes = {
+  readonly init: WorkerInit;
+  readonly close: { readonly sid: number; readonly code: number; readonly reason: string };
+  /** Tell protocol-3 agents which CAs to trust: one session (`sid`), or all of the worker's. */
+  readonly trust: { readonly cas: string[]; readonly sid?: number };
+  readonly tls: WorkerTls;
+  readonly ticketKeys: { readonly keys: string };
+};

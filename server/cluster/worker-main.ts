@@ -1,0 +1,202 @@
+/**
+ * Entry of an agent worker process (forked by cluster/worker-pool.ts).
+ *
+ * Waits for `init`, then builds the same agent listener as a single
+ * process, with storage, CA and the global registry reached through the
+ * primary over IPC: certificate lookups, admission on `hello`, check-ins
+ * (acked only once the primary says they are durable), reports, events,
+ * renewals, enrollment and portcheck reports. Pings, frame budgets, TLS and
+ * WebSocket framing stay here. Exits when the primary's channel goes.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pino, type Logger } from 'pino';
+import { CloseCode } from '../../common/close-codes.js';
+import { agentMessageDecoder } from '../../common/protocol.js';
+import type { AgentBackend } from '../agent-backend.js';
+import { AgentBinaries, defaultLinuxAgentBinary } from '../agent-download.js';
+import { buildAgentListener } from '../agent-listener.js';
+import type { AgentSession, SessionAdmission } from '../agent-session.js';
+import { FailureLimiter } from '../failure-limiter.js';
+import type { HttpsApp } from '../http-common.js';
+import { SessionRegistry } from '../session-registry.js';
+import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
+import { RpcPeer, type RpcPort } from './rpc.js';
+
+type ToPrimary = RpcPeer<PrimaryCalls, PrimaryNotes, WorkerCalls, WorkerNotes>;
+
+/** Sessions sent to the primary's `admit`, by their id in this worker. */
+class SessionIds {
+  private next = 1;
+  readonly bySid = new Map<number, AgentSession>();
+  readonly byIdentity = new Map<AgentSession, number>();
+
+  add(session: AgentSession): number {
+    const sid = this.next++;
+    this.bySid.set(sid, session);
+    this.byIdentity.set(session, sid);
+    return sid;
+  }
+
+  remove(session: AgentSession): number | undefined {
+    const sid = this.byIdentity.get(session);
+    if (sid === undefined) return undefined;
+    this.byIdentity.delete(session);
+    this.bySid.delete(sid);
+    return sid;
+  }
+}
+
+/** Admission decided by the primary; this worker's registry keeps its own sessions for pings and shutdown. */
+function remoteAdmission(rpc: ToPrimary, local: SessionRegistry<AgentSession>, ids: SessionIds): SessionAdmission {
+  return {
+    admit: (session, hello) => {
+      const sid = ids.add(session);
+      return rpc.call('admit', { sid, hello }).then((d) => {
+        if (d.admitted && ids.byIdentity.has(session)) local.register(session, CloseCode.REPLACED);
+        return d;
+      });
+    },
+    release: (session, end) => {
+      local.unregister(session, end);
+      const sid = ids.remove(session);
+      if (sid !== undefined) rpc.notify('sessionClosed', { sid, facts: { at: end.at, clean: end.clean }, code: end.code, reason: end.reason, ready: end.ready });
+    },
+  };
+}
+
+function remoteBackend(rpc: ToPrimary, instanceId: string): AgentBackend {
+  return {
+    instanceId,
+    lookupDevice: (serial, cn) => rpc.call('lookupDevice', { serial, cn: cn ?? null }),
+    enroll: (req) => rpc.call('enroll', req),
+    portcheck: {
+      enrollTokens: { findBySecret: async (secret) => (await rpc.call('findToken', { secret })) ?? undefined },
+      evidence: { record: (observations) => rpc.call('recordEvidence', { observations }) },
+    },
+  };
+}
+
+/** Runs one worker from its init message until the primary shuts it down or goes away. */
+async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): Promise<void> {
+  const { config } = init;
+  const log = state.log;
+  const now = Date.now;
+  const registry = new SessionRegistry<AgentSession>();
+  state.registry = registry;
+  const ids = state.ids;
+  let caCertPem = init.tls.caCertPem;
+  const app = await buildAgentListener({
+    binaries: new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows }),
+    // The chain comes whole from the primary (server certificate + CA), hence no separate CA part.
+    tls: { server: { keyPem: init.tls.keyPem, certPem: init.tls.certChainPem }, caCertPem: '', handshakeTimeoutMs: config.handshakeTimeoutMs, clientCaPems: init.tls.clientCaPems },
+    backend: remoteBackend(rpc, init.instanceId),
+    caCertPem: () => caCertPem,
+    enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
+    registry,
+    now,
+    log,
+    onReject: (e) => rpc.notify('reject', e),
+    ticketKeys: Buffer.from(init.ticketKeys, 'hex'),
+    admission: { maxPendingHandshakes: config.maxPendingHandshakes },
+    session: {
+      decoder: agentMessageDecoder(),
+      admission: remoteAdmission(rpc, registry, ids),
+      recordCheckin: async (r) => void (await rpc.call('checkin', r)),
+      settings: config,
+      now,
+      instanceId: init.instanceId,
+      listenerPorts: () => [
+        { port: state.port, role: 'agent', required: true },
+        { port: init.consolePort, role: 'console', required: false },
+      ],
+      recordReport: async (report, ctx) => void (await rpc.call('report', { report, ctx })),
+      recordEvents: (events, ctx) => rpc.call('events', { events, ctx }),
+      renewCertificate: (deviceId, csr) => rpc.call('renew', { deviceId, csr }),
+    },
+  });
+  state.app = app;
+  state.setCa = (pem) => {
+    caCertPem = pem;
+  };
+  await app.listen({ host: config.listenHost, port: config.agentPort });
+  const address = app.server.address();
+  state.port = typeof address === 'object' && address ? address.port : config.agentPort;
+  registry.startHeartbeat(config.pingIntervalMs);
+  rpc.notify('listening', { port: state.port });
+}
+
+/** What the worker's handlers reach (filled in as the worker starts). */
+interface WorkerState {
+  readonly log: Logger;
+  readonly ids: SessionIds;
+  registry: SessionRegistry<AgentSession> | undefined;
+  app: HttpsApp | undefined;
+  port: number;
+  setCa: (pem: string) => void;
+}
+
+function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDelay>, gc: boolean): WorkerSample {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (gc && collect) collect();
+  const cpu = process.cpuUsage();
+  const mem = process.memoryUsage();
+  const maxMs = delay.max / 1e6;
+  delay.reset();
+  return { pid: process.pid, cpuUs: cpu.user + cpu.system, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, openChannels: state.registry?.size ?? 0, eventLoopDelayMaxMs: maxMs };
+}
+
+/** Wires the channel to the primary and waits for `init`. */
+function main(): void {
+  const bootLog = pino({ base: { workerPid: process.pid } });
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  let state: WorkerState | undefined;
+  const port = process as unknown as RpcPort;
+  const rpc: ToPrimary = new RpcPeer<PrimaryCalls, PrimaryNotes, WorkerCalls, WorkerNotes>(
+    port,
+    {
+      calls: {
+        probe: ({ sid }) => state?.ids.bySid.get(sid)?.alive ?? false,
+        stats: ({ gc }) => sample(state!, delay, gc),
+        shutdown: async ({ fleetSize }) => {
+          if (!state) return null;
+          state.registry?.closeAll(1001, 'server shutting down', fleetSize);
+          await state.app?.close();
+          return null;
+        },
+      },
+      notes: {
+        init: (init) => {
+          if (init.protocol !== CLUSTER_PROTOCOL_VERSION) throw new Error(`cluster protocol ${init.protocol} is not ${CLUSTER_PROTOCOL_VERSION}`);
+          const log = pino({ level: init.logLevel, base: { workerPid: process.pid } });
+          state = { log, ids: new SessionIds(), registry: undefined, app: undefined, port: 0, setCa: () => undefined };
+          runWorker(rpc, init, state).catch((err: unknown) => {
+            const message = err instanceof Error ? err.message : String(err);
+            log.fatal({ err: message }, 'agent worker cannot start');
+            rpc.notify('failed', { code: (err as { code?: unknown }).code?.toString() ?? null, message });
+            // Exits once the note is out: the primary sees the exit after the reason.
+            process.disconnect();
+          });
+        },
+        close: ({ sid, code, reason }) => state?.ids.bySid.get(sid)?.close(code, reason),
+        trust: ({ cas, sid }) => {
+          if (sid !== undefined) state?.ids.bySid.get(sid)?.sendTrust(cas);
+          else for (const s of state?.registry?.values() ?? []) s.sendTrust(cas);
+        },
+        tls: (tls) => {
+          state?.app?.server.setSecureContext({ key: tls.keyPem, cert: tls.certChainPem, ca: [...tls.clientCaPems], minVersion: 'TLSv1.2' });
+          state?.setCa(tls.caCertPem);
+        },
+        ticketKeys: ({ keys }) => state?.app?.server.setTicketKeys(Buffer.from(keys, 'hex')),
+      },
+    },
+    bootLog,
+  );
+  // The primary is gone (or let us go): nothing here can work without it.
+  process.on('disconnect', () => process.exit(0));
+  // Ctrl-C and systemd signal the whole process group: the primary's shutdown (with the reconnect spread) ends us, not the signal.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => bootLog.debug({ signal }, 'signal left to the primary'));
+  rpc.notify('ready', {});
+}
+
+main();
