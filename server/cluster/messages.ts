@@ -2,8 +2,9 @@
  * The IPC protocol between the primary and its agent workers, field by
  * field. Calls have an answer (see rpc.ts); notes do not. Per agent
  * connect a worker makes two calls (`lookupDevice` before the upgrade,
- * `admit` on hello); each check-in is one `checkin` call whose answer
- * means "durable"; the end of a channel is one `sessionClosed` note.
+ * `admit` on hello); the check-ins of one event-loop turn go in one
+ * `checkins` call whose answer means "all durable"; the end of a channel
+ * is one `sessionClosed` note.
  *
  * CLUSTER_PROTOCOL_VERSION changes when a shape does: 1 (2026-11-21) first
  * version. Primary and workers always run the same build.
@@ -69,8 +70,8 @@ export type PrimaryCalls = {
   readonly lookupDevice: { readonly args: { readonly serial: string; readonly cn: string | null }; readonly result: SessionDevice | Refusal };
   /** Registers the session globally (capacity, replacement), records connect facts and sighting. */
   readonly admit: { readonly args: { readonly sid: number; readonly hello: HelloFacts }; readonly result: AdmitDecision };
-  /** Resolves once the check-in is durable. */
-  readonly checkin: { readonly args: CheckinRecord; readonly result: null };
+  /** Check-ins of one event-loop turn (checkin-batcher.ts); answered once every one is durable. */
+  readonly checkins: { readonly args: { readonly records: readonly CheckinRecord[] }; readonly result: null };
   readonly report: { readonly args: { readonly report: Report; readonly ctx: ReportContext }; readonly result: null };
   readonly events: { readonly args: { readonly events: readonly AgentEvent[]; readonly ctx: ReportContext }; readonly result: { fresh: number; dropped: number } };
   readonly renew: { readonly args: { readonly deviceId: string; readonly csr: string }; readonly result: string };

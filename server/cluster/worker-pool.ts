@@ -255,9 +255,9 @@ export class AgentWorkerPool {
           if (!decision.admitted) s.sessions.delete(sid);
           return decision;
         },
-        checkin: async (r) => {
-          await services.recordCheckin(r);
-          if (r.count > 0) services.onEvent({ kind: 'checkin', deviceId: r.deviceId, seq: r.seq, at: r.at });
+        checkins: async ({ records }) => {
+          await Promise.all(records.map((r) => services.recordCheckin(r)));
+          for (const r of records) if (r.count > 0) services.onEvent({ kind: 'checkin', deviceId: r.deviceId, seq: r.seq, at: r.at });
           return null;
         },
         report: async ({ report, ctx }) => {

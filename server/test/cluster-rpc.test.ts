@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RollcallError } from '../../common/errors.js';
 import { captureLogger } from '../../test/support/harness.js';
+import type { CheckinRecord } from '../checkin-writer.js';
+import { CheckinBatcher } from '../cluster/checkin-batcher.js';
 import { RpcPeer, type RpcMessage, type RpcPort } from '../cluster/rpc.js';
 import { relogLine } from '../cluster/worker-log.js';
 
@@ -112,5 +114,38 @@ describe('agent worker log lines', () => {
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({ level: 40, msg: 'agent rejected', reason: 'DEVICE_UNKNOWN' });
     expect(lines[1]).toMatchObject({ level: 40, msg: 'agent worker stderr', line: 'Segmentation fault' });
+  });
+});
+
+describe('check-in batches of an agent worker', () => {
+  const record = (seq: number): CheckinRecord => ({ deviceId: 'dev_a', seq, at: 1000 + seq, address: '127.0.0.1', count: 1 });
+
+  it('sends the check-ins of one event-loop turn in one call and settles each when that call is answered', async () => {
+    const calls: number[][] = [];
+    let answer: () => void = () => undefined;
+    const batcher = new CheckinBatcher((records) => {
+      calls.push(records.map((r) => r.seq));
+      return new Promise<void>((resolve) => (answer = resolve));
+    });
+    const settled: number[] = [];
+    const first = [1, 2, 3].map((seq) => batcher.record(record(seq)).then(() => void settled.push(seq)));
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toEqual([[1, 2, 3]]);
+    expect(settled).toEqual([]); // not durable yet: nothing may be acked
+    answer();
+    await Promise.all(first);
+    expect(settled).toEqual([1, 2, 3]);
+    const later = batcher.record(record(4));
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toEqual([[1, 2, 3], [4]]);
+    answer();
+    await later;
+  });
+
+  it('fails every check-in of a batch whose call failed, so their channels close and the agents resend', async () => {
+    const batcher = new CheckinBatcher(() => Promise.reject(new RollcallError('RPC_CHANNEL_CLOSED', 'the IPC channel closed')));
+    const results = await Promise.allSettled([batcher.record(record(1)), batcher.record(record(2))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(batcher.stats).toEqual({ batches: 1, checkins: 2 });
   });
 });
