@@ -70,6 +70,8 @@ export interface SessionDeps {
   readonly now: () => number;
   /** Observes lifecycle events (live feed, metrics). */
   readonly onEvent?: (e: SessionEvent) => void;
+  /** The window agents spread their reconnects over after losing the server, sized to the fleet (protocol 4's `welcome.reconnectWindowMs`). */
+  readonly reconnectWindowMs?: () => number;
 }
 
 /** A lifecycle event of a session. */
@@ -90,6 +92,8 @@ export class AgentSession implements LiveSession {
   readonly deviceId: string;
   fingerprint = '';
   alive = true;
+  /** A frame arrived since the last heartbeat pass: the channel is in use, so that pass sends no ping. */
+  private active = false;
   private state: 'awaiting_hello' | 'ready' | 'closed' = 'awaiting_hello';
   /** The protocol version agreed in `welcome`. */
   private protocol = 0;
@@ -133,8 +137,18 @@ export class AgentSession implements LiveSession {
     if (this.state === 'ready' && this.protocol >= 3) this.send({ type: 'trust', caCertificates });
   }
 
-  /** Pings the peer; terminates it if it did not answer the previous ping. */
+  /**
+   * Pings the peer, unless it sent a frame since the last pass (traffic shows
+   * it is there; at a check-in interval shorter than the ping interval no
+   * pings go out at all, and at the defaults every other one); terminates it
+   * if it did not answer the previous ping.
+   */
   heartbeat(): void {
+    if (this.active) {
+      this.active = false;
+      this.alive = true;
+      return;
+    }
     if (!this.alive) {
       this.log.info({ reason: 'no pong' }, 'agent unresponsive; terminating');
       this.socket.terminate();
@@ -159,6 +173,7 @@ export class AgentSession implements LiveSession {
     // Frames that arrive after we started closing (a violation, replacement, revocation) are not acted on.
     if (this.state === 'closed' || this.socket.readyState !== this.socket.OPEN) return;
     this.alive = true;
+    this.active = true;
     if (!this.budget.take(this.deps.now())) {
       this.fail(CloseCode.RATE_LIMITED, 'RATE_LIMITED', 'too many frames; slow down', 1000);
       return;
@@ -257,6 +272,7 @@ export class AgentSession implements LiveSession {
         lastSeq: this.lastSeq,
         ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
         ...(lastEventSeq === undefined ? {} : { lastEventSeq }),
+        ...(this.protocol >= 4 && this.deps.reconnectWindowMs ? { reconnectWindowMs: this.deps.reconnectWindowMs() } : {}),
       });
     if (this.protocol < 3) welcome(undefined);
     else {

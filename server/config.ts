@@ -107,6 +107,8 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   agentBinaryWindows: 'ROLLCALL_AGENT_BINARY_WINDOWS',
   adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
   agentCertValiditySec: 'ROLLCALL_AGENT_CERT_VALIDITY_SEC',
+  maxPendingHandshakes: 'ROLLCALL_MAX_PENDING_HANDSHAKES',
+  maxAgents: 'ROLLCALL_MAX_AGENTS',
 };
 
 /** Environment variable names, for --help and docs. */

@@ -13,7 +13,7 @@ import { reportToObservations } from './agent-reports.js';
 import { droppedCount, eventsToObservations, offlineCheckins } from './agent-events.js';
 import { renewCertificate } from './cert-renewal.js';
 import { ROLLCALL_VERSION } from '../common/version.js';
-import { buildAgentListener } from './agent-listener.js';
+import { buildAgentListener, restartWindowMs } from './agent-listener.js';
 import { AgentBinaries, defaultLinuxAgentBinary } from './agent-download.js';
 import { Installers } from './installer/installers.js';
 import { Questions } from './questions.js';
@@ -215,6 +215,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
       trustedCas: () => trustedCaPems(pki),
       recordSighting: (s) => connects.recordSighting(s),
+      // The same fleet-sized window a clean shutdown spreads agents over, for when the server goes without one (a crash).
+      reconnectWindowMs: () => restartWindowMs(registry.size),
     },
   });
   const facts = {
