@@ -2,6 +2,12 @@
  * Enrollment on the endpoint: make a key pair here (the private key never
  * leaves this computer), fetch the CA by its pin, send a CSR with the
  * enrollment token, check what comes back, and store it.
+ *
+ * Several servers (a public name and a LAN address, say) are tried in
+ * order: one that cannot be reached, does not show the pinned CA, is busy
+ * (429) or fails (5xx) hands over to the next; a server that answers the
+ * enrollment with a refusal (a bad or used-up token: 4xx) ends it there,
+ * because the token is the same everywhere.
  */
 import crypto from 'node:crypto';
 import os from 'node:os';
@@ -20,7 +26,7 @@ export const DEFAULT_AGENT_PORT = 2222;
 
 /** Options for {@link enrollAgent}. */
 export interface EnrollOptions {
-  /** `host:port` entries; the first is used to enroll, all are kept for failover. */
+  /** `host:port` entries, tried in order until one enrolls; all are kept for failover. */
   readonly servers: readonly string[];
   readonly caPin: string;
   readonly token: string;
@@ -41,27 +47,50 @@ export async function enrollAgent(opts: EnrollOptions): Promise<Identity> {
   if (!opts.force && (await opts.state.isEnrolled())) {
     throw new RollcallError('ALREADY_ENROLLED', `${opts.state.dir} already holds an enrollment; use --force to replace it`);
   }
-  const { host, port } = parseHostPort(opts.servers[0]!, DEFAULT_AGENT_PORT);
+  const targets = opts.servers.map((s) => ({ server: s, ...parseHostPort(s, DEFAULT_AGENT_PORT) }));
   const proxy = opts.proxy ? parseProxyUrl(opts.proxy) : undefined;
-  const caPem = await fetchPinnedCa(host, port, pin, opts.timeoutMs, proxy);
   const keys = generateKeyPair(2048);
   const hostname = (opts.hostname ?? os.hostname()).slice(0, 253) || 'unknown';
-  const res = await requestJson({
-    host,
-    port,
-    path: ENROLL_PATH,
-    ca: caPem,
-    timeoutMs: opts.timeoutMs,
-    proxy,
-    body: { token: opts.token, csr: createCsr(keys.privateKeyPem, hostname), hostname, fingerprint: opts.fingerprint, agentVersion: ROLLCALL_VERSION },
-  });
-  if (res.status !== 200) {
-    const err = (res.body as ErrorBody | undefined)?.error;
-    throw new RollcallError(err?.code ?? `HTTP_${res.status}`, `enrollment refused: ${err?.message ?? `HTTP ${res.status}`}`, {
-      retryable: res.status === 429 || res.status >= 500,
-    });
+  const csr = createCsr(keys.privateKeyPem, hostname);
+  const failures: string[] = [];
+  let answer: ReturnType<typeof checkEnrollResponse> | undefined;
+  let lastError: unknown;
+  for (const { server, host, port } of targets) {
+    let refusal: RollcallError | undefined;
+    try {
+      const caPem = await fetchPinnedCa(host, port, pin, opts.timeoutMs, proxy);
+      const res = await requestJson({
+        host,
+        port,
+        path: ENROLL_PATH,
+        ca: caPem,
+        timeoutMs: opts.timeoutMs,
+        proxy,
+        body: { token: opts.token, csr, hostname, fingerprint: opts.fingerprint, agentVersion: ROLLCALL_VERSION },
+      });
+      if (res.status === 200) answer = checkEnrollResponse(res.body);
+      else {
+        const err = (res.body as ErrorBody | undefined)?.error;
+        const refused = new RollcallError(err?.code ?? `HTTP_${res.status}`, `enrollment refused: ${err?.message ?? `HTTP ${res.status}`}`, {
+          retryable: res.status === 429 || res.status >= 500,
+        });
+        if (!refused.retryable) refusal = refused;
+        else throw refused;
+      }
+    } catch (err) {
+      // A malformed answer from a server that showed the pinned CA is not something another server fixes.
+      if (err instanceof RollcallError && err.code === 'ENROLL_BAD_RESPONSE') throw err;
+      lastError = err;
+      failures.push(`${server}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (refusal) throw refusal; // the server's own answer about this token: the same everywhere
+    if (answer) break;
   }
-  const answer = checkEnrollResponse(res.body);
+  if (!answer) {
+    if (targets.length === 1 && lastError instanceof Error) throw lastError;
+    const code = lastError instanceof RollcallError ? lastError.code : 'ENROLL_UNREACHABLE';
+    throw new RollcallError(code, `no server enrolled this computer (${failures.join('; ')})`, { retryable: true, cause: lastError });
+  }
   if (spkiPin(answer.caCertificate) !== pin || !isIssuedBy(answer.certificate, answer.caCertificate)) {
     throw new RollcallError('ENROLL_BAD_RESPONSE', 'the issued certificate does not chain to the pinned certificate authority');
   }

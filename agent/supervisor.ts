@@ -4,7 +4,9 @@
  * After any failure it waits a full-jitter exponential backoff (see
  * common/backoff.ts), never less than a delay the server advised, and
  * moves on to the next server in the list. A channel that reached
- * `welcome` resets the backoff. A terminal failure (revoked, unknown
+ * `welcome` resets the backoff; from the second retry on, the window is at
+ * least the fleet's reconnect window the server advertised in `welcome`
+ * (protocol 4), so a fleet that lost its server comes back spread out. A terminal failure (revoked, unknown
  * device, expired certificate) ends the loop: retrying cannot help.
  */
 import os from 'node:os';
@@ -158,8 +160,8 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   let savedPorts = JSON.stringify(await opts.state.loadListenerPorts());
 
   let seqWrites: Promise<void> = Promise.resolve();
-  const onWelcomeOf = (server: string, marked: () => void) => (w: Welcome) => {
-    marked();
+  const onWelcomeOf = (server: string, marked: (w: Welcome) => void) => (w: Welcome) => {
+    marked(w);
     offlineCheckins.setServerInterval(w.intervalSec);
     offlineCheckins.online();
     if (w.ports) {
@@ -223,6 +225,8 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const loop = async (): Promise<RunOutcome> => {
     let attempt = 0;
     let serverIndex = 0;
+    // The fleet's reconnect window, as the server last advertised it (protocol 4).
+    let spreadMs = 0;
     while (!abort.signal.aborted) {
       const server = identity.servers[serverIndex % identity.servers.length]!;
       const { host, port } = parseHostPort(server, DEFAULT_AGENT_PORT);
@@ -248,9 +252,10 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         log,
         outbox,
         renewal: () => (next ? undefined : current.renewal),
-        onWelcome: onWelcomeOf(server, () => {
+        onWelcome: onWelcomeOf(server, (w) => {
           welcomed = true;
           attempt = 0;
+          spreadMs = w.reconnectWindowMs ?? 0;
           // The renewed pair reached welcome: it is the current one from now on.
           if (using === next) renewalSettled = settleRenewal(true, null).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot make the renewed certificate current'));
         }),
@@ -284,7 +289,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         return { kind: 'terminal', failure };
       }
       if (!welcomed) serverIndex += 1;
-      const delay = backoffDelay(opts.backoff, attempt, opts.random, failure.retryAfterMs);
+      const delay = backoffDelay(opts.backoff, attempt, opts.random, failure.retryAfterMs, spreadMs);
       attempt += 1;
       status.update({
         state: 'backoff',

@@ -86,6 +86,8 @@ export const Welcome = Type.Object(
     ports: Type.Optional(Type.Array(ListenerPort, { maxItems: 16 })),
     /** Protocol 3: highest outbox event sequence the server holds for this device. */
     lastEventSeq: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Protocol 4: the window, sized to the fleet, over which agents spread their reconnects after losing the server (see common/backoff.ts). */
+    reconnectWindowMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 3_600_000 })),
   },
   { additionalProperties: false },
 );

@@ -7,7 +7,7 @@
  */
 
 /** The wire protocol version this build speaks. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Oldest protocol version the server still accepts in `hello`. */
 export const MIN_PROTOCOL_VERSION = 1;

@@ -95,6 +95,7 @@ export interface ScaleReportInput {
     readonly agents: number;
     readonly concurrency: number;
     readonly loadgens: number;
+    readonly workers: number;
     readonly sources: number;
     readonly intervalSec: number;
     readonly steadySec: number;
@@ -267,7 +268,12 @@ export function renderScaleSection(input: ScaleReportInput): string {
     `Run ${input.startedAt.toISOString()} with ${n.toLocaleString('en-US')} agents on ${m.cpuCount} × ${m.cpuModel}, ` +
       `${(m.totalMemoryBytes / 1024 ** 3).toFixed(0)} GiB, ${m.os}, Node ${m.nodeVersion}; open-file hard limit ${input.openFileLimit ?? 'unknown'} per process.`,
     '',
-    `Each server ran in its own process and reported its own CPU time and RSS; ${input.args.loadgens} load-generator process(es) ` +
+    (input.args.workers > 0
+      ? `Each server ran as a primary process and ${input.args.workers} agent-port worker processes (node:cluster, sharing one listening ` +
+        'socket; the kernel hands each connection to one worker): Rollcall with `--agent-workers`, the primary holding storage and the console; ' +
+        'bare as the same number of bare servers. Every process reported its own CPU time and RSS, summed here; '
+      : 'Each server ran in its own process and reported its own CPU time and RSS; ') +
+      `${input.args.loadgens} load-generator process(es) ` +
       `simulated the agents (real mutual-TLS WebSocket clients, one certificate each, from ${input.args.sources} loopback source addresses), ` +
       `${input.args.concurrency} connects in flight` +
       (input.args.maxPending === undefined ? '' : `, Rollcall's admission limit set to ${input.args.maxPending} handshakes in flight`) +
@@ -381,16 +387,21 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
   }
   notes.push(
     input.args.storm === 'crash'
-      ? '- **Storm after a crash:** no notice reaches the agents; admission before TLS and their own backoff (1 s, doubling, ' +
-          '5 min cap) pace the return. A fleet-sized spread after an unannounced loss needs an agent change (see docs/architecture.md).'
+      ? '- **Storm after a crash:** no notice reaches the agents; each retries once within a second, then (protocol 4) draws its ' +
+          'delay from the fleet-sized window the server advertised in `welcome` (2 ms per agent, 5 s to 240 s), with admission ' +
+          'before TLS shedding whatever still arrives at once; bare advertises nothing, so its agents follow their plain backoff ' +
+          '(1 s, doubling, 5 min cap).'
       : '- **Storm after a restart:** Rollcall tells each agent when to come back (2 s plus its share of a window of 2 ms per agent), ' +
           'so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
           "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
   );
   notes.push(
-    '- **One core.** The server runs on one core (one process); the load generators and the driver take the other. ' +
-      'Using both cores for the server (node:cluster workers sharing the agent port, storage in the primary) is designed in ' +
-      'docs/architecture.md, not built.',
+    input.args.workers > 0
+      ? `- **Both cores.** The agent port ran in ${input.args.workers} worker processes (each holds its own sockets, below its own ` +
+          'open-file limit) and the primary kept storage, the console and the live registry; all of them, the load generators and ' +
+          'the driver share the two cores, so the wall-clock rates here are what is left after the clients take their part.'
+      : '- **One process.** The server ran as one process (no `--agent-workers`), so on one core; the load generators and the driver ' +
+          'take the other. `--workers N` runs both servers with N agent-port worker processes.',
   );
   return notes;
 }

@@ -38,6 +38,8 @@ export interface ScaleArgs {
   readonly agents: number;
   readonly concurrency: number;
   readonly loadgens: number;
+  /** Agent-port worker processes of each server (0: the server is one process). */
+  readonly workers: number;
   readonly sources: number;
   readonly intervalSec: number;
   readonly steadySec: number;
@@ -54,7 +56,7 @@ export interface ScaleArgs {
 }
 
 export const SCALE_USAGE =
-  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--max-pending N] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
+  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--workers W] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--max-pending N] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
 
 /** Parses the scale bench's flags. */
 export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: true } {
@@ -62,6 +64,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     agents: { type: 'string' },
     concurrency: { type: 'string' },
     loadgens: { type: 'string' },
+    workers: { type: 'string' },
     sources: { type: 'string' },
     interval: { type: 'string' },
     steady: { type: 'string' },
@@ -84,6 +87,8 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     agents,
     concurrency: positiveInt('concurrency', values.concurrency, 100, 10_000, SCALE_USAGE),
     loadgens: positiveInt('loadgens', values.loadgens, Math.max(1, Math.ceil(agents / 15_000)), 64, SCALE_USAGE),
+    // Beyond one process's open files (20,000 here) the servers need workers; the kernel spreads accepts unevenly, so 12,000 each.
+    workers: values.workers === '0' ? 0 : positiveInt('workers', values.workers, agents > 15_000 ? Math.ceil(agents / 12_000) : 0, 64, SCALE_USAGE),
     // Two connects per agent within a minute (full, then resumed) leave ports in TIME_WAIT: ~20k per address is safe.
     sources: positiveInt('sources', values.sources, Math.max(2, Math.ceil((2 * agents) / 20_000)), 250, SCALE_USAGE),
     intervalSec: positiveInt('interval', values.interval, 60, 3600, SCALE_USAGE),
@@ -115,12 +120,13 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
   const n = pki.agents.length;
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), `rollcall-scale-${kind}-`));
   const ticketKeysHex = randomBytes(48).toString('hex');
-  const profile = { scale: true, ticketKeysHex, ...(args.maxPending ? { maxPendingHandshakes: args.maxPending } : {}) };
+  const profile = { scale: true, ticketKeysHex, workers: args.workers, ...(args.maxPending ? { maxPendingHandshakes: args.maxPending } : {}) };
   let target: TargetHandle | undefined;
   const loadgens: LoadgenHandle[] = [];
   let probe: ConsoleProbe | undefined;
   let timeline: Timeline | undefined;
-  const phaseMs = 300_000;
+  // Long enough for the connects of a large fleet on two shared cores (about 3 ms of server and client CPU each, twice).
+  const phaseMs = Math.max(300_000, n * 6);
   try {
     target = await startTarget(kind, pki, { dataDir, profile, timeoutMs: 180_000 });
     const port = target.port;
@@ -337,14 +343,19 @@ export async function runScaleBench(argv: string[], io: CliIo): Promise<number> 
   }
   const limit = await openFileLimit();
   const perProcess = Math.ceil(args.agents / args.loadgens);
-  if (limit !== undefined && (args.agents + 1000 > limit || perProcess + 1000 > limit)) {
+  const perServerProcess = Math.ceil(args.agents / Math.max(1, args.workers));
+  if (limit !== undefined && (perServerProcess + 1000 > limit || perProcess + 1000 > limit)) {
     throw usageError(
-      `--agents ${args.agents} needs more open files than this machine allows one process (hard limit ${limit}): the server holds every agent's socket. ` +
-        `Raise the hard limit (ulimit -Hn, as root) or use at most ${limit - 1000} agents.`,
+      `--agents ${args.agents} needs more open files than this machine allows one process (hard limit ${limit}): ` +
+        `each server process holds its agents' sockets (${perServerProcess} with --workers ${args.workers}), each load generator ${perProcess}. ` +
+        `Use more --workers and --loadgens, or raise the hard limit (ulimit -Hn, as root).`,
     );
   }
   const startedAt = new Date();
-  io.out(`rollcall bench scale: ${args.agents} agents, ${args.loadgens} load generator process(es), ${args.sources} loopback source address(es), ${args.concurrency} connects in flight`);
+  io.out(
+    `rollcall bench scale: ${args.agents} agents, ${args.workers > 0 ? `${args.workers} agent-port worker processes per server, ` : ''}` +
+      `${args.loadgens} load generator process(es), ${args.sources} loopback source address(es), ${args.concurrency} connects in flight`,
+  );
   const { pki, cached } = await loadOrCreateBenchPki(args.cacheDir, args.agents, (m) => io.out(m));
   io.out(cached ? `using cached certificates from ${args.cacheDir}` : 'certificates ready');
   const busyBefore = await machineBusyMs();

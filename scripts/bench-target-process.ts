@@ -60,6 +60,12 @@ export interface StartProfile {
   readonly ticketKeysHex?: string;
   /** Our server's admission limit (connections in their TLS handshake); the server's default when absent. */
   readonly maxPendingHandshakes?: number;
+  /**
+   * Agent-port worker processes (node:cluster): ours with `agentWorkers`, the
+   * bare baseline with the same number of bare servers sharing its port. 0 or
+   * absent: one process. Samples then sum CPU and RSS over every process.
+   */
+  readonly workers?: number;
 }
 
 /** Driver → child. */
@@ -110,6 +116,11 @@ export function defaultTargetEntry(): string {
   return self.replace(/bench-target-process\.(ts|js)$/, 'bench-targets.$1');
 }
 
+/** What a server needs of the bench PKI: the agents' certificates themselves stay with the clients (100,000 of them are 150 MB of JSON). */
+function serverSide(pki: BenchPki): BenchPki {
+  return { ...pki, agents: pki.agents.map((a) => ({ ...a, certPem: '' })) };
+}
+
 /** Forks the child, sends it the certificates and waits until its server listens. */
 export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTargetOptions): Promise<TargetHandle> {
   const entry = opts.entry ?? defaultTargetEntry();
@@ -154,7 +165,7 @@ export async function startTarget(kind: TargetKind, pki: BenchPki, opts: StartTa
     ready = await withDeadline(
       new Promise<{ port: number; console?: ConsoleAccess }>((resolve, reject) => {
         onReady = { resolve, reject };
-        send({ type: 'start', pki, dataDir: opts.dataDir, ...(opts.profile ? { profile: opts.profile } : {}) });
+        send({ type: 'start', pki: serverSide(pki), dataDir: opts.dataDir, ...(opts.profile ? { profile: opts.profile } : {}) });
       }),
       timeoutMs,
       `starting the ${kind} server took too long`,

@@ -12,11 +12,19 @@
  * is node https + ws with the same certificates and TLS settings that
  * answers `hello` with a welcome-shaped JSON and `checkin` with an ack: the
  * floor any mutual-TLS WebSocket server pays.
+ *
+ * With `profile.workers` (the scale bench, beyond one process's file limit)
+ * ours runs its agent port in that many cluster workers, and bare runs that
+ * many bare servers as cluster workers sharing one port the same way (the
+ * kernel spreads accepts); a sample then sums CPU and RSS over the primary
+ * and every worker, each measured inside its own process.
  */
+import cluster, { type Worker } from 'node:cluster';
 import fs from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -31,9 +39,20 @@ import type { BenchPki } from './bench-pki.js';
 import type { ConsoleAccess, FromTarget, SampleMode, StartProfile, TargetKind, TargetSample, ToTarget } from './bench-target-process.js';
 import { TICKET_LIFETIME_SEC } from '../server/tls-tickets.js';
 
+/** One worker process's own measurements (see WorkerStats below). */
+interface ProcessSample {
+  readonly cpuUs: number;
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly openChannels: number;
+  readonly eventLoopDelayMaxMs: number;
+}
+
 /** A listening server under test. */
 interface RunningTarget {
   readonly port: number;
+  /** The worker processes' samples (a full GC in each first when `gc`); absent with one process. */
+  workerSamples?(gc: boolean): Promise<ProcessSample[]>;
   /** Ours: the console API and an admin token, so the driver can link and sync MSP accounts. */
   readonly console?: ConsoleAccess;
   openChannels(): number;
@@ -98,7 +117,8 @@ async function startOurs(pki: BenchPki, dataDir: string, log: Logger, profile: S
     await insertDevices(dataDir, pki);
   }
   const limits = profile.scale ? (profile.maxPendingHandshakes ? { maxPendingHandshakes: profile.maxPendingHandshakes } : {}) : BENCH_LIMITS;
-  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: profile.port ?? 0, consolePort: 0, ...limits });
+  const workers = profile.workers ?? 0;
+  const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: profile.port ?? 0, consolePort: 0, agentWorkers: workers, ...limits });
   const server = await buildServer(config, { log });
   await server.start();
   const adminToken = profile.restart ? (await server.storage.apiTokens.create('bench-restart', Date.now())).secret : await server.createInitialAdminToken();
@@ -107,6 +127,7 @@ async function startOurs(pki: BenchPki, dataDir: string, log: Logger, profile: S
     port: server.agentPort,
     console: { port: server.consolePort, adminToken },
     openChannels: () => server.registry.size,
+    ...(server.agentWorkers ? { workerSamples: (gc: boolean) => server.agentWorkers!.stats({ gc }) } : {}),
     counters: () => ({ writerBatches: server.writer.stats.batches, writerCheckins: server.writer.stats.checkins, writerRows: server.writer.stats.rows }),
     settle: async () => {
       await server.writer.flush();
@@ -134,7 +155,7 @@ function bareAnswer(data: RawData): string | undefined {
   return undefined;
 }
 
-async function startBare(pki: BenchPki, log: Logger, profile: StartProfile = {}): Promise<RunningTarget> {
+async function startBare(pki: Pick<BenchPki, 'ca' | 'server'>, log: Logger, profile: StartProfile = {}): Promise<RunningTarget> {
   const server = https.createServer({
     key: pki.server.keyPem,
     cert: pki.server.certPem + pki.ca.certPem, // the same chain our agent listener sends
@@ -185,28 +206,149 @@ async function startBare(pki: BenchPki, log: Logger, profile: StartProfile = {})
   };
 }
 
+/** Primary → bare worker. */
+type ToBareWorker =
+  | { readonly type: 'start'; readonly pki: Pick<BenchPki, 'ca' | 'server'>; readonly profile: StartProfile }
+  | { readonly type: 'stats'; readonly id: number; readonly gc: boolean }
+  | { readonly type: 'stop' };
+
+/** Bare worker → primary. */
+type FromBareWorker =
+  | { readonly type: 'listening'; readonly port: number }
+  | { readonly type: 'stats'; readonly id: number; readonly sample: ProcessSample }
+  | { readonly type: 'failed'; readonly message: string };
+
+/** This process's own figures, after a full GC when asked (and --expose-gc gave one). */
+function ownSample(gc: boolean, openChannels: number, loopDelay: IntervalHistogram): ProcessSample {
+  if (gc) globalThis.gc?.();
+  const cpu = process.cpuUsage();
+  const mem = process.memoryUsage();
+  const eventLoopDelayMaxMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
+  loopDelay.reset();
+  return { cpuUs: cpu.user + cpu.system, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, openChannels, eventLoopDelayMaxMs };
+}
+
+/** A bare server in a cluster worker: started, sampled and stopped by the primary. */
+function bareWorkerMain(): void {
+  const log = pino({ level: 'warn', base: { target: 'bare', worker: cluster.worker?.id } });
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  let target: RunningTarget | undefined;
+  const send = (msg: FromBareWorker): void => {
+    if (process.connected) process.send!(msg);
+  };
+  process.on('disconnect', () => process.exit(0)); // the primary is gone (killed in the crash storm): so are we
+  process.on('message', (raw) => {
+    const msg = raw as ToBareWorker;
+    if (msg.type === 'start') {
+      startBare(msg.pki, log, msg.profile).then(
+        (t) => {
+          target = t;
+          send({ type: 'listening', port: t.port });
+        },
+        (err: unknown) => send({ type: 'failed', message: describeError(err) }),
+      );
+    } else if (msg.type === 'stats') {
+      send({ type: 'stats', id: msg.id, sample: ownSample(msg.gc, target?.openChannels() ?? 0, loopDelay) });
+    } else if (msg.type === 'stop') {
+      (target ? target.close() : Promise.resolve()).finally(() => process.exit(0));
+    }
+  });
+}
+
+/** The bare baseline as `n` cluster workers sharing one port (SCHED_NONE: the kernel spreads accepts, as for ours). */
+async function startBareCluster(pki: BenchPki, profile: StartProfile, n: number): Promise<RunningTarget> {
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), args: ['bare-worker'] });
+  const workers: Worker[] = [];
+  const pending = new Map<number, (s: ProcessSample) => void>();
+  let nextId = 1;
+  const ports = await Promise.all(
+    Array.from({ length: n }, () => {
+      const worker = cluster.fork();
+      workers.push(worker);
+      return new Promise<number>((resolve, reject) => {
+        worker.on('message', (raw: FromBareWorker) => {
+          if (raw.type === 'listening') resolve(raw.port);
+          else if (raw.type === 'failed') reject(new Error(`bare worker failed: ${raw.message}`));
+          else if (raw.type === 'stats') {
+            pending.get(raw.id)?.(raw.sample);
+            pending.delete(raw.id);
+          }
+        });
+        worker.once('exit', (code) => reject(new Error(`bare worker exited (${code}) before listening`)));
+        worker.send({ type: 'start', pki: { ca: pki.ca, server: pki.server }, profile } satisfies ToBareWorker);
+      });
+    }),
+  );
+  const samples = (gc: boolean): Promise<ProcessSample[]> =>
+    Promise.all(
+      workers.filter((w) => w.isConnected()).map(
+        (w) =>
+          new Promise<ProcessSample>((resolve) => {
+            const id = nextId++;
+            pending.set(id, resolve);
+            w.send({ type: 'stats', id, gc } satisfies ToBareWorker);
+          }),
+      ),
+    );
+  return {
+    port: ports[0]!,
+    workerSamples: samples,
+    openChannels: () => 0, // the workers hold them: counted from their samples
+    counters: () => ({}),
+    settle: async () => undefined,
+    close: async () => {
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              if (w.isDead()) return resolve();
+              w.once('exit', () => resolve());
+              w.send({ type: 'stop' } satisfies ToBareWorker);
+            }),
+        ),
+      );
+    },
+  };
+}
+
 /** Measures this process: CPU before and after a full GC (none when quick), then memory and event-loop delay since the last sample. */
-function takeSample(target: RunningTarget, mode: SampleMode, loopDelay: IntervalHistogram): TargetSample {
+async function takeSample(target: RunningTarget, mode: SampleMode, loopDelay: IntervalHistogram): Promise<TargetSample> {
   const before = process.cpuUsage();
   const gc = mode === 'full' ? globalThis.gc : undefined;
   if (gc) gc();
   const after = process.cpuUsage();
   const mem = process.memoryUsage();
-  const eventLoopDelayMaxMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
+  let eventLoopDelayMaxMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
   loopDelay.reset();
+  // Workers sample themselves (their CPU taken after their own GC: a phase pays for the garbage it left there).
+  const workers = target.workerSamples ? await target.workerSamples(gc !== undefined) : [];
+  let workerCpuUs = 0;
+  let workerRss = 0;
+  let workerHeap = 0;
+  let workerChannels = 0;
+  for (const w of workers) {
+    workerCpuUs += w.cpuUs;
+    workerRss += w.rssBytes;
+    workerHeap += w.heapUsedBytes;
+    workerChannels += w.openChannels;
+    eventLoopDelayMaxMs = Math.max(eventLoopDelayMaxMs, w.eventLoopDelayMaxMs);
+  }
   return {
-    cpuUs: before.user + before.system,
-    cpuAfterGcUs: after.user + after.system,
-    rssBytes: mem.rss,
-    heapUsedBytes: mem.heapUsed,
+    cpuUs: before.user + before.system + workerCpuUs,
+    cpuAfterGcUs: after.user + after.system + workerCpuUs,
+    rssBytes: mem.rss + workerRss,
+    heapUsedBytes: mem.heapUsed + workerHeap,
     gcForced: gc !== undefined,
-    openChannels: target.openChannels(),
-    counters: target.counters(),
+    openChannels: target.openChannels() + workerChannels,
+    counters: { ...target.counters(), processes: 1 + workers.length },
     eventLoopDelayMaxMs,
   };
 }
 
 function main(): void {
+  if (cluster.isWorker) return bareWorkerMain();
   const kind = process.argv[2] as TargetKind;
   const send = (msg: FromTarget): void => {
     if (process.connected) process.send!(msg);
@@ -229,7 +371,9 @@ function main(): void {
   process.on('message', (raw) => {
     const msg = raw as ToTarget;
     if (msg.type === 'start') {
-      const started = kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log, msg.profile) : startBare(msg.pki, log, msg.profile);
+      const workers = msg.profile?.workers ?? 0;
+      const started =
+        kind === 'ours' ? startOurs(msg.pki, msg.dataDir, log, msg.profile) : workers > 0 ? startBareCluster(msg.pki, msg.profile ?? {}, workers) : startBare(msg.pki, log, msg.profile);
       started.then((t) => {
         target = t;
         send({ type: 'ready', port: t.port, ...(t.console ? { console: t.console } : {}) });
@@ -238,7 +382,7 @@ function main(): void {
       const t = target;
       if (!t) return fail(new Error('sample requested before the server started'));
       const settled = msg.mode === 'full' ? t.settle() : Promise.resolve();
-      settled.then(() => send({ type: 'sample', id: msg.id, sample: takeSample(t, msg.mode, loopDelay) }), fail);
+      settled.then(() => takeSample(t, msg.mode, loopDelay)).then((sample) => send({ type: 'sample', id: msg.id, sample }), fail);
     } else if (msg.type === 'stop') {
       // Leave in any case: the driver sees the exit (and the error on stdout if closing failed).
       loopDelay.disable();

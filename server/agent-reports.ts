@@ -18,6 +18,8 @@ export const ATTEMPT_CLASS_MAP: Readonly<Record<string, PortcheckFailure>> = {
   REFUSED: 'TCP_REFUSED',
   TIMEOUT: 'TCP_TIMEOUT',
   TLS: 'TLS_HANDSHAKE_FAILED',
+  // The proxy opened no tunnel to the server: no TCP path from that network (the remedy names proxy settings).
+  PROXY: 'TCP_UNREACHABLE',
   REJECTED: 'WS_REJECTED',
   PROTOCOL: 'WS_NO_ROUNDTRIP',
   CLOSED: 'WS_NO_ROUNDTRIP',

@@ -95,6 +95,8 @@ export class AgentSession implements LiveSession {
   readonly deviceId: string;
   fingerprint = '';
   alive = true;
+  /** A frame arrived since the last heartbeat pass: the channel is in use, so that pass sends no ping. */
+  private active = false;
   private state: 'awaiting_hello' | 'admitting' | 'ready' | 'closed' = 'awaiting_hello';
   /** The protocol version agreed in `welcome`. */
   private protocol = 0;
@@ -138,8 +140,18 @@ export class AgentSession implements LiveSession {
     if (this.state === 'ready' && this.protocol >= 3) this.send({ type: 'trust', caCertificates });
   }
 
-  /** Pings the peer; terminates it if it did not answer the previous ping. */
+  /**
+   * Pings the peer, unless it sent a frame since the last pass (traffic shows
+   * it is there; at a check-in interval shorter than the ping interval no
+   * pings go out at all, and at the defaults every other one); terminates it
+   * if it did not answer the previous ping.
+   */
   heartbeat(): void {
+    if (this.active) {
+      this.active = false;
+      this.alive = true;
+      return;
+    }
     if (!this.alive) {
       this.log.info({ reason: 'no pong' }, 'agent unresponsive; terminating');
       this.socket.terminate();
@@ -164,6 +176,7 @@ export class AgentSession implements LiveSession {
     // Frames that arrive after we started closing (a violation, replacement, revocation) are not acted on.
     if (this.state === 'closed' || this.socket.readyState !== this.socket.OPEN) return;
     this.alive = true;
+    this.active = true;
     if (!this.budget.take(this.deps.now())) {
       this.fail(CloseCode.RATE_LIMITED, 'RATE_LIMITED', 'too many frames; slow down', 1000);
       return;
@@ -278,6 +291,7 @@ export class AgentSession implements LiveSession {
       lastSeq: this.lastSeq,
       ...(hello.protocol >= 2 ? { ports: this.deps.listenerPorts() } : {}),
       ...(d.lastEventSeq === null ? {} : { lastEventSeq: d.lastEventSeq }),
+      ...(this.protocol >= 4 ? { reconnectWindowMs: d.reconnectWindowMs } : {}),
     });
     if (d.trustedCas) this.sendTrust(d.trustedCas);
     this.log.info({ hostname: hello.hostname, agentVersion: hello.agentVersion, protocol: hello.protocol }, 'agent connected');

@@ -29,12 +29,16 @@ Server:
                   [--public-host NAME …] [--listen-host 0.0.0.0] [--interval 60] [--msp-sync-interval 24h]
                   [--console-exposure public|restricted] [--alert-webhook URL] [--port-alert-after 15m]
                   [--log-level info] [--agent-binary FILE] [--agent-binary-windows FILE]
-                  [--agent-workers 0]
+                  [--agent-workers 0] [--max-agents 200000] [--max-pending-handshakes 256]
     Environment: ROLLCALL_DATA_DIR, ROLLCALL_AGENT_PORT, ROLLCALL_CONSOLE_PORT,
     ROLLCALL_PUBLIC_HOST (comma-separated), ROLLCALL_LISTEN_HOST, ROLLCALL_CHECKIN_INTERVAL,
     ROLLCALL_MSP_SYNC_INTERVAL, ROLLCALL_CONSOLE_EXPOSURE, ROLLCALL_ALERT_WEBHOOK,
     ROLLCALL_PORT_ALERT_AFTER_MIN, ROLLCALL_LOG_LEVEL, ROLLCALL_AGENT_BINARY, ROLLCALL_AGENT_BINARY_WINDOWS,
-    ROLLCALL_AGENT_WORKERS (agent worker processes; 0: one process, see docs/operations.md).
+    ROLLCALL_AGENT_WORKERS (agent worker processes; 0: one process, see docs/operations.md),
+    ROLLCALL_MAX_AGENTS, ROLLCALL_MAX_PENDING_HANDSHAKES.
+    --max-pending-handshakes: agent connections allowed in their TLS handshake at once (per agent
+    worker); more are shed before TLS and retry later (raise on more cores, lower if the console
+    slows in a storm).
 
 Admin commands (talk to the console API):
   rollcall token create --group PATH|ID [--ttl 7d] [--uses N] [--note TEXT] [--json]
@@ -102,6 +106,8 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
     'agent-binary': { type: 'string' },
     'agent-binary-windows': { type: 'string' },
     'agent-workers': { type: 'string' },
+    'max-pending-handshakes': { type: 'string' },
+    'max-agents': { type: 'string' },
     debug: { type: 'boolean' },
   });
   const mspSync = values['msp-sync-interval'] ?? env.ROLLCALL_MSP_SYNC_INTERVAL;
@@ -122,6 +128,8 @@ async function serverCommand(args: string[], env: NodeJS.ProcessEnv, io: CliIo):
       agentBinary: values['agent-binary'],
       agentBinaryWindows: values['agent-binary-windows'],
       agentWorkers: values['agent-workers'],
+      maxPendingHandshakes: values['max-pending-handshakes'],
+      maxAgents: values['max-agents'],
     },
     env,
   );

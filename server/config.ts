@@ -114,6 +114,8 @@ const ENV_NAMES: Partial<Record<keyof ServerConfig, string>> = {
   adminPassword: 'ROLLCALL_ADMIN_PASSWORD',
   agentCertValiditySec: 'ROLLCALL_AGENT_CERT_VALIDITY_SEC',
   agentWorkers: 'ROLLCALL_AGENT_WORKERS',
+  maxPendingHandshakes: 'ROLLCALL_MAX_PENDING_HANDSHAKES',
+  maxAgents: 'ROLLCALL_MAX_AGENTS',
 };
 
 /** Environment variable names, for --help and docs. */

@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
 import { describeError } from '../common/errors.js';
+import { restartWindowMs } from './restart-spread.js';
 import type { LiveSession, SessionRegistry } from './session-registry.js';
 import type { ConnectFacts } from './storage/devices-store.js';
 
@@ -40,6 +41,8 @@ export type AdmitDecision =
       readonly lastEventSeq: number | null;
       /** CAs to send in `trust` (protocol 3, during a CA rotation), else null. */
       readonly trustedCas: string[] | null;
+      /** The window the fleet spreads its reconnects over after an unannounced loss (protocol 4's `welcome.reconnectWindowMs`). */
+      readonly reconnectWindowMs: number;
     };
 
 /** What admission needs. */
@@ -74,7 +77,8 @@ export function admitSession<S extends LiveSession>(session: S, hello: HelloFact
   deps
     .recordSighting({ deviceId: hello.deviceId, groupId: hello.groupId, address: hello.address, at: hello.at })
     .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record sighting'));
-  const base = { admitted: true as const, replaced: replaced !== undefined, possibleClone, latestSeq };
+  // Sized like a clean shutdown's spread, to the agents connected now (the whole fleet, with agent workers).
+  const base = { admitted: true as const, replaced: replaced !== undefined, possibleClone, latestSeq, reconnectWindowMs: restartWindowMs(registry.size) };
   if (hello.protocol < 3) return { ...base, lastEventSeq: null, trustedCas: null };
   return deps.lastEventSeq(hello.deviceId).then((seq) => ({ ...base, lastEventSeq: seq, trustedCas: deps.trustedCas() }));
 }

@@ -9,7 +9,7 @@ import { certInfo, issueServerCert, spkiPin } from '../../common/pki.js';
 import { Harness, readTestCa, type TestServer } from '../../test/support/harness.js';
 import { enrollAgent, type EnrollOptions } from '../enroll.js';
 import { AgentState, STATE_FILES } from '../state.js';
-import { tlsServer } from './net-fixtures.js';
+import { closedPort, tlsServer } from './net-fixtures.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
@@ -190,5 +190,29 @@ describe('verifyChainAgainstPin', () => {
     const chain = await presentedChain(s);
     const later = new Date(Date.now() + 400 * 86_400_000);
     expect(() => verifyChainAgainstPin(chain, s.server.pki.caPin, '127.0.0.1', later)).toThrow(expect.objectContaining({ code: 'TLS_EXPIRED' }));
+  });
+
+  it('tries the servers in order: an unreachable one hands over to the next, and all are kept for failover', async () => {
+    const s = await h.startServer();
+    const state = new AgentState(await freshStateDir());
+    const dead = `127.0.0.1:${await closedPort()}`;
+    const identity = await enrollAgent(options(s, state, await s.enrollmentToken('Customers/Acme'), { servers: [dead, s.agentAddress] }));
+    expect(identity.servers).toEqual([dead, s.agentAddress]);
+    expect(await s.server.storage.devices.get(identity.deviceId)).toBeDefined();
+  });
+
+  it("stops at a server's refusal of the token instead of trying the next, and names every failure when none answers", async () => {
+    const s = await h.startServer();
+    const dead = `127.0.0.1:${await closedPort()}`;
+    const refused = await rejection(enrollAgent(options(s, new AgentState(await freshStateDir()), 'not-a-token', { servers: [s.agentAddress, dead] })));
+    expect(refused.retryable).toBe(false);
+    expect(refused.message).toMatch(/^enrollment refused/);
+    expect(refused.message).not.toContain(dead);
+
+    const otherDead = `127.0.0.1:${await closedPort()}`;
+    const none = await rejection(enrollAgent(options(s, new AgentState(await freshStateDir()), 'whatever', { servers: [dead, otherDead] })));
+    expect(none.message).toContain(`no server enrolled this computer (${dead}: `);
+    expect(none.message).toContain(`${otherDead}: `);
+    expect(none.retryable).toBe(true);
   });
 });

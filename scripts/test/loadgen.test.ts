@@ -116,6 +116,16 @@ describe('scale bench arguments and report', () => {
     expect(() => parseScaleArgs(['extra'])).toThrow(/unexpected argument/);
   });
 
+  it("gives a fleet beyond one process's open files agent-port workers, 12,000 agents each", () => {
+    const one = parseScaleArgs([]);
+    expect('help' in one ? undefined : one.workers).toBe(0);
+    const large = parseScaleArgs(['--agents', '100000']);
+    expect('help' in large ? undefined : { workers: large.workers, loadgens: large.loadgens }).toEqual({ workers: 9, loadgens: 7 });
+    const chosen = parseScaleArgs(['--agents', '100000', '--workers', '4']);
+    expect('help' in chosen ? undefined : chosen.workers).toBe(4);
+    expect(() => parseScaleArgs(['--workers', '65'])).toThrow(/--workers/);
+  });
+
   it('renders ratios and goals from its input', () => {
     const zero = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
     const result = (kind: 'ours' | 'bare', rssPerAgent: number, cpu: number): ScaleResult => ({
@@ -133,7 +143,7 @@ describe('scale bench arguments and report', () => {
       startedAt: new Date(0),
       machine: { cpuModel: 'test cpu', cpuCount: 2, totalMemoryBytes: 2 ** 34, nodeVersion: 'v20', os: 'Linux' },
       openFileLimit: 20_000,
-      args: { agents: 100, concurrency: 10, loadgens: 1, sources: 2, intervalSec: 60, steadySec: 10, stormTimeoutSec: 300, storm: 'graceful' },
+      args: { agents: 100, concurrency: 10, loadgens: 1, workers: 0, sources: 2, intervalSec: 60, steadySec: 10, stormTimeoutSec: 300, storm: 'graceful' },
       results: [result('ours', 60 * 1024, 3), result('bare', 50 * 1024, 2)],
     });
     expect(text).toContain('| RSS per connected agent (KiB) | 60.0 | 50.0 | 1.20x | ✗ ≤ 64 KiB and ≤ 1.15x |');

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Harness, RawClient } from '../../test/support/harness.js';
-import { RESTART_FLOOR_MS, restartWindowMs } from '../agent-listener.js';
+import { RESTART_FLOOR_MS, restartWindowMs } from '../restart-spread.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, waitFor } from '../../test/support/harness.js';
+import { restartWindowMs } from '../restart-spread.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
@@ -56,5 +57,22 @@ describe('check-in channel', () => {
     release();
     await busy;
     expect(await s.storedDevice(agent.deviceId)).toMatchObject({ lastSeq: 3, checkinCount: 3 });
+  });
+
+  it('advertises the fleet-sized reconnect window to protocol-4 agents only', async () => {
+    const s = await h.startServer();
+    const a = await s.enrollAgent();
+    const b = await s.enrollAgent();
+    const current = await s.rawClient(a);
+    await current.open();
+    current.hello(a.deviceId);
+    // Sized to the agents connected when it is sent (here: this one), as a clean shutdown's spread is.
+    expect(await current.waitMessage('welcome')).toMatchObject({ protocol: 4, reconnectWindowMs: restartWindowMs(1) });
+    const older = await s.rawClient(b);
+    await older.open();
+    older.hello(b.deviceId, { protocol: 3 });
+    const welcome = await older.waitMessage('welcome');
+    expect(welcome).toMatchObject({ protocol: 3 });
+    expect(welcome).not.toHaveProperty('reconnectWindowMs'); // a protocol-3 agent would refuse a field it does not know
   });
 });

@@ -44,4 +44,12 @@ describe('server configuration', () => {
     expect(() => resolveServerConfig({ agentPort: 9000, consolePort: 9000 })).toThrow(/must differ/);
     expect(DEFAULT_SERVER_CONFIG.agentPort).toBe(2222);
   });
+
+  it('takes the connection limits from flags or the environment, and refuses bad ones', () => {
+    const c = resolveServerConfig({ maxPendingHandshakes: '512' }, { ROLLCALL_MAX_AGENTS: '20000' });
+    expect(c).toMatchObject({ maxPendingHandshakes: 512, maxAgents: 20_000 });
+    expect(resolveServerConfig({}, { ROLLCALL_MAX_PENDING_HANDSHAKES: '64' }).maxPendingHandshakes).toBe(64);
+    expect(() => resolveServerConfig({ maxPendingHandshakes: '0' })).toThrow(/max pending handshakes must be a whole number from 1/);
+    expect(() => resolveServerConfig({}, { ROLLCALL_MAX_AGENTS: 'lots' })).toThrow(/max agents must be a whole number/);
+  });
 });

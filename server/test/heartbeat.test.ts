@@ -28,4 +28,29 @@ describe('heartbeat', () => {
     ok.send({ type: 'checkin', seq: 1, sentAt: Date.now(), uptimeSec: 1 });
     expect(await ok.waitMessage('ack')).toEqual({ type: 'ack', seq: 1 });
   });
+
+  it('sends no pings to an agent whose frames show it is there, and keeps pinging a quiet one', async () => {
+    const s = await h.startServer({ pingIntervalMs: 1000 });
+    const [busyAgent, quietAgent] = [await s.enrollAgent(), await s.enrollAgent()];
+    const busy = await s.rawClient(busyAgent);
+    const quiet = await s.rawClient(quietAgent);
+    for (const [c, a] of [[busy, busyAgent], [quiet, quietAgent]] as const) {
+      await c.open();
+      c.hello(a.deviceId);
+      await c.waitMessage('welcome');
+    }
+    let busyPings = 0;
+    let quietPings = 0;
+    busy.ws.on('ping', () => (busyPings += 1));
+    quiet.ws.on('ping', () => (quietPings += 1));
+    // A check-in every 200 ms: several frames in every 1 s heartbeat pass (within the 5 frames/s budget).
+    let seq = 0;
+    const timer = setInterval(() => busy.send({ type: 'checkin', seq: ++seq, sentAt: Date.now(), uptimeSec: seq }), 200);
+    h.defer(() => clearInterval(timer));
+    await waitFor(() => quietPings >= 3, 'three pings to the quiet agent', 10_000);
+    clearInterval(timer);
+    expect(busyPings).toBe(0);
+    expect(s.server.registry.get(busyAgent.deviceId)).toBeDefined();
+    expect(s.server.registry.get(quietAgent.deviceId)).toBeDefined(); // it answered every ping
+  });
 });
