@@ -53,6 +53,8 @@ interface RunningTarget {
   readonly port: number;
   /** The worker processes' samples (a full GC in each first when `gc`); absent with one process. */
   workerSamples?(gc: boolean): Promise<ProcessSample[]>;
+  /** True when the channels are counted by the workers (bare); ours counts them in its global registry. */
+  readonly channelsInWorkers?: boolean;
   /** Ours: the console API and an admin token, so the driver can link and sync MSP accounts. */
   readonly console?: ConsoleAccess;
   openChannels(): number;
@@ -295,6 +297,7 @@ async function startBareCluster(pki: BenchPki, profile: StartProfile, n: number)
   return {
     port: ports[0]!,
     workerSamples: samples,
+    channelsInWorkers: true,
     openChannels: () => 0, // the workers hold them: counted from their samples
     counters: () => ({}),
     settle: async () => undefined,
@@ -341,7 +344,7 @@ async function takeSample(target: RunningTarget, mode: SampleMode, loopDelay: In
     rssBytes: mem.rss + workerRss,
     heapUsedBytes: mem.heapUsed + workerHeap,
     gcForced: gc !== undefined,
-    openChannels: target.openChannels() + workerChannels,
+    openChannels: target.channelsInWorkers ? workerChannels : target.openChannels(),
     counters: { ...target.counters(), processes: 1 + workers.length },
     eventLoopDelayMaxMs,
   };

@@ -52,19 +52,25 @@ export interface LocalBackendDeps {
 /** Finds the device of a certificate, promoting a renewed certificate on its first use. */
 async function lookupDevice(deps: LocalBackendDeps, serial: string, cn: string | undefined): Promise<SessionDevice | Refusal> {
   const { storage } = deps;
-  let device = await storage.devices.findBySerial(serial);
-  if (!device) {
+  let found = await storage.devices.findForConnect(serial);
+  if (!found) {
     // A renewed certificate's first connection: it replaces the old one now, and the old one stops mapping to the device.
     const pending = await storage.certRenewals.find(serial);
     if (pending && cn === pending.deviceId && (await storage.certRenewals.promote(serial))) {
       deps.log.info({ deviceId: pending.deviceId, serial }, 'renewed certificate in use; the old one is no longer accepted');
-      device = await storage.devices.findBySerial(serial);
+      found = await storage.devices.findForConnect(serial);
     }
   }
-  if (!device || cn !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
+  const device = found?.device;
+  if (!found || !device || cn !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
   if (device.revokedAt !== null) return { code: 'DEVICE_REVOKED', message: 'the device was revoked', deviceId: device.id };
   const groupPath = await storage.groups.pathOf(device.groupId);
-  return { id: device.id, group: { id: device.groupId, path: groupPath ?? '' }, lastSeq: device.lastSeq };
+  return {
+    id: device.id,
+    group: { id: device.groupId, path: groupPath ?? '' },
+    lastSeq: device.lastSeq,
+    stored: { fingerprint: device.fingerprint, lastAddress: device.lastAddress, lastEventSeq: found.lastEventSeq },
+  };
 }
 
 /** The backend of a process that owns storage and the CA. */

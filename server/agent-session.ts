@@ -88,6 +88,17 @@ export interface SessionDevice {
   readonly id: string;
   readonly group: { readonly id: string; readonly path: string };
   readonly lastSeq: number;
+  /** What storage held for the device when its certificate was looked up, so `hello` need not read it again. */
+  readonly stored?: StoredAtLookup;
+}
+
+/** The stored facts `hello` needs, as read with the certificate lookup. */
+export interface StoredAtLookup {
+  /** The hardware fingerprint on record (null before the first connect). */
+  readonly fingerprint: string | null;
+  readonly lastAddress: string | null;
+  /** Highest outbox event sequence stored. */
+  readonly lastEventSeq: number;
 }
 
 /** One live agent channel. */
@@ -245,6 +256,7 @@ export class AgentSession implements LiveSession {
       address: this.address,
       at: now,
       protocol: hello.protocol,
+      ...(this.device.stored ? { stored: this.device.stored } : {}),
       connect: {
         at: now,
         address: this.address,

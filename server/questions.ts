@@ -24,7 +24,7 @@
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
 import { httpError } from './errors.js';
-import type { ConnectFacts } from './storage/devices-store.js';
+import type { ConnectFacts, Device } from './storage/devices-store.js';
 import type { Storage } from './storage/index.js';
 import type { Question, QuestionFacts, QuestionKind } from './storage/questions-store.js';
 
@@ -62,9 +62,11 @@ export class Questions {
   }
 
   /** Records an accepted `hello`, raising a question first when the identity looks wrong. */
-  connected(deviceId: string, facts: ConnectFacts): Promise<void> {
-    const prev = this.chains.get(deviceId) ?? Promise.resolve();
-    const next = prev.then(() => this.handleConnect(deviceId, facts));
+  connected(deviceId: string, facts: ConnectFacts, stored?: Pick<Device, 'fingerprint' | 'lastAddress'>): Promise<void> {
+    const prev = this.chains.get(deviceId);
+    // What the certificate lookup read is current unless an earlier connect of the device is still being handled (it may change it).
+    const known = prev ? undefined : stored;
+    const next = (prev ?? Promise.resolve()).then(() => this.handleConnect(deviceId, facts, known));
     const tail = next.catch(() => undefined);
     this.chains.set(deviceId, tail);
     void tail.then(() => {
@@ -73,11 +75,11 @@ export class Questions {
     return next;
   }
 
-  private async handleConnect(deviceId: string, facts: ConnectFacts): Promise<void> {
+  private async handleConnect(deviceId: string, facts: ConnectFacts, known?: Pick<Device, 'fingerprint' | 'lastAddress'>): Promise<void> {
     const { storage, log } = this.deps;
     const clone = this.suspectedClones.has(deviceId);
     this.suspectedClones.delete(deviceId);
-    const device = await storage.devices.get(deviceId);
+    const device = known ?? (await storage.devices.get(deviceId));
     if (!device) return;
     const changed = device.fingerprint !== null && device.fingerprint !== facts.fingerprint;
     let keepOld = false;

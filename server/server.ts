@@ -210,7 +210,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     settings: config,
     random: Math.random,
     // Identity questions (clones, hardware changes) are raised on the way to storage; the facts go through the batching recorder.
-    recordConnect: (id, f) => questions.connected(id, f),
+    recordConnect: (id, f, stored) => questions.connected(id, f, stored),
     flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
     latestSeq: (id) => writer.latestSeq(id),
     lastEventSeq: (id) => storage.events.lastSeq(id),

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
 import { describeError } from '../common/errors.js';
 import { restartWindowMs } from './restart-spread.js';
+import type { StoredAtLookup } from './agent-session.js';
 import type { LiveSession, SessionRegistry } from './session-registry.js';
 import type { ConnectFacts } from './storage/devices-store.js';
 
@@ -25,6 +26,8 @@ export interface HelloFacts {
   readonly at: number;
   readonly protocol: number;
   readonly connect: ConnectFacts;
+  /** What storage held when the certificate was looked up (saves two reads per connect); absent: read now. */
+  readonly stored?: StoredAtLookup;
 }
 
 /** The answer to a `hello`. */
@@ -50,7 +53,7 @@ export interface AdmissionDeps<S extends LiveSession> {
   readonly registry: SessionRegistry<S>;
   readonly settings: { readonly maxAgents: number; readonly overloadRetryAfterMs: number };
   readonly random: () => number;
-  readonly recordConnect: (deviceId: string, facts: ConnectFacts) => Promise<void>;
+  readonly recordConnect: (deviceId: string, facts: ConnectFacts, stored?: StoredAtLookup) => Promise<void>;
   readonly flagPossibleClone: (deviceId: string, at: number) => Promise<void>;
   readonly latestSeq: (deviceId: string) => number;
   readonly lastEventSeq: (deviceId: string) => Promise<number>;
@@ -73,12 +76,15 @@ export function admitSession<S extends LiveSession>(session: S, hello: HelloFact
     deps.flagPossibleClone(hello.deviceId, hello.at).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot flag possible clone'));
   }
   const latestSeq = deps.latestSeq(hello.deviceId);
-  deps.recordConnect(hello.deviceId, hello.connect).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record connect'));
+  deps.recordConnect(hello.deviceId, hello.connect, hello.stored).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record connect'));
   deps
     .recordSighting({ deviceId: hello.deviceId, groupId: hello.groupId, address: hello.address, at: hello.at })
     .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record sighting'));
   // Sized like a clean shutdown's spread, to the agents connected now (the whole fleet, with agent workers).
   const base = { admitted: true as const, replaced: replaced !== undefined, possibleClone, latestSeq, reconnectWindowMs: restartWindowMs(registry.size) };
   if (hello.protocol < 3) return { ...base, lastEventSeq: null, trustedCas: null };
+  // Read with the certificate, a few milliseconds ago: events stored since then by an older channel of the device only
+  // make it low, and an agent told a low number sends those events again, which are stored once.
+  if (hello.stored) return { ...base, lastEventSeq: hello.stored.lastEventSeq, trustedCas: deps.trustedCas() };
   return deps.lastEventSeq(hello.deviceId).then((seq) => ({ ...base, lastEventSeq: seq, trustedCas: deps.trustedCas() }));
 }

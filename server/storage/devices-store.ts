@@ -202,6 +202,19 @@ export class DevicesStore {
     return row && toDevice(row);
   }
 
+  /**
+   * The device of a certificate serial with its highest stored outbox event
+   * sequence, in one statement: what a check-in upgrade needs (the event
+   * sequence goes into `welcome`), read once per connect.
+   */
+  async findForConnect(serial: string): Promise<{ device: Device; lastEventSeq: number } | undefined> {
+    const row = await this.sql.get<DeviceRow & { last_event_seq: number | null }>(
+      'SELECT d.*, (SELECT max(e.seq) FROM agent_events e WHERE e.device_id = d.id) AS last_event_seq FROM devices d WHERE d.cert_serial = ?',
+      [serial],
+    );
+    return row && { device: toDevice(row), lastEventSeq: row.last_event_seq ?? 0 };
+  }
+
   /** One device by id. */
   async get(id: string): Promise<Device | undefined> {
     const row = await this.sql.get<DeviceRow>('SELECT * FROM devices WHERE id = ?', [id]);

@@ -86,6 +86,16 @@ describe('storage', () => {
     expect((await s.db.get<{ n: number }>('SELECT count(*) AS n FROM devices WHERE last_seq = 10 AND checkin_count = 3'))?.n).toBe(n);
   });
 
+  it('reads a device for a connect with its highest stored event sequence in one statement (0 without events)', async () => {
+    const s = await open();
+    await addDevice(s, 'da');
+    await addDevice(s, 'db');
+    await s.events.record('da', [1, 2, 7].map((seq) => ({ seq, kind: 'synthetic' as const, at: seq, data: { n: seq } })), 10);
+    expect(await s.devices.findForConnect('Sda')).toMatchObject({ device: { id: 'da', fingerprint: null, lastAddress: null }, lastEventSeq: 7 });
+    expect(await s.devices.findForConnect('Sdb')).toMatchObject({ device: { id: 'db' }, lastEventSeq: 0 });
+    expect(await s.devices.findForConnect('Snone')).toBeUndefined();
+  });
+
   it('counts token uses atomically: a token with 3 uses allows exactly 3 of 10 concurrent consumers', async () => {
     const s = await open();
     const { token } = await s.enrollTokens.create({ groupId: ROOT_GROUP_ID, expiresAt: null, maxUses: 3, now: 1 });
