@@ -216,6 +216,7 @@ type ToBareWorker =
 
 /** Bare worker → primary. */
 type FromBareWorker =
+  | { readonly type: 'ready' }
   | { readonly type: 'listening'; readonly port: number }
   | { readonly type: 'stats'; readonly id: number; readonly sample: ProcessSample }
   | { readonly type: 'failed'; readonly message: string };
@@ -256,6 +257,8 @@ function bareWorkerMain(): void {
       (target ? target.close() : Promise.resolve()).finally(() => process.exit(0));
     }
   });
+  // Messages sent before this module has loaded are lost: the primary waits for this before sending `start`.
+  send({ type: 'ready' });
 }
 
 /** The bare baseline as `n` cluster workers sharing one port (SCHED_NONE: the kernel spreads accepts, as for ours). */
@@ -271,7 +274,8 @@ async function startBareCluster(pki: BenchPki, profile: StartProfile, n: number)
       workers.push(worker);
       return new Promise<number>((resolve, reject) => {
         worker.on('message', (raw: FromBareWorker) => {
-          if (raw.type === 'listening') resolve(raw.port);
+          if (raw.type === 'ready') worker.send({ type: 'start', pki: { ca: pki.ca, server: pki.server }, profile } satisfies ToBareWorker);
+          else if (raw.type === 'listening') resolve(raw.port);
           else if (raw.type === 'failed') reject(new Error(`bare worker failed: ${raw.message}`));
           else if (raw.type === 'stats') {
             pending.get(raw.id)?.(raw.sample);
@@ -279,7 +283,6 @@ async function startBareCluster(pki: BenchPki, profile: StartProfile, n: number)
           }
         });
         worker.once('exit', (code) => reject(new Error(`bare worker exited (${code}) before listening`)));
-        worker.send({ type: 'start', pki: { ca: pki.ca, server: pki.server }, profile } satisfies ToBareWorker);
       });
     }),
   );
@@ -364,6 +367,7 @@ function main(): void {
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
   let target: RunningTarget | undefined;
+  let stopping = false;
   const fail = (err: unknown): void => {
     log.error({ err: describeError(err) }, 'bench target failed');
     send({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
@@ -385,8 +389,15 @@ function main(): void {
       const t = target;
       if (!t) return fail(new Error('sample requested before the server started'));
       const settled = msg.mode === 'full' ? t.settle() : Promise.resolve();
-      settled.then(() => takeSample(t, msg.mode, loopDelay)).then((sample) => send({ type: 'sample', id: msg.id, sample }), fail);
+      settled
+        .then(() => takeSample(t, msg.mode, loopDelay))
+        .then(
+          (sample) => send({ type: 'sample', id: msg.id, sample }),
+          // A sample that was on its way when the stop came finds the workers gone: not a failure of the server.
+          (err: unknown) => (stopping ? undefined : fail(err)),
+        );
     } else if (msg.type === 'stop') {
+      stopping = true;
       // Leave in any case: the driver sees the exit (and the error on stdout if closing failed).
       loopDelay.disable();
       (target ? target.close() : Promise.resolve())
