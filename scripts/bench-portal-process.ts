@@ -1,12 +1,15 @@
 /**
  * The MSP portal stand-in of `bench sync`, in a process of its own: the
  * portal is a third-party service on another machine in real life, so its
- * work must not slow the driver that times the agents' check-ins.
+ * work must not slow the driver that times the agents' check-ins, nor
+ * compete with our server for this machine's cores: the process runs at the
+ * lowest OS priority (nice 19), and gets the CPU the others leave.
  *
  * Started by {@link startPortalProcess}; it answers over IPC with its URL and
  * the size of the tree, and with the calls it answered when asked to stop.
  */
 import { fork } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { buildPortalTree, startFakePortal } from '../test/support/fake-portal.js';
 
@@ -15,6 +18,8 @@ export interface PortalProcess {
   readonly url: string;
   /** Companies below the account. */
   readonly companies: number;
+  /** Its OS priority (nice value), or why it could not be lowered. */
+  readonly nice: number | string;
   /** Stops it; resolves with the calls it answered, by call. */
   stop(): Promise<Record<string, number>>;
 }
@@ -29,6 +34,7 @@ export function startPortalProcess(tree: { managedMsps: number; customers: numbe
     execArgv: entry.endsWith('.ts') ? ['--import', 'tsx'] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  const nice = lowerPriority(child.pid);
   return new Promise<PortalProcess>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill();
@@ -41,6 +47,7 @@ export function startPortalProcess(tree: { managedMsps: number; customers: numbe
       resolve({
         url: m.url,
         companies: m.companies,
+        nice,
         stop: () =>
           new Promise<Record<string, number>>((done) => {
             const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -55,6 +62,17 @@ export function startPortalProcess(tree: { managedMsps: number; customers: numbe
       });
     });
   });
+}
+
+/** Lowers the stand-in to the lowest priority; says why not when it cannot. */
+function lowerPriority(pid: number | undefined): number | string {
+  if (pid === undefined) return 'the process has no pid';
+  try {
+    os.setPriority(pid, 19);
+    return os.getPriority(pid);
+  } catch (err) {
+    return `cannot lower its priority: ${err instanceof Error ? err.message : String(err)}`;
+  }
 }
 
 async function main(): Promise<void> {

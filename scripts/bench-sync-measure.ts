@@ -113,6 +113,8 @@ export interface SyncBenchResult {
   readonly serverCpuMs: number;
   /** Calls the portal stand-in answered, by call. */
   readonly portalCalls: Readonly<Record<string, number>>;
+  /** The portal stand-in's OS priority (nice value), or why it could not be lowered. */
+  readonly portalNice: number | string;
 }
 
 /** What the driver needs to call our console API. */
@@ -256,7 +258,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
   driverLoop.enable();
   try {
     portal = await startPortalProcess({ managedMsps: opts.msps, customers: opts.customers }, opts.phaseDeadlineMs);
-    say(`portal stand-in on ${portal.url}: 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
+    say(`portal stand-in on ${portal.url} (nice ${portal.nice}): 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
     const execArgv = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`, `--cpu-prof-name=sync-${Date.now()}.cpuprofile`] : [];
     target = await startTarget('ours', pki, { dataDir, entry: opts.targetEntry, timeoutMs: opts.phaseDeadlineMs, execArgv });
     const atStart = await target.sample('quick');
@@ -273,7 +275,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
     const log = await load.stop(opts.phaseDeadlineMs);
     load = undefined;
     const atEnd = await target.sample('quick');
-    const { companies } = portal;
+    const { companies, nice: portalNice } = portal;
     const portalCalls = await portal.stop();
     portal = undefined;
     return {
@@ -288,6 +290,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
       lateCheckins: log.late,
       serverCpuMs: cpuMsBetween(atStart, atEnd),
       portalCalls,
+      portalNice,
     };
   } finally {
     driverLoop.disable();

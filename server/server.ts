@@ -129,7 +129,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const groupAdmin = new GroupAdmin(storage);
   const msp = new MspSync({
     storage,
-    fetchTree: opts.fetchTree ?? defaultFetchTree,
+    fetchTree: opts.fetchTree ?? defaultFetchTree(log.child({ component: 'msp' })),
     secrets: await loadSecretBox(path.join(config.dataDir, 'secret.key')),
     now,
     log: log.child({ component: 'msp' }),

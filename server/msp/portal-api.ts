@@ -10,7 +10,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { RollcallError } from '../../common/errors.js';
-import { BACKGROUND, Pacer } from '../cooperative.js';
+import { BACKGROUND, Pacer, type Pace } from '../cooperative.js';
 import { portalAgent } from './portal-http.js';
 import { PortalSession, type MaintenancePolicy } from './portal-session.js';
 import { MAX_PAGE_SIZE, parseCompanyDetail, parseCompanyPage, parseCurrentUser, PortalCall, quote } from './portal-shapes.js';
@@ -37,6 +37,12 @@ export interface PortalApiOptions {
   readonly maintenance?: Partial<MaintenancePolicy>;
   /** Children calls in flight at once, 1..16 (default 6). */
   readonly concurrency?: number;
+  /**
+   * How the handling of pages shares the event loop (default BACKGROUND).
+   * In a worker thread at the lowest priority the OS does the pacing, and
+   * EAGER is used (see fetch-worker.ts).
+   */
+  readonly pace?: Pace;
   /** Called after each page with the number of companies below the account fetched so far. */
   readonly onProgress?: (companiesFetched: number) => void;
   /** Cancels the fetch (`SYNC_PORTAL_ABORTED`). */
@@ -64,7 +70,7 @@ export const PORTAL_API_DEFAULTS = Object.freeze({
 /** Types whose children we list. Customers are leaves, and nothing below other types is imported (see validateTree). */
 const WALKED_TYPES = ACCOUNT_TYPES;
 
-type Resolved = Required<Omit<PortalApiOptions, 'onProgress' | 'signal' | 'maintenance'>> & { maintenance: MaintenancePolicy; base: URL };
+type Resolved = Required<Omit<PortalApiOptions, 'onProgress' | 'signal' | 'maintenance' | 'pace'>> & { maintenance: MaintenancePolicy; base: URL };
 
 function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -154,7 +160,7 @@ export async function fetchPortalTree(opts: PortalApiOptions): Promise<PortalTre
     }
     const account: PortalCompany = { ...detail, parentId: null };
     validateTree({ account, companies: [] }); // refuses a non-linkable account before walking a whole distributor
-    const companies = await walk(session, account, o, ctl, opts.onProgress);
+    const companies = await walk(session, account, o, ctl, opts.pace ?? BACKGROUND, opts.onProgress);
     return { account, companies };
   } finally {
     clearTimeout(deadline);
@@ -173,14 +179,21 @@ interface Job {
 }
 
 /** Lists children of every walked company, `concurrency` parents at a time; the first failure stops the rest. */
-async function walk(session: PortalSession, account: PortalCompany, o: Resolved, ctl: AbortController, onProgress?: (n: number) => void): Promise<PortalCompany[]> {
+async function walk(
+  session: PortalSession,
+  account: PortalCompany,
+  o: Resolved,
+  ctl: AbortController,
+  pace: Pace,
+  onProgress?: (n: number) => void,
+): Promise<PortalCompany[]> {
   const parentOf = new Map<string, string | null>([[account.id, null]]);
   const out: PortalCompany[] = [];
   const jobs: Job[] = [{ id: account.id, depth: 0 }];
   let next = 0;
   let failure: { err: unknown } | undefined;
   // A sync is background work: the parsing of pages shares the event loop and the CPU with agents' check-ins.
-  const pacer = new Pacer(BACKGROUND);
+  const pacer = new Pacer(pace);
 
   const listChildren = async (job: Job): Promise<void> => {
     const what = `for company ${quote(job.id)}`;

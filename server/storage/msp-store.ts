@@ -124,10 +124,17 @@ export interface LinkFacts {
 
 const newGroupId = (): string => `grp_${crypto.randomBytes(8).toString('hex')}`;
 
-/** Rows per multi-row statement: few enough statements, each short enough to build between two check-ins. */
-const ROWS_PER_STATEMENT = 200;
-/** Companies read per query. */
-const COMPANY_PAGE = 1000;
+/**
+ * Rows per multi-row statement: few enough statements, each short enough
+ * to build and run between two check-ins (at 200, a statement was one of
+ * the lumps that delayed journal commits on the sync bench).
+ */
+const ROWS_PER_STATEMENT = 100;
+/**
+ * Companies read per query: the rows of one query become objects in one
+ * callback on the event loop (at 1,000, one of the stalls of a re-sync).
+ */
+const COMPANY_PAGE = 250;
 
 async function insertRows(sql: Sql, into: string, rows: readonly SqlValue[][]): Promise<void> {
   if (rows.length === 0) return;

@@ -17,7 +17,7 @@ afterEach(() => h.cleanup());
 
 /** The portal's API, with retries and timeouts small enough for a test. */
 const quickFetchTree: FetchTree = (spec, onProgress, signal) => {
-  if (spec.kind === 'file') return defaultFetchTree(spec, onProgress, signal);
+  if (spec.kind === 'file') return defaultFetchTree()(spec, onProgress, signal);
   return fetchPortalTree({
     baseUrl: spec.baseUrl,
     username: spec.user,

@@ -1,0 +1,86 @@
+/**
+ * Messages between the sync and its portal-fetch worker thread
+ * (fetch-in-worker.ts ⇄ fetch-worker.ts). Only plain data crosses: errors
+ * travel as their code, message and retryability.
+ */
+import { RollcallError } from '../../common/errors.js';
+import type { PriorityOutcome } from '../thread-priority.js';
+import type { PortalApiOptions } from './portal-api.js';
+import type { PortalCompany } from './tree.js';
+
+/** The options of the portal client that can cross to a thread (no functions, no signal). */
+export type WorkerFetchOptions = Omit<PortalApiOptions, 'onProgress' | 'signal' | 'now' | 'sleep' | 'random' | 'pace'>;
+
+/** What the worker starts with. */
+export interface FetchWorkerData {
+  readonly options: WorkerFetchOptions;
+  /** Nice value the thread takes before fetching; null leaves its priority alone. */
+  readonly nice: number | null;
+}
+
+/** An error as it crosses the thread boundary. */
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+  readonly retryable: boolean;
+}
+
+/** Parent → worker. */
+export type ToFetchWorker = { readonly type: 'abort' };
+
+/**
+ * The fetched companies as one transferred buffer of UTF-8 JSON arrays, one
+ * after the other: array i spans bytes `ends[i - 1]` (0 for the first) to
+ * `ends[i]`. The parent parses them one at a time, pacing itself, instead
+ * of receiving thousands of objects in one go.
+ */
+export interface CompanyChunks {
+  readonly bytes: ArrayBuffer;
+  readonly ends: readonly number[];
+  /** Companies in all chunks together. */
+  readonly count: number;
+}
+
+/** Worker → parent, in this order: priority, progress…, then fetched or failed. */
+export type FromFetchWorker =
+  | { readonly type: 'priority'; readonly outcome: PriorityOutcome }
+  | { readonly type: 'progress'; readonly fetched: number }
+  | { readonly type: 'fetched'; readonly account: PortalCompany; readonly chunks: CompanyChunks }
+  | { readonly type: 'failed'; readonly error: WireError };
+
+/** Packs companies into {@link CompanyChunks} of `perChunk` companies. */
+export function packCompanies(companies: readonly PortalCompany[], perChunk: number): CompanyChunks {
+  const parts: Buffer[] = [];
+  const ends: number[] = [];
+  let total = 0;
+  for (let i = 0; i < companies.length; i += perChunk) {
+    const part = Buffer.from(JSON.stringify(companies.slice(i, i + perChunk)), 'utf8');
+    parts.push(part);
+    total += part.length;
+    ends.push(total);
+  }
+  const bytes = new Uint8Array(total); // its own ArrayBuffer (not a pooled slice), so it can be transferred
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return { bytes: bytes.buffer, ends, count: companies.length };
+}
+
+/** Chunk `i` of {@link CompanyChunks}, parsed. */
+export function unpackChunk(chunks: CompanyChunks, i: number, decoder: TextDecoder): PortalCompany[] {
+  const from = i === 0 ? 0 : chunks.ends[i - 1]!;
+  return JSON.parse(decoder.decode(new Uint8Array(chunks.bytes, from, chunks.ends[i]! - from))) as PortalCompany[];
+}
+
+/** Flattens what the fetch threw; anything but our own errors becomes SYNC_FETCH_WORKER_FAILED. */
+export function toWireError(err: unknown): WireError {
+  if (err instanceof RollcallError) return { code: err.code, message: err.message, retryable: err.retryable };
+  return { code: 'SYNC_FETCH_WORKER_FAILED', message: `the MSP portal fetch failed in its worker thread: ${err instanceof Error ? err.message : String(err)}`, retryable: false };
+}
+
+/** The error again, on the parent's side. */
+export function fromWireError(e: WireError): RollcallError {
+  return new RollcallError(e.code, e.message, { retryable: e.retryable });
+}
