@@ -13,7 +13,11 @@
  * is back at once), finds the server still down or shedding, and from then
  * on draws from the larger of its backoff window and the fleet's window, so
  * 100,000 agents arrive over minutes instead of in one wave. The jitter is
- * drawn after the cap is applied, never capped after.
+ * drawn after the cap is applied, never capped after. A server that said
+ * when to come back (`SERVER_RESTARTING` with `retryAfterMs`) has spread the
+ * fleet already; the agent then leaves the fleet window out until its next
+ * `welcome`, so a restart that takes longer than some agents' delay does
+ * not spread them a second time.
  */
 export interface BackoffPolicy {
   /** First window in milliseconds. */

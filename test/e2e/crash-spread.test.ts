@@ -54,4 +54,33 @@ describe('reconnect spread after a crash', { timeout: 60_000 }, () => {
     expect(second).toBeGreaterThanOrEqual(Math.floor(0.999 * spread) - 5);
     expect(second).toBeLessThanOrEqual(Math.floor(0.999 * spread));
   });
+
+  it('does not spread a second time after a shutdown notice: the server already told the agent when to come back', async () => {
+    assertBuilt();
+    onTestFailed(() => void process.stderr.write(`\nprocess output at failure:\n${procs.report()}\n`));
+    const dataDir = await h.tempDir('rollcall-spread-data-');
+    const stateDir = path.join(await h.tempDir('rollcall-spread-agent-'), 'state');
+    const fixture = new ServerFixture(procs, dataDir, { agent: await freePort(), console: await freePort() });
+    await fixture.start();
+    await fixture.enroll('Customers/Notice', stateDir);
+    const backoff = { baseMs: 50, capMs: 200 };
+    const { running } = await h.runAgent({ state: new AgentState(stateDir), fingerprint: 'c'.repeat(64) }, { backoff, random: () => 0.999 });
+    await eventually(() => (running.status.status.state === 'connected' && running.status.status.lastAckedSeq >= 1 ? true : undefined), 'a first ack', 20_000, 20);
+
+    const delays = new Map<number, number>();
+    const timer = setInterval(() => {
+      const st = running.status.status;
+      if (st.state === 'backoff' && st.nextAttemptAt && !delays.has(st.failedAttempts)) delays.set(st.failedAttempts, Date.parse(st.nextAttemptAt) - Date.parse(st.updatedAt));
+    }, 2);
+    h.defer(() => clearInterval(timer));
+    fixture.server!.signal('SIGTERM'); // SERVER_RESTARTING with retryAfterMs, then the server is gone
+    await fixture.server!.waitExit(15_000);
+    await eventually(() => (delays.size >= 2 ? true : undefined), 'two scheduled retries', 30_000, 10);
+
+    const first = Math.min(...delays.keys());
+    // The notice: at least the 2 s floor of the shutdown spread.
+    expect(delays.get(first)).toBeGreaterThanOrEqual(1990);
+    // The server is still down at that time: the next delay is the plain backoff (floor(0.999 * 100)), not the fleet window.
+    expect(delays.get(first + 1)).toBeLessThanOrEqual(99);
+  });
 });
