@@ -242,7 +242,15 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     let lastSaid = 0;
     const stormEnd = killedAt + args.stormTimeoutSec * 1000;
     for (;;) {
-      const s = await stats();
+      // A load generator busy with thousands of failing reconnects may miss a stats deadline: a storm is like that, keep waiting.
+      const s = await stats().catch((err: unknown) => {
+        say(`[${kind}]   (a load generator did not answer in time: ${err instanceof Error ? err.message : String(err)}; still waiting)`);
+        return undefined;
+      });
+      if (s === undefined) {
+        if (Date.now() > stormEnd) break;
+        continue;
+      }
       if (s.connected === n) {
         backAt = Date.now();
         break;

@@ -190,7 +190,15 @@ async function startBare(pki: Pick<BenchPki, 'ca' | 'server'>, log: Logger, prof
       }
     });
   });
-  server.on('tlsClientError', (err) => log.warn({ err: describeError(err) }, 'bare TLS handshake failed'));
+  // Counted, and logged at most once per 5 s: a reconnect storm makes tens of thousands of them.
+  let failedHandshakes = 0;
+  let lastLogAt = 0;
+  server.on('tlsClientError', (err) => {
+    failedHandshakes += 1;
+    if (Date.now() - lastLogAt < 5000) return;
+    lastLogAt = Date.now();
+    log.warn({ err: describeError(err), failedHandshakes }, 'bare TLS handshakes failed');
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(profile.port ?? 0, '127.0.0.1', () => resolve());
@@ -221,11 +229,24 @@ type FromBareWorker =
   | { readonly type: 'stats'; readonly id: number; readonly sample: ProcessSample }
   | { readonly type: 'failed'; readonly message: string };
 
+let lastMemory: { rss: number; heapUsed: number } = { rss: 0, heapUsed: 0 };
+
+/** process.memoryUsage(), or the last reading when it cannot be taken (it opens /proc/self/stat: EMFILE at the open-file limit). */
+function memoryOrLast(): { rss: number; heapUsed: number } {
+  try {
+    const m = process.memoryUsage();
+    lastMemory = { rss: m.rss, heapUsed: m.heapUsed };
+  } catch {
+    // keep the last reading
+  }
+  return lastMemory;
+}
+
 /** This process's own figures, after a full GC when asked (and --expose-gc gave one). */
 function ownSample(gc: boolean, openChannels: number, loopDelay: IntervalHistogram): ProcessSample {
   if (gc) globalThis.gc?.();
   const cpu = process.cpuUsage();
-  const mem = process.memoryUsage();
+  const mem = memoryOrLast();
   const eventLoopDelayMaxMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
   loopDelay.reset();
   return { cpuUs: cpu.user + cpu.system, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, openChannels, eventLoopDelayMaxMs };
@@ -325,7 +346,7 @@ async function takeSample(target: RunningTarget, mode: SampleMode, loopDelay: In
   const gc = mode === 'full' ? globalThis.gc : undefined;
   if (gc) gc();
   const after = process.cpuUsage();
-  const mem = process.memoryUsage();
+  const mem = memoryOrLast();
   let eventLoopDelayMaxMs = loopDelay.count > 0 ? loopDelay.max / 1e6 : 0;
   loopDelay.reset();
   // Workers sample themselves (their CPU taken after their own GC: a phase pays for the garbage it left there).
