@@ -11,16 +11,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { RejectEvent } from '../agent-listener.js';
 import type { SessionEvent } from '../agent-session.js';
-
-/** A refusal of an agent at the check-in route. */
-export interface RejectEvent {
-  readonly kind: 'reject';
-  readonly deviceId: string | null;
-  readonly reason: string;
-  readonly address: string;
-  readonly at: number;
-}
 
 /** What the feed takes in. */
 export type FeedInput = SessionEvent | RejectEvent;

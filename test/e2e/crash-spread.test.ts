@@ -20,28 +20,32 @@ afterAll(async () => {
   await h.cleanup();
 });
 
+/** A server process with one enrolled in-process agent (fixed random source, 50-200 ms backoff) that got its first ack. */
+async function connectedAgent(group: string, fingerprint: string) {
+  assertBuilt();
+  onTestFailed(() => void process.stderr.write(`\nprocess output at failure:\n${procs.report()}\n`));
+  const dataDir = await h.tempDir('rollcall-spread-data-');
+  const stateDir = path.join(await h.tempDir('rollcall-spread-agent-'), 'state');
+  const fixture = new ServerFixture(procs, dataDir, { agent: await freePort(), console: await freePort() });
+  await fixture.start();
+  await fixture.enroll(group, stateDir);
+  const backoff = { baseMs: 50, capMs: 200 };
+  const { running } = await h.runAgent({ state: new AgentState(stateDir), fingerprint }, { backoff, random: () => 0.999 });
+  await eventually(() => (running.status.status.state === 'connected' && running.status.status.lastAckedSeq >= 1 ? true : undefined), 'a first ack', 20_000, 20);
+  // Each delay the agent schedules from now on, by the failed-attempt count it followed.
+  const delays = new Map<number, number>();
+  const timer = setInterval(() => {
+    const st = running.status.status;
+    if (st.state === 'backoff' && st.nextAttemptAt && !delays.has(st.failedAttempts)) delays.set(st.failedAttempts, Date.parse(st.nextAttemptAt) - Date.parse(st.updatedAt));
+  }, 2);
+  h.defer(() => clearInterval(timer));
+  return { fixture, backoff, delays };
+}
+
 describe('reconnect spread after a crash', { timeout: 60_000 }, () => {
   it('retries once quickly, then draws from the fleet window the server advertised', async () => {
-    assertBuilt();
-    onTestFailed(() => void process.stderr.write(`\nprocess output at failure:\n${procs.report()}\n`));
-    const dataDir = await h.tempDir('rollcall-spread-data-');
-    const stateDir = path.join(await h.tempDir('rollcall-spread-agent-'), 'state');
-    const fixture = new ServerFixture(procs, dataDir, { agent: await freePort(), console: await freePort() });
-    await fixture.start();
-    await fixture.enroll('Customers/Spread', stateDir);
-
-    const backoff = { baseMs: 50, capMs: 200 };
-    const { running } = await h.runAgent({ state: new AgentState(stateDir), fingerprint: 'b'.repeat(64) }, { backoff, random: () => 0.999 });
-    await eventually(() => (running.status.status.state === 'connected' && running.status.status.lastAckedSeq >= 1 ? true : undefined), 'a first ack', 20_000, 20);
-
+    const { fixture, backoff, delays } = await connectedAgent('Customers/Spread', 'b'.repeat(64));
     fixture.server!.signal('SIGKILL');
-    // Each scheduled delay, by the failed-attempt count it followed.
-    const delays = new Map<number, number>();
-    const timer = setInterval(() => {
-      const st = running.status.status;
-      if (st.state === 'backoff' && st.nextAttemptAt && !delays.has(st.failedAttempts)) delays.set(st.failedAttempts, Date.parse(st.nextAttemptAt) - Date.parse(st.updatedAt));
-    }, 2);
-    h.defer(() => clearInterval(timer));
     await eventually(() => (delays.size >= 2 ? true : undefined), 'two scheduled retries', 20_000, 10);
 
     const first = Math.min(...delays.keys());
@@ -56,23 +60,7 @@ describe('reconnect spread after a crash', { timeout: 60_000 }, () => {
   });
 
   it('does not spread a second time after a shutdown notice: the server already told the agent when to come back', async () => {
-    assertBuilt();
-    onTestFailed(() => void process.stderr.write(`\nprocess output at failure:\n${procs.report()}\n`));
-    const dataDir = await h.tempDir('rollcall-spread-data-');
-    const stateDir = path.join(await h.tempDir('rollcall-spread-agent-'), 'state');
-    const fixture = new ServerFixture(procs, dataDir, { agent: await freePort(), console: await freePort() });
-    await fixture.start();
-    await fixture.enroll('Customers/Notice', stateDir);
-    const backoff = { baseMs: 50, capMs: 200 };
-    const { running } = await h.runAgent({ state: new AgentState(stateDir), fingerprint: 'c'.repeat(64) }, { backoff, random: () => 0.999 });
-    await eventually(() => (running.status.status.state === 'connected' && running.status.status.lastAckedSeq >= 1 ? true : undefined), 'a first ack', 20_000, 20);
-
-    const delays = new Map<number, number>();
-    const timer = setInterval(() => {
-      const st = running.status.status;
-      if (st.state === 'backoff' && st.nextAttemptAt && !delays.has(st.failedAttempts)) delays.set(st.failedAttempts, Date.parse(st.nextAttemptAt) - Date.parse(st.updatedAt));
-    }, 2);
-    h.defer(() => clearInterval(timer));
+    const { fixture, delays } = await connectedAgent('Customers/Notice', 'c'.repeat(64));
     fixture.server!.signal('SIGTERM'); // SERVER_RESTARTING with retryAfterMs, then the server is gone
     await fixture.server!.waitExit(15_000);
     await eventually(() => (delays.size >= 2 ? true : undefined), 'two scheduled retries', 30_000, 10);
