@@ -169,7 +169,12 @@ function noteLines(r: SyncBenchResult): string[] {
       'and a round trip is timed by it. The p99 of a sync window rests on its 10 to 30 slowest check-ins, so one such ' +
       'burst decides it, and the ratio varies a lot from run to run (the p99 without a sync too: 6 to 9 ms on a quiet ' +
       'machine, far more while other processes are busy).',
-    '- **Other runs of this design** (2026-11-21, first sync / re-sync p99 ratios): OTHER_RUNS.',
+    '- **Other runs of this design** (2026-11-21 07:35 and 07:36 UTC, the machine otherwise idle; first sync / re-sync ' +
+      'p99 ratios): 0.9x / 2.0x (6.4 and 13.4 ÷ 6.7 ms; re-sync 0.41 s) and 2.4x / 2.8x (13.5 and 15.6 ÷ 5.6 ms; re-sync ' +
+      '0.31 s). The no-change re-sync now takes 0.3 to 0.4 s instead of 0.8 s, so its window holds only 400 to 550 ' +
+      'check-ins and its p99 is about its fifth slowest; in these runs the slowest check-ins of a re-sync came in the ' +
+      'first and last tenth of its window (the worker starting, and the answer with the sync record), and the server ' +
+      'used 1.2 cores in it: the worker, though at nice 19, takes whatever the other core leaves.',
     '- **The previous design** (the fetch in the worker, validation and planning on the event loop; 2026-11-21, 06:45 ' +
       'to 06:59 UTC): 1.7x / 2.6x (the committed run), 1.9x / 2.3x and 2.4x / 2.8x with the machine otherwise idle, ' +
       '1.7x / 3.0x while other processes took half of it.',
