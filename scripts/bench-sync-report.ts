@@ -105,7 +105,8 @@ function methodLines(r: SyncBenchResult): string[] {
       'third-party service on another machine, so its work must neither delay the driver that times the check-ins nor take ' +
       `this machine's cores from our server: it runs at the lowest OS priority (${typeof r.portalNice === 'number' ? `nice ${r.portalNice}` : `not lowered: ${r.portalNice}`}), ` +
       'and gets the CPU the others leave. The server fetches the tree with its own portal API client in a worker thread ' +
-      '(`fetchPortalTreeInWorker`, with its defaults: 100 companies per page, 6 calls in flight, the thread at nice 19).',
+      '(`fetchAndPlanInWorker`, with its defaults: 100 companies per page, 6 calls in flight, the thread at nice 19), which ' +
+      'also validates the tree and plans the sync there.',
     '- **Syncs**: the driver links the account with `POST /api/v1/msp/link {source: "api", baseUrl, user, password}` ' +
       '(fetch, link, first sync) and then re-syncs it with `POST /api/v1/msp/sync` with nothing changed upstream. The run ' +
       'fails unless both succeed, the first adds every company and the re-sync adds none.',
@@ -141,33 +142,42 @@ function noteLines(r: SyncBenchResult): string[] {
       'journal, its own SQLite file and connection (`checkins.db`), so the sync\'s transaction on `rollcall.db`, which ' +
       'stays one transaction (a failed sync changes nothing), delays only the journal\'s background fold into the ' +
       'devices table, never an ack; (2) the portal fetch (about 300 HTTP calls, their JSON parsing and checks, and the ' +
-      'garbage they leave) runs in a worker thread that lowers its own OS priority to nice 19 (that thread only): the ' +
-      'kernel gives it only the CPU the event loop and the SQLite threads leave, its garbage is collected in its own ' +
-      'heap, and the companies come back in messages of 500; (3) a sync first plans outside any transaction, and one ' +
-      'with nothing to change writes nothing; (4) validation and planning on the event loop run in 2 ms slices, each ' +
-      'followed by a rest five times as long, and stored companies (read 250 per query) and new rows (written 100 ' +
-      'per statement) get the same rests in between.',
-    '- **What the measurements showed** (while developing, with per-thread scheduler statistics from ' +
+      'garbage they leave), the validation of the tree, the reading of the stored companies (through a read-only ' +
+      'connection of its own) and the planning all run in a worker thread that lowers its own OS priority to nice 19 ' +
+      '(that thread only): the kernel gives it only the CPU the event loop and the SQLite threads leave, and its garbage ' +
+      'is collected in its own heap; (3) the worker first only looks: a sync with nothing to change sends back one ' +
+      'small message and writes nothing; (4) a sync that writes opens its transaction and only then asks the worker for ' +
+      'the plan, which is so made from exactly the state it changes (the server holds the only write lock), and comes ' +
+      'back as one transferred buffer of JSON chunks parsed 250 items at a time, with a rest five times as long as each ' +
+      '2 ms slice; (5) the new rows are written 100 per statement inside the one transaction, with the same rests between ' +
+      'statements (a rest is five times the slice\'s wall time, the statement\'s own time on the SQLite thread included, ' +
+      'so the writes take about a sixth of the wall time of the apply).',
+    '- **What the measurements showed** (while developing the previous design, with per-thread scheduler statistics from ' +
       '`/proc/<pid>/task/*/schedstat`, `--trace-gc`, and a 1 ms event-loop timer and journal-commit timer in the server): ' +
       'with the fetch on the event loop, the longest stalls in a sync window (15 to 54 ms) were collections of the main ' +
       'heap during and just after the fetch, and the SQLite threads that commit the journal waited for a core two to ' +
       'three times as long as when idle, while the machine as a whole was only 40 to 50% busy: short bursts of ' +
-      'contention, not a lack of cores on average. With the fetch in the worker, its collections happen in its thread; ' +
-      'receiving the whole tree as thousands of small messages still stalled the event loop for 10 to 20 ms once (a port ' +
-      'delivers every queued message in one go), which the one buffer parsed a chunk at a time removed (stalls after ' +
-      'the fetch of at most 6 to 8 ms in the trials).',
+      'contention, not a lack of cores on average. With the fetch in the worker, a no-change re-sync still read the ' +
+      '10,050 stored companies and planned on the event loop (journal commits of 10 to 25 ms meanwhile); that work ' +
+      'is now in the worker too.',
     `- **What is left**: the sync's own work, ${ms(above(first))} (first) and ${ms(above(resync))} (re-sync) of server CPU ` +
-      "above the idle rate (the worker's included), and bursts that the trials' timers still show: (a) while a re-sync " +
-      'reads the 10,050 stored companies and plans on the event loop, journal commits of 10 to 25 ms; planning a ' +
-      'no-change re-sync in the worker too (from a read-only connection of its own) would keep that work off the main ' +
-      "thread and heap; (b) the first sync's commit of 10,050 new rows writes and checkpoints the WAL of `rollcall.db` on " +
-      'the disk the journal syncs to, and journal commits near its end take 10 to 22 ms; (c) the driver: its own event ' +
+      "above the idle rate (the worker's included: it runs at nice 19 but still shares the 2 cores, and its reads of " +
+      "`rollcall.db` run on libuv's thread pool at normal priority); (a) the first sync's commit of 10,050 new rows " +
+      'writes and checkpoints the WAL of `rollcall.db` on the disk the journal syncs to, and its apply (parsing the plan, ' +
+      'building and binding 20,000 rows) is on the event loop, paced; (b) the driver: its own event ' +
       `loop stalled for up to ${ms(driverMax)} in the sync windows (${ms(Math.max(r.windows.idle.driverLoopDelayMaxMs, r.windows['idle after'].driverLoopDelayMaxMs))} in the idle ones), ` +
       'and a round trip is timed by it. The p99 of a sync window rests on its 10 to 30 slowest check-ins, so one such ' +
       'burst decides it, and the ratio varies a lot from run to run (the p99 without a sync too: 6 to 9 ms on a quiet ' +
       'machine, far more while other processes are busy).',
-    '- **Other runs of this design** (2026-11-21, 06:45 to 06:53 UTC, first sync / re-sync p99 ratios): 1.9x / 2.3x and ' +
-      '2.4x / 2.8x with the machine otherwise idle, 1.7x / 3.0x while other processes took half of it.',
+    '- **Other runs of this design** (2026-11-21 07:35 and 07:36 UTC, the machine otherwise idle; first sync / re-sync ' +
+      'p99 ratios): 0.9x / 2.0x (6.4 and 13.4 ÷ 6.7 ms; re-sync 0.41 s) and 2.4x / 2.8x (13.5 and 15.6 ÷ 5.6 ms; re-sync ' +
+      '0.31 s). The no-change re-sync now takes 0.3 to 0.4 s instead of 0.8 s, so its window holds only 400 to 550 ' +
+      'check-ins and its p99 is about its fifth slowest; in these runs the slowest check-ins of a re-sync came in the ' +
+      'first and last tenth of its window (the worker starting, and the answer with the sync record), and the server ' +
+      'used 1.2 cores in it: the worker, though at nice 19, takes whatever the other core leaves.',
+    '- **The previous design** (the fetch in the worker, validation and planning on the event loop; 2026-11-21, 06:45 ' +
+      'to 06:59 UTC): 1.7x / 2.6x (the committed run), 1.9x / 2.3x and 2.4x / 2.8x with the machine otherwise idle, ' +
+      '1.7x / 3.0x while other processes took half of it.',
     '- **Before** (the same bench with the fetch on the event loop, 2026-11-21 05:54 to 06:06 UTC, six runs on this ' +
       'machine): first sync / re-sync p99 ratios 1.6x / 1.6x, 2.2x / 4.7x, 3.5x / 1.4x, 1.9x / 2.1x, 4.7x / 1.4x, ' +
       '3.8x / 4.9x (the committed run before them: 4.6x / 5.0x); and on the design before that (02:59 UTC: the ' +

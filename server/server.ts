@@ -34,7 +34,7 @@ import type { HostResolver } from './health/public-hosts.js';
 import type { ListenerState } from './health/report-types.js';
 import { buildHealthService, type HealthService } from './health/service.js';
 import { Customers } from './msp/customers.js';
-import { defaultFetchTree } from './msp/fetch-tree.js';
+import { defaultFetchPlanner, defaultFetchTree } from './msp/fetch-tree.js';
 import { loadSecretBox } from './msp/secret-box.js';
 import { MspSync, type FetchTree } from './msp/sync-service.js';
 import { computePresence, lastContact } from './presence.js';
@@ -124,12 +124,15 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   let pki = await ensureServerPki(pkiDir, certificateHosts(config));
   if (pki.createdCa) log.info({ caPin: pki.caPin }, 'created a new certification authority');
   if (pki.issuedServerCert) log.info({ hosts: certificateHosts(config) }, 'issued a server certificate');
-  const storage = await openStorage(path.join(config.dataDir, 'rollcall.db'), { synchronous: config.synchronous });
+  const dbFile = path.join(config.dataDir, 'rollcall.db');
+  const storage = await openStorage(dbFile, { synchronous: config.synchronous });
   const registry = new SessionRegistry<AgentChannel>();
   const groupAdmin = new GroupAdmin(storage);
   const msp = new MspSync({
     storage,
     fetchTree: opts.fetchTree ?? defaultFetchTree(log.child({ component: 'msp' })),
+    // A fetcher handed in (tests) is planned on the event loop; the default fetches and plans in a worker thread.
+    ...(opts.fetchTree ? {} : { fetchPlanner: defaultFetchPlanner(dbFile, log.child({ component: 'msp' })) }),
     secrets: await loadSecretBox(path.join(config.dataDir, 'secret.key')),
     now,
     log: log.child({ component: 'msp' }),

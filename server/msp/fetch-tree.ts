@@ -2,12 +2,16 @@
  * The default tree fetcher: a file export read from disk, or the portal's
  * REST API, fetched in a worker thread at the lowest OS priority
  * (fetch-in-worker.ts). The sync service depends only on the FetchTree
- * type, so tests can hand it trees directly.
+ * type, so tests can hand it trees directly. The server's default planner
+ * (`defaultFetchPlanner`) also validates and plans an API tree in that
+ * worker, reading the stored companies from `dbFile` read-only.
  */
 import type { Logger } from 'pino';
-import { fetchPortalTreeInWorker } from './fetch-in-worker.js';
+import { fetchAndPlanInWorker, fetchPortalTreeInWorker } from './fetch-in-worker.js';
 import { readTreeExport } from './portal-file.js';
-import type { FetchTree } from './sync-service.js';
+import type { FetchPlanner, FetchTree } from './sync-service.js';
+import { inProcessPlanner } from './sync-planner.js';
+import { validateTreeSliced } from './tree.js';
 
 /** Fetches from the source an account was linked with; `log` hears when the worker could not lower its priority. */
 export function defaultFetchTree(log?: Pick<Logger, 'warn'>): FetchTree {
@@ -17,6 +21,24 @@ export function defaultFetchTree(log?: Pick<Logger, 'warn'>): FetchTree {
       baseUrl: spec.baseUrl,
       username: spec.user,
       password: spec.password,
+      onProgress,
+      signal,
+      onPriority: (outcome) => {
+        if (!outcome.applied) log?.warn({ reason: outcome.reason }, 'the MSP portal fetch runs at normal priority');
+      },
+    });
+  };
+}
+
+/** Fetches, validates and plans from the source an account was linked with: an API tree in a worker thread, an export here. */
+export function defaultFetchPlanner(dbFile: string, log?: Pick<Logger, 'warn'>): FetchPlanner {
+  return async (spec, onProgress, signal) => {
+    if (spec.kind === 'file') return inProcessPlanner(await validateTreeSliced(await readTreeExport(spec.path)));
+    return fetchAndPlanInWorker({
+      baseUrl: spec.baseUrl,
+      username: spec.user,
+      password: spec.password,
+      dbFile,
       onProgress,
       signal,
       onPriority: (outcome) => {

@@ -6,6 +6,8 @@
 import { RollcallError } from '../../common/errors.js';
 import type { PriorityOutcome } from '../thread-priority.js';
 import type { PortalApiOptions } from './portal-api.js';
+import type { SyncPlan } from './plan.js';
+import type { GroupOfCompany, PlanTarget, SyncLook } from './sync-planner.js';
 import type { PortalCompany } from './tree.js';
 
 /** The options of the portal client that can cross to a thread (no functions, no signal). */
@@ -16,6 +18,12 @@ export interface FetchWorkerData {
   readonly options: WorkerFetchOptions;
   /** Nice value the thread takes before fetching; null leaves its priority alone. */
   readonly nice: number | null;
+  /**
+   * Set when the worker also plans the sync: it validates the tree, says
+   * `ready`, then answers `look` and `plan` from its own read-only
+   * connection to this database file until told to `close`.
+   */
+  readonly plan?: { readonly dbFile: string } | null;
 }
 
 /** An error as it crosses the thread boundary. */
@@ -26,7 +34,10 @@ export interface WireError {
 }
 
 /** Parent → worker. */
-export type ToFetchWorker = { readonly type: 'abort' };
+export type ToFetchWorker =
+  | { readonly type: 'abort' }
+  | { readonly type: 'look' | 'plan'; readonly id: number; readonly target: PlanTarget }
+  | { readonly type: 'close' };
 
 /**
  * The fetched companies as one transferred buffer of UTF-8 JSON arrays, one
@@ -41,15 +52,53 @@ export interface CompanyChunks {
   readonly count: number;
 }
 
-/** Worker → parent, in this order: priority, progress…, then fetched or failed. */
+/** A sync plan as it crosses: each list in chunks, as the companies are. */
+export interface PlanChunks {
+  readonly counts: SyncPlan['counts'];
+  readonly rootRenamed: boolean;
+  readonly creates: CompanyChunks;
+  readonly groupChanges: CompanyChunks;
+  readonly companyUpdates: CompanyChunks;
+  readonly unlinks: CompanyChunks;
+  readonly parents: CompanyChunks;
+}
+
+/**
+ * Worker → parent, in this order: priority, progress…, then fetched or
+ * failed; a planning worker answers ready (instead of fetched) and then one
+ * looked, planned or planFailed per request.
+ */
 export type FromFetchWorker =
   | { readonly type: 'priority'; readonly outcome: PriorityOutcome }
   | { readonly type: 'progress'; readonly fetched: number }
   | { readonly type: 'fetched'; readonly account: PortalCompany; readonly chunks: CompanyChunks }
+  | { readonly type: 'ready'; readonly account: PortalCompany; readonly portal?: 'msp' | 'business'; readonly fetched: number }
+  | { readonly type: 'looked'; readonly id: number; readonly look: SyncLook }
+  | { readonly type: 'planned'; readonly id: number; readonly plan: PlanChunks }
+  | { readonly type: 'planFailed'; readonly id: number; readonly error: WireError }
   | { readonly type: 'failed'; readonly error: WireError };
+
+/** Packs a plan for the crossing; the buffers to transfer come with it. */
+export function packPlan(plan: SyncPlan, rootRenamed: boolean, parents: readonly GroupOfCompany[], perChunk: number): { plan: PlanChunks; transfer: ArrayBuffer[] } {
+  const packed: PlanChunks = {
+    counts: plan.counts,
+    rootRenamed,
+    creates: packItems(plan.creates, perChunk),
+    groupChanges: packItems(plan.groupChanges, perChunk),
+    companyUpdates: packItems(plan.companyUpdates, perChunk),
+    unlinks: packItems(plan.unlinks, perChunk),
+    parents: packItems(parents, perChunk),
+  };
+  return { plan: packed, transfer: [packed.creates, packed.groupChanges, packed.companyUpdates, packed.unlinks, packed.parents].map((c) => c.bytes) };
+}
 
 /** Packs companies into {@link CompanyChunks} of `perChunk` companies. */
 export function packCompanies(companies: readonly PortalCompany[], perChunk: number): CompanyChunks {
+  return packItems(companies, perChunk);
+}
+
+/** Packs any JSON-able items into chunks of `perChunk` (the same layout as {@link CompanyChunks}). */
+export function packItems(companies: readonly unknown[], perChunk: number): CompanyChunks {
   const parts: Buffer[] = [];
   const ends: number[] = [];
   let total = 0;
@@ -69,9 +118,9 @@ export function packCompanies(companies: readonly PortalCompany[], perChunk: num
 }
 
 /** Chunk `i` of {@link CompanyChunks}, parsed. */
-export function unpackChunk(chunks: CompanyChunks, i: number, decoder: TextDecoder): PortalCompany[] {
+export function unpackChunk<T = PortalCompany>(chunks: CompanyChunks, i: number, decoder: TextDecoder): T[] {
   const from = i === 0 ? 0 : chunks.ends[i - 1]!;
-  return JSON.parse(decoder.decode(new Uint8Array(chunks.bytes, from, chunks.ends[i]! - from))) as PortalCompany[];
+  return JSON.parse(decoder.decode(new Uint8Array(chunks.bytes, from, chunks.ends[i]! - from))) as T[];
 }
 
 /** Flattens what the fetch threw; anything but our own errors becomes SYNC_FETCH_WORKER_FAILED. */

@@ -4,6 +4,9 @@
  * A sync fetches the whole tree first (bounded in size and time), validates
  * it, plans the changes, and applies them in one transaction: a fetch that
  * fails part-way changes nothing, and the previous tree stays in force.
+ * Fetching, validating and planning happen where the tree is: in the
+ * portal fetch's worker thread for the API (see sync-planner.ts), on the
+ * event loop in slices otherwise; the apply is always here.
  * Every attempt is recorded as a sync run. One sync per account runs at a
  * time; a second request joins the running one. A scheduler re-syncs every
  * linked account at the configured interval (24 h by default).
@@ -11,12 +14,12 @@
 import type { Logger } from 'pino';
 import { describeError, RollcallError } from '../../common/errors.js';
 import { BACKGROUND, Pacer } from '../cooperative.js';
-import type { Sql } from '../storage/db.js';
 import type { Storage } from '../storage/index.js';
 import { ROOT_GROUP_ID } from '../storage/migrations.js';
 import type { MspAccount, SyncRun } from '../storage/msp-store.js';
-import { isEmptyPlan, planSyncSliced } from './plan.js';
+import { isEmptyPlan } from './plan.js';
 import type { SecretBox } from './secret-box.js';
+import { inProcessPlanner, type TreePlanner } from './sync-planner.js';
 import { validateTreeSliced, type PortalTree } from './tree.js';
 
 /** Where a tree comes from. */
@@ -27,10 +30,15 @@ export type FetchSpec =
 /** Fetches a tree; the seam between sync logic and the portal adapters. */
 export type FetchTree = (spec: FetchSpec, onProgress: (fetched: number) => void, signal: AbortSignal) => Promise<PortalTree>;
 
+/** Fetches and validates a tree and hands back its planner (which may keep the tree in a worker thread). */
+export type FetchPlanner = (spec: FetchSpec, onProgress: (fetched: number) => void, signal: AbortSignal) => Promise<TreePlanner>;
+
 /** What the sync service needs. */
 export interface MspSyncDeps {
   readonly storage: Pick<Storage, 'db' | 'groups' | 'msp' | 'meta'>;
   readonly fetchTree: FetchTree;
+  /** Used instead of `fetchTree` when given (the server's default: fetch and plan in a worker thread). */
+  readonly fetchPlanner?: FetchPlanner;
   readonly secrets: SecretBox;
   readonly now: () => number;
   readonly log: Logger;
@@ -61,7 +69,7 @@ export interface InstanceCreator {
 /** Meta key of the instance creator. */
 export const INSTANCE_CREATOR_KEY = 'instance_creator';
 
-function portalOf(tree: PortalTree, requested: 'msp' | 'business' | undefined): 'msp' | 'business' {
+function portalOf(tree: Pick<PortalTree, 'portal'>, requested: 'msp' | 'business' | undefined): 'msp' | 'business' {
   if (requested && tree.portal && requested !== tree.portal) {
     throw new RollcallError('SYNC_PORTAL_MISMATCH', `the source is an export of the ${tree.portal} portal, but the ${requested} portal was asked for`);
   }
@@ -76,7 +84,12 @@ export class MspSync {
   private timer: NodeJS.Timeout | null = null;
   private readonly abort = new AbortController();
 
-  constructor(private readonly deps: MspSyncDeps) {}
+  private readonly fetchPlanner: FetchPlanner;
+
+  constructor(private readonly deps: MspSyncDeps) {
+    this.fetchPlanner =
+      deps.fetchPlanner ?? (async (spec, onProgress, signal) => inProcessPlanner(await validateTreeSliced(await deps.fetchTree(spec, onProgress, signal))));
+  }
 
   /**
    * Links an account from a file or the API: fetches, creates its root group,
@@ -84,9 +97,17 @@ export class MspSync {
    * else the MSP portal; a source naming another portal than asked is refused.
    */
   async link(spec: FetchSpec, requested?: 'msp' | 'business'): Promise<{ account: MspAccount; run: SyncRun }> {
+    const startedAt = this.deps.now();
+    const tree = await this.fetchPlanner(spec, () => undefined, this.abort.signal);
+    try {
+      return await this.linkFetched(spec, tree, requested, startedAt);
+    } finally {
+      tree.close();
+    }
+  }
+
+  private async linkFetched(spec: FetchSpec, tree: TreePlanner, requested: 'msp' | 'business' | undefined, startedAt: number): Promise<{ account: MspAccount; run: SyncRun }> {
     const { storage, now } = this.deps;
-    const startedAt = now();
-    const tree = await validateTreeSliced(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
     const portal = portalOf(tree, requested);
     const sealed = spec.kind === 'api' ? this.deps.secrets.seal(spec.password) : null;
     const account = await storage.db.transaction(async (tx) => {
@@ -119,7 +140,8 @@ export class MspSync {
 
   /** Asks a portal (or reads an export) which account, of which portal, the given credentials belong to. */
   async identify(spec: FetchSpec, requested?: 'msp' | 'business'): Promise<{ account: PortalTree['account']; portal: 'msp' | 'business' }> {
-    const tree = await validateTreeSliced(await this.deps.fetchTree(spec, () => undefined, this.abort.signal));
+    const tree = await this.fetchPlanner(spec, () => undefined, this.abort.signal);
+    tree.close();
     return { account: tree.account, portal: portalOf(tree, requested) };
   }
 
@@ -137,51 +159,50 @@ export class MspSync {
     const account = await this.deps.storage.msp.account(accountId);
     if (!account) throw new RollcallError('MSP_ACCOUNT_NOT_FOUND', `no MSP account "${accountId}"`);
     if (!account.linked) throw new RollcallError('MSP_ACCOUNT_UNLINKED', `the MSP account "${account.name}" is unlinked; link it again to sync`);
-    let tree: PortalTree;
+    let tree: TreePlanner;
     try {
       const spec: FetchSpec =
         account.source === 'file'
           ? { kind: 'file', path: account.filePath! }
           : { kind: 'api', baseUrl: account.apiBaseUrl!, user: account.apiUser!, password: this.deps.secrets.open(account.apiSecret!) };
-      tree = await validateTreeSliced(await this.deps.fetchTree(spec, (n) => (state.fetched = n), this.abort.signal));
-      if (tree.account.id !== account.externalId) {
-        throw new RollcallError('SYNC_ACCOUNT_MISMATCH', `the portal answered for account ${tree.account.id}, but ${account.externalId} is linked`);
-      }
+      tree = await this.fetchPlanner(spec, (n) => (state.fetched = n), this.abort.signal);
     } catch (err) {
       return this.recordFailure(account, trigger, state.startedAt, err);
     }
-    state.phase = 'applying';
-    return this.applyTree(account, tree, trigger, state.startedAt);
+    try {
+      if (tree.account.id !== account.externalId) {
+        throw new RollcallError('SYNC_ACCOUNT_MISMATCH', `the portal answered for account ${tree.account.id}, but ${account.externalId} is linked`);
+      }
+      state.phase = 'applying';
+      return await this.applyTree(account, tree, trigger, state.startedAt);
+    } catch (err) {
+      return this.recordFailure(account, trigger, state.startedAt, err);
+    } finally {
+      tree.close();
+    }
   }
 
-  private async applyTree(account: MspAccount, tree: PortalTree, trigger: string, startedAt: number): Promise<SyncRun> {
+  private async applyTree(account: MspAccount, tree: TreePlanner, trigger: string, startedAt: number): Promise<SyncRun> {
     const { storage, now } = this.deps;
-    // Plans are made in slices and writes go in statement-sized steps, so check-ins keep flowing during a sync.
+    // Writes go in statement-sized steps with rests between them, so check-ins keep flowing during a sync.
     const pacer = new Pacer(BACKGROUND);
     const pace = () => pacer.step();
-    const plan = async (sql: Sql) => {
-      const stored = await storage.msp.companies(account.id, sql, pace);
-      const planned = await planSyncSliced(tree, stored, account.rootGroupId);
-      const root = await sql.get<{ name: string }>('SELECT name FROM groups WHERE id = ?', [account.rootGroupId]);
-      const rootRenamed = root?.name !== tree.account.name && !root?.name.startsWith(`${tree.account.name} (`);
-      return { stored, planned, rootRenamed };
-    };
+    const target = { accountId: account.id, rootGroupId: account.rootGroupId };
     try {
       // A first look outside any transaction: a sync with nothing to change writes nothing and takes no write lock.
-      const first = await plan(storage.db);
-      const counts =
-        isEmptyPlan(first.planned) && !first.rootRenamed
-          ? first.planned.counts
-          : await storage.db.transaction(async (tx) => {
-              // Planned again inside the transaction, so that it is made from exactly what it changes.
-              const { stored, planned, rootRenamed } = await plan(tx);
-              if (rootRenamed) {
-                await tx.run('UPDATE groups SET name = ? WHERE id = ?', [tree.account.name, account.rootGroupId]);
-                await tx.run('UPDATE msp_accounts SET name = ? WHERE id = ?', [tree.account.name, account.id]);
-              }
-              if (!isEmptyPlan(planned)) await storage.msp.applyPlan(account, planned, stored, now(), tx, pace);
-              return { ...planned.counts, renamed: planned.counts.renamed + (rootRenamed ? 1 : 0) };
-            });
+      const first = await tree.look(target, storage.db);
+      const counts = !first.changes
+        ? first.counts
+        : await storage.db.transaction(async (tx) => {
+            // Planned again under the write lock, so that it is made from exactly the state it changes (sync-planner.ts).
+            const { plan, rootRenamed, parents } = await tree.plan(target, tx);
+            if (rootRenamed) {
+              await tx.run('UPDATE groups SET name = ? WHERE id = ?', [tree.account.name, account.rootGroupId]);
+              await tx.run('UPDATE msp_accounts SET name = ? WHERE id = ?', [tree.account.name, account.id]);
+            }
+            if (!isEmptyPlan(plan)) await storage.msp.applyPlan(account, plan, parents, now(), tx, pace);
+            return { ...plan.counts, renamed: plan.counts.renamed + (rootRenamed ? 1 : 0) };
+          });
       const run = await storage.msp.recordRun({
         accountId: account.id,
         source: account.source,
@@ -191,7 +212,7 @@ export class MspSync {
         outcome: 'succeeded',
         errorCode: null,
         reason: null,
-        fetched: tree.companies.length,
+        fetched: tree.fetched,
         ...counts,
       });
       this.deps.log.info({ accountId: account.id, trigger, ...counts, fetched: run.fetched, ms: run.finishedAt - startedAt }, 'MSP sync finished');

@@ -108,3 +108,34 @@ export async function openDatabase(file: string, opts: OpenOptions = {}): Promis
       ),
   };
 }
+
+/** A read-only connection; `snapshot` runs reads against one consistent state of the file. */
+export interface ReadOnlyDatabase {
+  /** Runs `work` inside one read transaction: every statement sees the same committed state, whatever writers do meanwhile. */
+  snapshot<T>(work: (sql: Pick<Sql, 'all' | 'get'>) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens an existing SQLite file read-only (a second connection beside the
+ * writer: WAL lets it read while the writer writes). It never creates the
+ * file, never writes, and takes no write lock.
+ */
+export async function openReadOnlyDatabase(file: string): Promise<ReadOnlyDatabase> {
+  const db = await new Promise<sqlite3.Database>((resolve, reject) => {
+    const handle = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (err: Error | null) => (err ? reject(wrapError(err, `open ${file} read-only`)) : resolve(handle)));
+  });
+  const sql = sqlOf(db);
+  await sql.exec('PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;');
+  return {
+    snapshot: async <T>(work: (inner: Pick<Sql, 'all' | 'get'>) => Promise<T>) => {
+      await sql.exec('BEGIN'); // deferred: the snapshot is taken by the first read and held until COMMIT
+      try {
+        return await work(sql);
+      } finally {
+        await sql.exec('COMMIT');
+      }
+    },
+    close: () => new Promise<void>((resolve, reject) => db.close((err: Error | null) => (err ? reject(wrapError(err, 'close')) : resolve()))),
+  };
+}

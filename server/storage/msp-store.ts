@@ -187,7 +187,7 @@ export class MspStore {
    * parent. Read in pages, so that no single callback turns thousands of
    * rows into objects while check-ins wait.
    */
-  async companies(accountId?: string, sql: Sql = this.sql, pace?: () => Promise<void>): Promise<MspCompany[]> {
+  async companies(accountId?: string, sql: Pick<Sql, 'all'> = this.sql, pace?: () => Promise<void>): Promise<MspCompany[]> {
     const out: MspCompany[] = [];
     for (let after = 0; ; await pace?.()) {
       const rows = await sql.all<Row>(
@@ -219,11 +219,12 @@ export class MspStore {
 
   /**
    * Writes a sync plan; call inside a transaction, with the stored companies
-   * the plan was made from. Rows are built and inserted a statement's worth
+   * the plan was made from (at least those its new and moved groups' parents
+   * are). Rows are built and inserted a statement's worth
    * at a time, so the event loop runs between statements; `pace` is awaited
    * between them (background work yields the CPU there).
    */
-  async applyPlan(account: MspAccount, plan: SyncPlan, stored: readonly StoredCompany[], now: number, sql: Sql, pace?: () => Promise<void>): Promise<void> {
+  async applyPlan(account: MspAccount, plan: SyncPlan, stored: readonly Pick<StoredCompany, 'externalId' | 'groupId'>[], now: number, sql: Sql, pace?: () => Promise<void>): Promise<void> {
     const groupOf = new Map<string, string>([[account.externalId, account.rootGroupId]]);
     for (const c of stored) groupOf.set(c.externalId, c.groupId);
     // Park every changing group under a unique temporary name, so that swaps and moves never collide.
