@@ -1,36 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { RollcallError } from '../../common/errors.js';
-import { buildPortalTree, FAKE_USER, startFakePortal, type FakePortal, type FakePortalOptions } from '../../test/support/fake-portal.js';
+import { describe, expect, it } from 'vitest';
+import { buildPortalTree, FAKE_USER, type FakePortal } from '../../test/support/fake-portal.js';
+import { fakePortals, fetchFailure } from '../../test/support/portal-tests.js';
 import { fetchPortalTreeInWorker, type InWorkerOptions } from '../msp/fetch-in-worker.js';
 import { packCompanies, unpackChunk } from '../msp/fetch-worker-protocol.js';
 import { fetchPortalTree } from '../msp/portal-api.js';
 import { LOWEST_NICE, type PriorityOutcome } from '../thread-priority.js';
 
-const open: FakePortal[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((p) => p.close()));
-});
-
-async function portal(options: FakePortalOptions = {}): Promise<FakePortal> {
-  const p = await startFakePortal(options);
-  open.push(p);
-  return p;
-}
+const portal = fakePortals();
 
 function options(p: FakePortal, extra: Partial<InWorkerOptions> = {}): InWorkerOptions {
   return { baseUrl: p.url, ...FAKE_USER, maintenance: { attempts: 2, baseMs: 5, capMs: 20 }, requestTimeoutMs: 5_000, deadlineMs: 20_000, ...extra };
-}
-
-async function failure(run: Promise<unknown>): Promise<RollcallError> {
-  const err = await run.then(
-    () => {
-      throw new Error('expected the fetch to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RollcallError);
-  expect((err as Error).message).not.toContain(FAKE_USER.password);
-  return err as RollcallError;
 }
 
 describe('company chunks between the threads', () => {
@@ -96,16 +75,16 @@ describe('fetchPortalTreeInWorker', () => {
 
   it('fails with the portal error code the client raised in the thread', async () => {
     const p = await portal();
-    const err = await failure(fetchPortalTreeInWorker(options(p, { password: 'wrong-password' })));
+    const err = await fetchFailure(fetchPortalTreeInWorker(options(p, { password: 'wrong-password' })));
     expect(err.code).toBe('SYNC_PORTAL_UNAUTHORIZED');
     p.inject({ kind: 'status', status: 503, times: 10 });
-    const maintenance = await failure(fetchPortalTreeInWorker(options(p)));
+    const maintenance = await fetchFailure(fetchPortalTreeInWorker(options(p)));
     expect(maintenance.code).toBe('SYNC_PORTAL_MAINTENANCE');
     expect(maintenance.retryable).toBe(true);
   });
 
   it('refuses invalid options with the client\'s own error', async () => {
-    const err = await failure(fetchPortalTreeInWorker({ baseUrl: 'ftp://x', username: 'u', password: 'p', concurrency: 0 }));
+    const err = await fetchFailure(fetchPortalTreeInWorker({ baseUrl: 'ftp://x', username: 'u', password: 'p', concurrency: 0 }));
     expect(err.code).toBe('SYNC_PORTAL_CONFIG_INVALID');
   });
 
@@ -113,10 +92,10 @@ describe('fetchPortalTreeInWorker', () => {
     const p = await portal();
     const early = new AbortController();
     early.abort();
-    expect((await failure(fetchPortalTreeInWorker(options(p, { signal: early.signal })))).code).toBe('SYNC_PORTAL_ABORTED');
+    expect((await fetchFailure(fetchPortalTreeInWorker(options(p, { signal: early.signal })))).code).toBe('SYNC_PORTAL_ABORTED');
     p.inject({ kind: 'delay', ms: 5_000, calls: ['Company/Children'] });
     const ctl = new AbortController();
-    const outcome = failure(fetchPortalTreeInWorker(options(p, { signal: ctl.signal })));
+    const outcome = fetchFailure(fetchPortalTreeInWorker(options(p, { signal: ctl.signal })));
     await p.waitForCalls('Company/Children', 1);
     ctl.abort();
     expect((await outcome).code).toBe('SYNC_PORTAL_ABORTED');
@@ -124,7 +103,7 @@ describe('fetchPortalTreeInWorker', () => {
 
   it('fails with SYNC_FETCH_WORKER_FAILED, not a crash, when the thread runs out of its heap', async () => {
     const p = await portal({ tree: buildPortalTree({ managedMsps: 50, customers: 20_000 }) });
-    const err = await failure(fetchPortalTreeInWorker(options(p, { maxHeapMb: 2 })));
+    const err = await fetchFailure(fetchPortalTreeInWorker(options(p, { maxHeapMb: 2 })));
     expect(err.code).toBe('SYNC_FETCH_WORKER_FAILED');
   });
 });

@@ -1,41 +1,16 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { RollcallError } from '../../common/errors.js';
+import { describe, expect, it } from 'vitest';
 import { fetchPortalTree, type PortalApiOptions } from '../msp/portal-api.js';
 import { EntityType, validateTree, type PortalTree } from '../msp/tree.js';
-import { buildPortalTree, FAKE_USER, ManualClock, startFakePortal, type FakePortal, type FakePortalOptions } from '../../test/support/fake-portal.js';
+import { buildPortalTree, FAKE_USER, ManualClock, type FakePortal } from '../../test/support/fake-portal.js';
+import { fakePortals, fetchFailure } from '../../test/support/portal-tests.js';
 
-const open: FakePortal[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((p) => p.close()));
-});
-
-async function portal(options: FakePortalOptions = {}): Promise<FakePortal> {
-  const p = await startFakePortal(options);
-  open.push(p);
-  return p;
-}
+const portal = fakePortals();
 
 /** Client options for the fake: small retry delays and deadlines so failures come fast. */
 function options(p: FakePortal, extra: Partial<PortalApiOptions> = {}): PortalApiOptions {
   return { baseUrl: p.url, ...FAKE_USER, maintenance: { attempts: 4, baseMs: 5, capMs: 40 }, requestTimeoutMs: 5_000, deadlineMs: 20_000, ...extra };
-}
-
-/** The error a fetch fails with; checks that no secret leaked into it or its causes. */
-async function failure(run: Promise<unknown>): Promise<RollcallError> {
-  const err = await run.then(
-    () => {
-      throw new Error('expected the fetch to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RollcallError);
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    expect(e.message).not.toContain(FAKE_USER.password);
-    expect(e.message).not.toMatch(/\b(at|rt)-[0-9a-f]{24}\b/);
-  }
-  return err as RollcallError;
 }
 
 function expectWhole(tree: PortalTree, p: FakePortal): void {
@@ -77,13 +52,13 @@ describe('fetchPortalTree: walking the structure', () => {
   it('refuses an account that cannot be linked before walking it', async () => {
     const base = buildPortalTree({ managedMsps: 1, customers: 2 });
     const p = await portal({ tree: { ...base, account: { ...base.account, type: EntityType.DISTRIBUTOR } } });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect(err.code).toBe('SYNC_INVALID_TREE');
     expect(p.calls['Company/Children']).toBe(0);
   });
 
   it('refuses invalid settings, listing every problem', async () => {
-    const err = await failure(fetchPortalTree({ baseUrl: 'ftp://x', username: 'u', password: 'p', pageSize: 101, concurrency: 0 }));
+    const err = await fetchFailure(fetchPortalTree({ baseUrl: 'ftp://x', username: 'u', password: 'p', pageSize: 101, concurrency: 0 }));
     expect(err.code).toBe('SYNC_PORTAL_CONFIG_INVALID');
     expect(err.message).toMatch(/pageSize.*concurrency.*baseUrl/);
   });
@@ -130,7 +105,7 @@ describe('fetchPortalTree: tokens', () => {
   it('fails SYNC_PORTAL_UNAUTHORIZED when neither renewal nor a new login cures a 401', async () => {
     const p = await portal();
     p.inject({ kind: 'status', status: 401, times: 1_000, calls: ['Company/Children'] });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect(err.code).toBe('SYNC_PORTAL_UNAUTHORIZED');
     expect(err.retryable).toBe(false);
     expect(err.message).toContain('Company/Children');
@@ -139,7 +114,7 @@ describe('fetchPortalTree: tokens', () => {
 
   it('fails SYNC_PORTAL_UNAUTHORIZED with a clear sentence when the password is wrong', async () => {
     const p = await portal({ users: { [FAKE_USER.username]: 'another password' } });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect(err.code).toBe('SYNC_PORTAL_UNAUTHORIZED');
     expect(err.retryable).toBe(false);
     expect(err.message).toContain(`refused the username "${FAKE_USER.username}" and its password`);
@@ -163,7 +138,7 @@ describe('fetchPortalTree: maintenance and transport failures', () => {
   it('gives up with SYNC_PORTAL_MAINTENANCE, retryable, after the configured attempts', async () => {
     const p = await portal();
     p.inject({ kind: 'status', status: 503, times: 1_000, calls: ['User/Current'] });
-    const err = await failure(fetchPortalTree(options(p, { maintenance: { attempts: 3, baseMs: 1, capMs: 4 } })));
+    const err = await fetchFailure(fetchPortalTree(options(p, { maintenance: { attempts: 3, baseMs: 1, capMs: 4 } })));
     expect(err.code).toBe('SYNC_PORTAL_MAINTENANCE');
     expect(err.retryable).toBe(true);
     expect(p.calls['User/Current']).toBe(3);
@@ -174,7 +149,7 @@ describe('fetchPortalTree: maintenance and transport failures', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const { port } = probe.address() as AddressInfo;
     await new Promise<void>((r) => probe.close(() => r()));
-    const err = await failure(fetchPortalTree({ baseUrl: `http://127.0.0.1:${port}`, ...FAKE_USER }));
+    const err = await fetchFailure(fetchPortalTree({ baseUrl: `http://127.0.0.1:${port}`, ...FAKE_USER }));
     expect(err.code).toBe('SYNC_PORTAL_UNREACHABLE');
     expect(err.retryable).toBe(true);
   });
@@ -182,10 +157,10 @@ describe('fetchPortalTree: maintenance and transport failures', () => {
   it('fails SYNC_PORTAL_HTTP_ERROR on an unexpected status, retryable only for server errors', async () => {
     const p = await portal();
     p.inject({ kind: 'status', status: 500, times: 1, calls: ['Company/Detail'] });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect([err.code, err.retryable]).toEqual(['SYNC_PORTAL_HTTP_ERROR', true]);
     p.inject({ kind: 'status', status: 404, times: 1, calls: ['Company/Children'] });
-    const err2 = await failure(fetchPortalTree(options(p)));
+    const err2 = await fetchFailure(fetchPortalTree(options(p)));
     expect([err2.code, err2.retryable]).toEqual(['SYNC_PORTAL_HTTP_ERROR', false]);
   });
 });
@@ -199,7 +174,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
   ])('fails SYNC_PORTAL_BAD_RESPONSE naming the call when a page %s', async (_what, text) => {
     const p = await portal();
     p.inject({ kind: 'body', text, calls: ['Company/Children'] });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect(err.code).toBe('SYNC_PORTAL_BAD_RESPONSE');
     expect(err.message).toContain('Company/Children');
   });
@@ -207,14 +182,14 @@ describe('fetchPortalTree: hostile or broken answers', () => {
   it('fails SYNC_PORTAL_BAD_RESPONSE when User/Current has no companyId', async () => {
     const p = await portal();
     p.inject({ kind: 'body', text: '{"name": "api"}', calls: ['User/Current'] });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect([err.code, err.message]).toEqual(['SYNC_PORTAL_BAD_RESPONSE', expect.stringContaining('User/Current')]);
   });
 
   it('never quotes a token from a broken Token/Get answer in the error or its causes', async () => {
     const p = await portal();
     p.inject({ kind: 'body', text: 'at-0123456789abcdef01234567', calls: ['Token/Get'] });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect([err.code, err.message]).toEqual(['SYNC_PORTAL_BAD_RESPONSE', expect.stringContaining('Token/Get')]);
     for (let e: unknown = err; e instanceof Error; e = e.cause) expect(e.message).not.toContain('at-01234');
   });
@@ -226,7 +201,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
   ])('fails SYNC_PORTAL_INCONSISTENT when %s', async (_what, fault, says) => {
     const p = await portal({ tree: buildPortalTree({ managedMsps: 1, customers: 150 }) });
     p.inject(fault);
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect(err.code).toBe('SYNC_PORTAL_INCONSISTENT');
     expect(err.retryable).toBe(true);
     expect(err.message).toContain(says);
@@ -238,7 +213,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
   ])('fails SYNC_PORTAL_INCONSISTENT when a parent has %s', async (_what, text, says) => {
     const p = await portal();
     p.inject({ kind: 'body', text, calls: ['Company/Children'] });
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect([err.code, err.message]).toEqual(['SYNC_PORTAL_INCONSISTENT', expect.stringContaining(says)]);
   });
 
@@ -246,7 +221,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
     const p = await portal();
     p.inject({ kind: 'endless', chunkBytes: 8, intervalMs: 20, calls: ['Company/Children'] });
     const started = performance.now();
-    const err = await failure(fetchPortalTree(options(p, { requestTimeoutMs: 400 })));
+    const err = await fetchFailure(fetchPortalTree(options(p, { requestTimeoutMs: 400 })));
     expect(err.code).toBe('SYNC_PORTAL_TIMEOUT');
     expect(err.message).toContain('Company/Children');
     expect(performance.now() - started).toBeLessThan(5_000);
@@ -256,7 +231,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
   it('aborts an endless fast stream soon after maxResponseBytes with SYNC_PORTAL_RESPONSE_TOO_LARGE', async () => {
     const p = await portal();
     p.inject({ kind: 'endless', chunkBytes: 64 * 1024, intervalMs: 0, calls: ['Company/Children'] });
-    const err = await failure(fetchPortalTree(options(p, { maxResponseBytes: 1024 * 1024 })));
+    const err = await fetchFailure(fetchPortalTree(options(p, { maxResponseBytes: 1024 * 1024 })));
     expect(err.code).toBe('SYNC_PORTAL_RESPONSE_TOO_LARGE');
     await p.streamsEnded();
     expect(p.streamedBytes()).toBeLessThan(1024 * 1024 + 16 * 1024 * 1024); // the cap plus what socket buffers held
@@ -267,7 +242,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
     p.inject({ kind: 'huge', bytes: 1024 ** 3, declareLength, calls: ['Company/Detail'] });
     const heapBefore = process.memoryUsage().arrayBuffers;
     const started = performance.now();
-    const err = await failure(fetchPortalTree(options(p)));
+    const err = await fetchFailure(fetchPortalTree(options(p)));
     expect(err.code).toBe('SYNC_PORTAL_RESPONSE_TOO_LARGE');
     expect(performance.now() - started).toBeLessThan(10_000);
     await p.streamsEnded();
@@ -279,7 +254,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
     const p = await portal();
     p.inject({ kind: 'delay', ms: 150, calls: ['Company/Children'] });
     const started = performance.now();
-    const err = await failure(fetchPortalTree(options(p, { deadlineMs: 250 })));
+    const err = await fetchFailure(fetchPortalTree(options(p, { deadlineMs: 250 })));
     expect(err.code).toBe('SYNC_PORTAL_TIMEOUT');
     expect(err.message).toContain('did not finish within 250 ms');
     expect(performance.now() - started).toBeLessThan(3_000);
@@ -289,7 +264,7 @@ describe('fetchPortalTree: hostile or broken answers', () => {
     const p = await portal();
     p.inject({ kind: 'delay', ms: 5_000, calls: ['Company/Children'] });
     const ctl = new AbortController();
-    const outcome = failure(fetchPortalTree(options(p, { signal: ctl.signal })));
+    const outcome = fetchFailure(fetchPortalTree(options(p, { signal: ctl.signal })));
     await p.waitForCalls('Company/Children', 1);
     ctl.abort();
     const started = performance.now();
