@@ -47,11 +47,11 @@ export function threadNice(threadId: number): number | undefined {
  * Lowers the calling thread's priority to `nice` (0 to 19; 19 is the
  * lowest). Never raises it: an unprivileged process could not take it back.
  */
-export function lowerThreadPriority(nice: number = LOWEST_NICE): PriorityOutcome {
+export function lowerThreadPriority(nice: number = LOWEST_NICE, threadIdOf: () => number | undefined = currentThreadId): PriorityOutcome {
   if (!Number.isInteger(nice) || nice < 0 || nice > LOWEST_NICE) {
     return { applied: false, reason: `nice must be a whole number from 0 to ${LOWEST_NICE} (got ${nice})` };
   }
-  const threadId = currentThreadId();
+  const threadId = threadIdOf();
   if (threadId === undefined) return { applied: false, reason: 'this system has no per-thread priorities (no /proc/thread-self)' };
   try {
     const current = os.getPriority(threadId);

@@ -1,6 +1,6 @@
 /**
- * Prints the plain closing line CI reads: `N passed, N failed` (skipped
- * tests are added when there are any).
+ * Prints the plain closing line CI reads, exactly `N passed, N failed`
+ * (skipped tests, when there are any, on the line before it).
  */
 import type { Reporter, TestModule } from 'vitest/node';
 
@@ -19,6 +19,6 @@ export default class SummaryReporter implements Reporter {
       if (mod.state() === 'failed' && [...mod.children.allTests()].length === 0) failed += 1; // a file that could not load
     }
     failed += unhandledErrors.length;
-    process.stdout.write(`\n${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}\n`);
+    process.stdout.write(`\n${skipped > 0 ? `${skipped} skipped\n` : ''}${passed} passed, ${failed} failed\n`);
   }
 }
