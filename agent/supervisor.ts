@@ -289,8 +289,6 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         return { kind: 'terminal', failure };
       }
       if (!welcomed) serverIndex += 1;
-      // A server that said when to come back (SERVER_RESTARTING) spread the fleet itself: no second spread on top of it.
-      if (welcomed && failure.retryAfterMs !== undefined) spreadMs = 0;
       const delay = backoffDelay(opts.backoff, attempt, opts.random, failure.retryAfterMs, spreadMs);
       attempt += 1;
       status.update({

@@ -13,11 +13,11 @@
  * is back at once), finds the server still down or shedding, and from then
  * on draws from the larger of its backoff window and the fleet's window, so
  * 100,000 agents arrive over minutes instead of in one wave. The jitter is
- * drawn after the cap is applied, never capped after. A server that said
- * when to come back (`SERVER_RESTARTING` with `retryAfterMs`) has spread the
- * fleet already; the agent then leaves the fleet window out until its next
- * `welcome`, so a restart that takes longer than some agents' delay does
- * not spread them a second time.
+ * drawn after the cap is applied, never capped after. It also applies after
+ * a shutdown notice (`SERVER_RESTARTING`): an agent whose advised moment
+ * finds the server still down or shedding spreads again rather than
+ * retrying within seconds (tried the other way at 100,000 agents: the
+ * quick retries were shed by the tens of thousands and the storm stalled).
  */
 export interface BackoffPolicy {
   /** First window in milliseconds. */

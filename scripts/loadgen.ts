@@ -237,7 +237,6 @@ export class Loadgen {
     w?.({ type: 'dropped' });
     const advised = this.pendingAdvice.get(agent);
     this.pendingAdvice.delete(agent);
-    if (advised !== undefined) agent.spreadMs = 0; // told when to come back: the server spread the fleet itself
     if (this.auto && !this.stopped) this.scheduleRetry(agent, advised);
   }
 

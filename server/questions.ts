@@ -64,8 +64,10 @@ export class Questions {
   /** Records an accepted `hello`, raising a question first when the identity looks wrong. */
   connected(deviceId: string, facts: ConnectFacts, stored?: Pick<Device, 'fingerprint' | 'lastAddress'>): Promise<void> {
     const prev = this.chains.get(deviceId);
-    // What the certificate lookup read is current unless an earlier connect of the device is still being handled (it may change it).
-    const known = prev ? undefined : stored;
+    // What the certificate lookup read a moment ago stands in for a fresh read when it cannot lead to a question: the same
+    // fingerprint (or none yet) and no earlier connect of the device still being handled. Anything else is read again.
+    const usable = stored && (stored.fingerprint === null || stored.fingerprint === facts.fingerprint);
+    const known = prev || !usable ? undefined : stored;
     const next = (prev ?? Promise.resolve()).then(() => this.handleConnect(deviceId, facts, known));
     const tail = next.catch(() => undefined);
     this.chains.set(deviceId, tail);

@@ -58,17 +58,4 @@ describe('reconnect spread after a crash', { timeout: 60_000 }, () => {
     expect(second).toBeGreaterThanOrEqual(Math.floor(0.999 * spread) - 5);
     expect(second).toBeLessThanOrEqual(Math.floor(0.999 * spread));
   });
-
-  it('does not spread a second time after a shutdown notice: the server already told the agent when to come back', async () => {
-    const { fixture, delays } = await connectedAgent('Customers/Notice', 'c'.repeat(64));
-    fixture.server!.signal('SIGTERM'); // SERVER_RESTARTING with retryAfterMs, then the server is gone
-    await fixture.server!.waitExit(15_000);
-    await eventually(() => (delays.size >= 2 ? true : undefined), 'two scheduled retries', 30_000, 10);
-
-    const first = Math.min(...delays.keys());
-    // The notice: at least the 2 s floor of the shutdown spread.
-    expect(delays.get(first)).toBeGreaterThanOrEqual(1990);
-    // The server is still down at that time: the next delay is the plain backoff (floor(0.999 * 100)), not the fleet window.
-    expect(delays.get(first + 1)).toBeLessThanOrEqual(99);
-  });
 });
