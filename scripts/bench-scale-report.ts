@@ -4,6 +4,7 @@
  */
 import { formatValue } from './bench-format.js';
 import type { MachineFacts } from './bench-machine.js';
+import type { ScaleArgs } from './bench-scale.js';
 import type { TargetKind } from './bench-target-process.js';
 import type { LoadgenStats } from './loadgen.js';
 
@@ -91,19 +92,9 @@ export interface ScaleReportInput {
   readonly startedAt: Date;
   readonly machine: MachineFacts;
   readonly openFileLimit: number | undefined;
-  readonly args: {
-    readonly agents: number;
-    readonly concurrency: number;
-    readonly loadgens: number;
-    readonly workers: number;
-    readonly sources: number;
-    readonly intervalSec: number;
-    readonly steadySec: number;
-    readonly stormTimeoutSec: number;
-    readonly storm: 'graceful' | 'crash';
-    /** Our server's admission limit when the run set one (else the server's default). */
-    readonly maxPending?: number;
-  };
+  /** The run's flags, as parsed (`maxPending` only when the run set one). */
+  readonly args: Pick<ScaleArgs, 'agents' | 'concurrency' | 'loadgens' | 'workers' | 'sources' | 'intervalSec' | 'steadySec' | 'stormTimeoutSec' | 'storm'> &
+    Partial<Pick<ScaleArgs, 'maxPending'>>;
   readonly results: readonly ScaleResult[];
   /** Whole-machine busy time over the run (load generators, servers, driver and anything else). */
   readonly busy?: { readonly machineBusyMs: number; readonly wallMs: number; readonly cpuCount: number; readonly serversMeasuredCpuMs: number; readonly share: number };
