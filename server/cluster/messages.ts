@@ -70,7 +70,7 @@ export type PrimaryCalls = {
   readonly lookupDevice: { readonly args: { readonly serial: string; readonly cn: string | null }; readonly result: SessionDevice | Refusal };
   /** Registers the session globally (capacity, replacement), records connect facts and sighting. */
   readonly admit: { readonly args: { readonly sid: number; readonly hello: HelloFacts }; readonly result: AdmitDecision };
-  /** Check-ins of one event-loop turn (checkin-batcher.ts); answered once every one is durable. */
+  /** A batch of check-ins (checkin-batcher.ts: one per window at most); answered once every one is durable. */
   readonly checkins: { readonly args: { readonly records: readonly CheckinRecord[] }; readonly result: null };
   readonly report: { readonly args: { readonly report: Report; readonly ctx: ReportContext }; readonly result: null };
   readonly events: { readonly args: { readonly events: readonly AgentEvent[]; readonly ctx: ReportContext }; readonly result: { fresh: number; dropped: number } };

@@ -19,7 +19,7 @@ import type { AgentSession, SessionAdmission } from '../agent-session.js';
 import { FailureLimiter } from '../failure-limiter.js';
 import type { HttpsApp } from '../http-common.js';
 import { SessionRegistry } from '../session-registry.js';
-import { CheckinBatcher } from './checkin-batcher.js';
+import { CheckinBatcher, WORKER_CHECKIN_BATCHING } from './checkin-batcher.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
 import { RpcPeer, type RpcPort } from './rpc.js';
 
@@ -86,7 +86,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   state.registry = registry;
   const ids = state.ids;
   let caCertPem = init.tls.caCertPem;
-  const checkins = new CheckinBatcher((records) => rpc.call('checkins', { records }));
+  const checkins = new CheckinBatcher((records) => rpc.call('checkins', { records }), WORKER_CHECKIN_BATCHING);
   const app = await buildAgentListener({
     binaries: new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows }),
     // The chain comes whole from the primary (server certificate + CA), hence no separate CA part.

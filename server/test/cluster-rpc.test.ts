@@ -142,6 +142,43 @@ describe('check-in batches of an agent worker', () => {
     await later;
   });
 
+  it('paces a busy worker to one batch per window, sends a lone check-in at once, and sends a full batch without waiting', async () => {
+    let clock = 0;
+    const calls: number[][] = [];
+    const batcher = new CheckinBatcher(
+      (records) => {
+        calls.push(records.map((r) => r.seq));
+        return Promise.resolve();
+      },
+      { windowMs: 25, maxBatch: 3, now: () => clock },
+    );
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    // Idle: the first check-in goes at the end of its turn.
+    const first = batcher.record(record(1));
+    await turn();
+    expect(calls).toEqual([[1]]);
+    await first;
+    // Within the window: held until the window ends, gathering the rest.
+    clock = 5;
+    const held = [batcher.record(record(2)), batcher.record(record(13))];
+    await turn();
+    expect(calls).toEqual([[1]]);
+    await Promise.all(held); // the timer for the rest of the window (20 ms real time) sent them
+    expect(calls).toEqual([[1], [2, 13]]);
+    // A full batch goes at once, even inside the window.
+    clock = 6;
+    const full = [20, 21, 22].map((seq) => batcher.record(record(seq)));
+    expect(calls).toEqual([[1], [2, 13], [20, 21, 22]]);
+    await Promise.all(full);
+    // Long after the last batch: at once again.
+    clock = 1000;
+    const late = batcher.record(record(30));
+    await turn();
+    expect(calls.at(-1)).toEqual([30]);
+    await late;
+    expect(batcher.stats).toEqual({ batches: 4, checkins: 7 });
+  });
+
   it('fails every check-in of a batch whose call failed, so their channels close and the agents resend', async () => {
     const batcher = new CheckinBatcher(() => Promise.reject(new RollcallError('RPC_CHANNEL_CLOSED', 'the IPC channel closed')));
     const results = await Promise.allSettled([batcher.record(record(1)), batcher.record(record(2))]);
