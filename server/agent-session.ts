@@ -108,6 +108,10 @@ export class AgentSession implements LiveSession {
   alive = true;
   /** A frame arrived since the last heartbeat pass: the channel is in use, so that pass sends no ping. */
   private active = false;
+  /** Heartbeat passes in a row that found the channel quiet. */
+  private quietPasses = 0;
+  /** A ping went out and neither its pong nor any frame came back yet. */
+  private awaitingPong = false;
   private state: 'awaiting_hello' | 'admitting' | 'ready' | 'closed' = 'awaiting_hello';
   /** The protocol version agreed in `welcome`. */
   private protocol = 0;
@@ -134,6 +138,7 @@ export class AgentSession implements LiveSession {
     socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     socket.on('pong', () => {
       this.alive = true;
+      this.awaitingPong = false;
     });
     socket.on('close', (code, reason) => this.onClose(code, reason.toString()));
     socket.on('error', (err) => this.log.warn({ err: describeError(err) }, 'agent socket error'));
@@ -152,23 +157,30 @@ export class AgentSession implements LiveSession {
   }
 
   /**
-   * Pings the peer, unless it sent a frame since the last pass (traffic shows
-   * it is there; at a check-in interval shorter than the ping interval no
-   * pings go out at all, and at the defaults every other one); terminates it
-   * if it did not answer the previous ping.
+   * One heartbeat pass. A channel that sent a frame since the last pass is
+   * left alone (traffic shows it is there); one quiet for a whole pass no
+   * longer counts as alive (so a reconnect that replaces it is not taken for
+   * a clone), and once quiet for `pingAfterQuietPasses` passes it is pinged
+   * (see quietPassesBeforePing: agents that check in on time never are); one
+   * that left a ping unanswered for a pass is terminated.
    */
-  heartbeat(): void {
+  heartbeat(pingAfterQuietPasses: number): void {
     if (this.active) {
       this.active = false;
+      this.quietPasses = 0;
+      this.awaitingPong = false;
       this.alive = true;
       return;
     }
-    if (!this.alive) {
+    if (this.awaitingPong) {
       this.log.info({ reason: 'no pong' }, 'agent unresponsive; terminating');
       this.socket.terminate();
       return;
     }
+    this.quietPasses += 1;
     this.alive = false;
+    if (this.quietPasses < pingAfterQuietPasses) return;
+    this.awaitingPong = true;
     this.socket.ping();
   }
 

@@ -42,7 +42,7 @@ import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki-store.js';
 import { CaRotation } from './ca-rotation.js';
-import { SessionRegistry, type AgentChannel } from './session-registry.js';
+import { quietPassesBeforePing, SessionRegistry, type AgentChannel } from './session-registry.js';
 import { loadOrCreateTicketKey, startTicketRotation, ticketKeyFile } from './tls-tickets.js';
 import { ConnectRecorder } from './connect-recorder.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
@@ -371,7 +371,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       } else {
         await agentApp!.listen({ host: config.listenHost, port: config.agentPort });
         await consoleApp!.listen({ host: config.listenHost, port: config.consolePort });
-        registry.startHeartbeat(config.pingIntervalMs); // with workers, each pings its own sessions
+        registry.startHeartbeat(config.pingIntervalMs, quietPassesBeforePing(config.pingIntervalMs, config.checkinIntervalSec)); // with workers, each pings its own sessions
       }
       stopTicketRotation = startTicketRotation({
         file: ticketKeyFile(config.dataDir),

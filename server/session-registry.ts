@@ -16,16 +16,35 @@ export const HEARTBEAT_SLICES = 30;
 /** Shortest heartbeat tick (short intervals, as in tests, get fewer slices). */
 const MIN_HEARTBEAT_TICK_MS = 100;
 
+/** Most heartbeat passes a channel may stay quiet before it is pinged: middleboxes drop idle mappings. */
+export const MAX_QUIET_PASSES = 4;
+
+/**
+ * Heartbeat passes a channel may stay quiet before it is pinged: its
+ * check-in interval and one pass more, so an agent that checks in on time
+ * is never pinged (its check-ins show it is there, and the acks show it the
+ * server is), at most {@link MAX_QUIET_PASSES}. At the defaults (pings every
+ * 30 s, check-ins every 60 s) that is 3: no pings at all for punctual agents,
+ * where one in two passes pinged every agent before (at 100,000 agents,
+ * 1,667 pings and pongs a second).
+ */
+export function quietPassesBeforePing(pingIntervalMs: number, checkinIntervalSec: number): number {
+  return Math.max(1, Math.min(MAX_QUIET_PASSES, Math.ceil((checkinIntervalSec * 1000) / pingIntervalMs) + 1));
+}
+
 /** What the registry needs from a session. */
 export interface LiveSession {
   readonly deviceId: string;
   readonly fingerprint: string;
-  /** True while the peer has shown signs of life since the last ping. */
+  /** True while the peer has shown signs of life within the last heartbeat pass (a frame, or the answer to a ping). */
   readonly alive: boolean;
   /** Closes with a close code; the session unregisters itself. */
   close(code: number, reason: string): void;
-  /** Sends a ping and clears `alive`; terminates the socket if it was already clear. */
-  heartbeat(): void;
+  /**
+   * One heartbeat pass: pings the peer once it has been quiet for
+   * `pingAfterQuietPasses` passes; terminates it if it left a ping unanswered.
+   */
+  heartbeat(pingAfterQuietPasses: number): void;
 }
 
 /** A session in the server's registry, local or in an agent worker: it can also be told which CAs to trust. */
@@ -93,13 +112,14 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
   }
 
   /**
-   * Starts one shared heartbeat timer for all sessions. Each session is
-   * pinged once per `intervalMs`, but not all at once: the timer ticks
-   * {@link HEARTBEAT_SLICES} times per interval and each tick pings the next
-   * share of the sessions, so 100,000 pings never hold the event loop in
-   * one go (check-in acks and the console would wait behind them).
+   * Starts one shared heartbeat timer for all sessions. Each session gets a
+   * heartbeat pass once per `intervalMs` (it is pinged when it has been
+   * quiet for `pingAfterQuietPasses` passes), but not all at once: the timer
+   * ticks {@link HEARTBEAT_SLICES} times per interval and each tick visits
+   * the next share of the sessions, so 100,000 pings never hold the event
+   * loop in one go (check-in acks and the console would wait behind them).
    */
-  startHeartbeat(intervalMs: number): void {
+  startHeartbeat(intervalMs: number, pingAfterQuietPasses = 1): void {
     if (this.timer) return;
     const slices = Math.max(1, Math.min(HEARTBEAT_SLICES, Math.floor(intervalMs / MIN_HEARTBEAT_TICK_MS)));
     // One pass pings a snapshot of the sessions, a share per tick; sessions that went (or were replaced) meanwhile are skipped.
@@ -118,7 +138,7 @@ export class SessionRegistry<S extends LiveSession = LiveSession> {
       const end = Math.min(pass.length, at + perTick);
       for (; at < end; at += 1) {
         const session = pass[at]!;
-        if (this.sessions.get(session.deviceId) === session) session.heartbeat();
+        if (this.sessions.get(session.deviceId) === session) session.heartbeat(pingAfterQuietPasses);
       }
       if (at >= pass.length) pass = [];
     }, intervalMs / slices);

@@ -18,7 +18,7 @@ import { buildAgentListener } from '../agent-listener.js';
 import type { AgentSession, SessionAdmission } from '../agent-session.js';
 import { FailureLimiter } from '../failure-limiter.js';
 import type { HttpsApp } from '../http-common.js';
-import { SessionRegistry } from '../session-registry.js';
+import { quietPassesBeforePing, SessionRegistry } from '../session-registry.js';
 import { CheckinBatcher, WORKER_CHECKIN_BATCHING } from './checkin-batcher.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
 import { RpcPeer, type RpcPort } from './rpc.js';
@@ -123,7 +123,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   await app.listen({ host: config.listenHost, port: config.agentPort });
   const address = app.server.address();
   state.port = typeof address === 'object' && address ? address.port : config.agentPort;
-  registry.startHeartbeat(config.pingIntervalMs);
+  registry.startHeartbeat(config.pingIntervalMs, quietPassesBeforePing(config.pingIntervalMs, config.checkinIntervalSec));
   rpc.notify('listening', { port: state.port });
 }
 

@@ -29,8 +29,9 @@ describe('heartbeat', () => {
     expect(await ok.waitMessage('ack')).toEqual({ type: 'ack', seq: 1 });
   });
 
-  it('sends no pings to an agent whose frames show it is there, and keeps pinging a quiet one', async () => {
-    const s = await h.startServer({ pingIntervalMs: 1000 });
+  it('never pings an agent that checks in on time, and pings one that misses its check-ins after its interval and a pass', async () => {
+    // Passes every 500 ms, check-ins due every second: a channel is pinged after 3 quiet passes (1-1.5 s without a frame).
+    const s = await h.startServer({ pingIntervalMs: 500, checkinIntervalSec: 1 });
     const [busyAgent, quietAgent] = [await s.enrollAgent(), await s.enrollAgent()];
     const busy = await s.rawClient(busyAgent);
     const quiet = await s.rawClient(quietAgent);
@@ -43,13 +44,14 @@ describe('heartbeat', () => {
     let quietPings = 0;
     busy.ws.on('ping', () => (busyPings += 1));
     quiet.ws.on('ping', () => (quietPings += 1));
-    // A check-in every 200 ms: several frames in every 1 s heartbeat pass (within the 5 frames/s budget).
+    // The punctual agent checks in at its interval (1 s), so two passes at most ever find it quiet.
     let seq = 0;
-    const timer = setInterval(() => busy.send({ type: 'checkin', seq: ++seq, sentAt: Date.now(), uptimeSec: seq }), 200);
+    const timer = setInterval(() => busy.send({ type: 'checkin', seq: ++seq, sentAt: Date.now(), uptimeSec: seq }), 1000);
     h.defer(() => clearInterval(timer));
     await waitFor(() => quietPings >= 3, 'three pings to the quiet agent', 10_000);
     clearInterval(timer);
     expect(busyPings).toBe(0);
+    expect(seq).toBeGreaterThanOrEqual(2); // it did check in meanwhile
     expect(s.server.registry.get(busyAgent.deviceId)).toBeDefined();
     expect(s.server.registry.get(quietAgent.deviceId)).toBeDefined(); // it answered every ping
   });

@@ -297,4 +297,27 @@ describe('one certificate on two channels', () => {
     expect(await storedDevice(s, agent.deviceId)).toMatchObject({ lastSeq: 2, checkinCount: 2, hostname: 'second-machine' });
     await bystander.stillServed();
   });
+
+  it('does not take for a clone a reconnect that replaces a channel quiet for a whole heartbeat pass', async () => {
+    // Passes every 300 ms; with check-ins due every 60 s the quiet channel would be pinged only at its fourth quiet pass.
+    const s = await h.startServer({ pingIntervalMs: 300 });
+    const bystander = await connectBystander(s);
+    const agent = await s.enrollAgent();
+    const older = await s.rawClient(agent);
+    await older.open();
+    older.hello(agent.deviceId);
+    await older.waitMessage('welcome');
+    older.ws.pause(); // a half-dead channel: nothing read, so no pong either
+    await waitFor(() => s.server.registry.get(agent.deviceId)?.alive === false || undefined, 'a heartbeat pass to find the older channel quiet');
+
+    const newer = await s.rawClient(agent);
+    await newer.open();
+    newer.hello(agent.deviceId);
+    await newer.waitMessage('welcome');
+    older.ws.resume();
+    expect(await older.waitClose()).toMatchObject({ code: CloseCode.REPLACED });
+    expect(findLog(s, 'device connected again; older connection replaced', { deviceId: agent.deviceId, possibleClone: false })).toBeDefined();
+    expect((await storedDevice(s, agent.deviceId)).possibleCloneAt).toBeNull();
+    await bystander.stillServed();
+  });
 });

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { waitFor } from '../../test/support/harness.js';
-import { HEARTBEAT_SLICES, SessionRegistry, type LiveSession } from '../session-registry.js';
+import { HEARTBEAT_SLICES, MAX_QUIET_PASSES, quietPassesBeforePing, SessionRegistry, type LiveSession } from '../session-registry.js';
 
 class FakeSession implements LiveSession {
   pings = 0;
@@ -19,6 +19,16 @@ class FakeSession implements LiveSession {
 
 let registry: SessionRegistry<FakeSession> | undefined;
 afterEach(() => registry?.closeAll(1001, 'test over'));
+
+describe('quiet passes before a ping', () => {
+  it('covers the check-in interval and one pass more, so punctual agents are never pinged, within bounds', () => {
+    expect(quietPassesBeforePing(30_000, 60)).toBe(3); // the defaults
+    expect(quietPassesBeforePing(30_000, 10)).toBe(2);
+    expect(quietPassesBeforePing(30_000, 30)).toBe(2);
+    expect(quietPassesBeforePing(30_000, 3600)).toBe(MAX_QUIET_PASSES); // idle mappings in middleboxes
+    expect(quietPassesBeforePing(3_600_000, 1)).toBe(2);
+  });
+});
 
 describe('session registry heartbeat', () => {
   it('pings every session once per interval, a share per tick rather than all at once', async () => {
