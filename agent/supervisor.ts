@@ -13,7 +13,7 @@ import os from 'node:os';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Welcome } from '../common/protocol.js';
-import { backoffDelay, type BackoffPolicy } from '../common/backoff.js';
+import { newReconnectState, nextReconnectDelay, reconnectWelcomed, type BackoffPolicy } from '../common/backoff.js';
 import { parseHostPort } from '../common/https-json.js';
 import { tlsThroughProxy, type ProxyConfig } from '../common/http-proxy.js';
 import { X509Certificate } from 'node:crypto';
@@ -223,10 +223,9 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   };
 
   const loop = async (): Promise<RunOutcome> => {
-    let attempt = 0;
     let serverIndex = 0;
-    // The fleet's reconnect window, as the server last advertised it (protocol 4).
-    let spreadMs = 0;
+    // Failed attempts, and the fleet's reconnect window as the server last advertised it (protocol 4).
+    const reconnect = newReconnectState();
     while (!abort.signal.aborted) {
       const server = identity.servers[serverIndex % identity.servers.length]!;
       const { host, port } = parseHostPort(server, DEFAULT_AGENT_PORT);
@@ -254,8 +253,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         renewal: () => (next ? undefined : current.renewal),
         onWelcome: onWelcomeOf(server, (w) => {
           welcomed = true;
-          attempt = 0;
-          spreadMs = w.reconnectWindowMs ?? 0;
+          reconnectWelcomed(reconnect, w.reconnectWindowMs ?? 0);
           // The renewed pair reached welcome: it is the current one from now on.
           if (using === next) renewalSettled = settleRenewal(true, null).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot make the renewed certificate current'));
         }),
@@ -289,8 +287,7 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         return { kind: 'terminal', failure };
       }
       if (!welcomed) serverIndex += 1;
-      const delay = backoffDelay(opts.backoff, attempt, opts.random, failure.retryAfterMs, spreadMs);
-      attempt += 1;
+      const delay = nextReconnectDelay(opts.backoff, reconnect, opts.random, failure.retryAfterMs);
       status.update({
         state: 'backoff',
         lastError,

@@ -7,17 +7,21 @@
  * delay advised by the server is a floor: the agent never comes back sooner
  * than it was told to.
  *
- * A fleet-sized spread (protocol 4: `welcome.reconnectWindowMs`) widens the
- * window once the first quick retry has failed: after a server crash every
- * agent tries once within a second (a lone agent whose own network blinked
- * is back at once), finds the server still down or shedding, and from then
- * on draws from the larger of its backoff window and the fleet's window, so
- * 100,000 agents arrive over minutes instead of in one wave. The jitter is
- * drawn after the cap is applied, never capped after. It also applies after
- * a shutdown notice (`SERVER_RESTARTING`): an agent whose advised moment
- * finds the server still down or shedding spreads again rather than
- * retrying within seconds (tried the other way at 100,000 agents: the
- * quick retries were shed by the tens of thousands and the storm stalled).
+ * An agent that knows its fleet's reconnect window (protocol 4:
+ * `welcome.reconnectWindowMs`) also takes its place in it when the server
+ * goes ({@link nextReconnectDelay}): told when to come back (the shutdown
+ * notice), that moment is its place; lost without notice, it retries once
+ * within a second (a lone agent whose own network blinked is back at once)
+ * and then draws its place from the whole window, so 100,000 agents arrive
+ * over minutes instead of in one wave. An attempt at its place that fails
+ * (the server still starting, or shedding) draws again from a quarter of
+ * the window, a quarter more after each further failure, up to the whole
+ * window: drawing from the whole window again at once (tried at 100,000
+ * agents) left the agents shed late in the window waiting minutes after the
+ * rest were back, and plain backoff from one second (also tried) brought
+ * the shed ones back by the tens of thousands every few seconds and the
+ * return stalled. The jitter is drawn after the cap is applied, never
+ * capped after.
  */
 export interface BackoffPolicy {
   /** First window in milliseconds. */
@@ -33,18 +37,61 @@ export const DEFAULT_BACKOFF: BackoffPolicy = Object.freeze({ baseMs: 1000, capM
  * Computes the delay before retry number `attempt`.
  * @param random - a source of uniform numbers in [0, 1); a seam for tests.
  * @param advisedMs - a delay the server asked for, used as a minimum.
- * @param spreadMs - the fleet's reconnect window; used from the second retry (attempt 1) on.
  */
-export function backoffDelay(
-  policy: BackoffPolicy,
-  attempt: number,
-  random: () => number = Math.random,
-  advisedMs = 0,
-  spreadMs = 0,
-): number {
-  const exp = Math.min(attempt, 30);
-  const capped = Math.min(policy.capMs, policy.baseMs * 2 ** exp);
-  const window = attempt >= 1 ? Math.max(capped, spreadMs) : capped;
-  const jittered = Math.floor(random() * window);
-  return Math.max(jittered, Math.max(0, advisedMs));
+export function backoffDelay(policy: BackoffPolicy, attempt: number, random: () => number = Math.random, advisedMs = 0): number {
+  return Math.max(Math.floor(random() * cappedWindow(policy, attempt)), Math.max(0, advisedMs));
+}
+
+function cappedWindow(policy: BackoffPolicy, attempt: number): number {
+  return Math.min(policy.capMs, policy.baseMs * 2 ** Math.min(attempt, 30));
+}
+
+/** A failed attempt at an agent's place draws again from this share of the fleet window... */
+export const REPLACE_FIRST_SHARE = 0.25;
+/** ...growing by this factor after each further failure, up to the whole window. */
+export const REPLACE_GROWTH = 1.25;
+
+/** Where an agent stands in its fleet's return after losing the server (see {@link nextReconnectDelay}). */
+export interface ReconnectState {
+  /** Failed attempts since the last welcome. */
+  attempt: number;
+  /** The fleet's reconnect window from the last welcome (0: none advertised). */
+  windowMs: number;
+  /** Failed attempts since the agent took its place in the fleet window; -1 before it has one. */
+  sincePlaced: number;
+}
+
+/** A state for an agent that has not been welcomed yet. */
+export function newReconnectState(): ReconnectState {
+  return { attempt: 0, windowMs: 0, sincePlaced: -1 };
+}
+
+/** The channel was welcomed: the next loss starts afresh, with the window the server advertised (0 when none). */
+export function reconnectWelcomed(state: ReconnectState, windowMs: number): void {
+  state.attempt = 0;
+  state.windowMs = Math.max(0, windowMs);
+  state.sincePlaced = -1;
+}
+
+/**
+ * The delay before the next attempt after one that failed (or a channel
+ * that ended), and the state moved on. `advisedMs`: the server's retry
+ * hint, a floor, and with a fleet window the agent's place in it.
+ */
+export function nextReconnectDelay(policy: BackoffPolicy, state: ReconnectState, random: () => number = Math.random, advisedMs = 0): number {
+  let window = cappedWindow(policy, state.attempt);
+  const w = state.windowMs;
+  if (w > 0) {
+    if (advisedMs > 0) {
+      state.sincePlaced = 0; // the server chose the moment
+    } else if (state.sincePlaced >= 0) {
+      window = Math.max(window, Math.min(w, w * REPLACE_FIRST_SHARE * REPLACE_GROWTH ** Math.min(state.sincePlaced, 60)));
+      state.sincePlaced += 1;
+    } else if (state.attempt >= 1) {
+      window = Math.max(window, w); // the quick retry failed: take a place in the whole window
+      state.sincePlaced = 0;
+    }
+  }
+  state.attempt += 1;
+  return Math.max(Math.floor(random() * window), Math.max(0, advisedMs));
 }

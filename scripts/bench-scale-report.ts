@@ -352,11 +352,11 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
     const idle = ours.fleetRate.idleShareOfCore;
     notes.push(
       `- **Idle cost grows with the fleet:** with ${n.toLocaleString('en-US')} channels open and no check-ins Rollcall used ` +
-        `${(100 * idle).toFixed(2)}% of a core (bare ${bare ? (100 * bare.fleetRate.idleShareOfCore).toFixed(2) : '–'}%): the heartbeat pings ` +
-        `every channel every 30 s (a thirtieth of them each second), the check-in journal folds every second, health timers run; ` +
-        `the idle window is a few seconds, so it is a sample of that periodic work, not its average. Scaled linearly to ` +
-        `${TARGET_FLEET.toLocaleString('en-US')} channels that is about ${((100 * idle * TARGET_FLEET) / n).toFixed(0)}% of a core on top of the ` +
-        `check-ins (an upper bound: the timers' fixed part does not grow); a longer ping interval for large fleets would cut it.`,
+        `${(100 * idle).toFixed(2)}% of a core (bare ${bare ? (100 * bare.fleetRate.idleShareOfCore).toFixed(2) : '–'}%): the heartbeat visits ` +
+        `every channel every 30 s (a thirtieth of them each second) and pings those quiet for 90 s (agents that check in on time never are), ` +
+        `the check-in journal folds every second, health timers run; the idle window is a few seconds, so it is a sample of that ` +
+        `periodic work, not its average. Scaled linearly to ${TARGET_FLEET.toLocaleString('en-US')} channels that is about ` +
+        `${((100 * idle * TARGET_FLEET) / n).toFixed(0)}% of a core on top of the check-ins (an upper bound: the timers' fixed part does not grow).`,
     );
     notes.push(
       `- **Check-ins at the fleet's rate:** ${n.toLocaleString('en-US')} agents checking in every ${ours.fleetRate.intervalMs} ms make the ` +
@@ -382,8 +382,9 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
           'delay from the fleet-sized window the server advertised in `welcome` (2 ms per agent, 5 s to 240 s), with admission ' +
           'before TLS shedding whatever still arrives at once; bare advertises nothing, so its agents follow their plain backoff ' +
           '(1 s, doubling, 5 min cap).'
-      : '- **Storm after a restart:** Rollcall tells each agent when to come back (2 s plus its share of a window of 2 ms per agent), ' +
-          'so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
+      : '- **Storm after a restart:** Rollcall tells each agent when to come back (its share of a window of 2 ms per agent, ' +
+          'starting 2 s after a restart as long as its last measured start and stop; an agent whose moment fails draws again from a ' +
+          'quarter of the window, growing), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
           "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
   );
   for (const r of input.results) {

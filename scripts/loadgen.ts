@@ -22,7 +22,7 @@
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from '../common/backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF, newReconnectState, nextReconnectDelay, reconnectWelcomed, type BackoffPolicy } from '../common/backoff.js';
 import { CHECKIN_PATH, encode } from '../common/protocol.js';
 import { PROTOCOL_VERSION } from '../common/version.js';
 
@@ -76,9 +76,8 @@ class SimAgent {
   session: Buffer | undefined;
   open = false;
   seq = 0;
-  attempt = 0;
-  /** The fleet's reconnect window from the last welcome (protocol 4). */
-  spreadMs = 0;
+  /** Failed attempts and the fleet's reconnect window from the last welcome (protocol 4), as the agent keeps them. */
+  readonly reconnect = newReconnectState();
   retryTimer: NodeJS.Timeout | undefined;
   checkinTimer: NodeJS.Timeout | undefined;
   ackWaiter: ((f: Frame) => void) | undefined;
@@ -199,7 +198,7 @@ export class Loadgen {
         const frame = JSON.parse(data.toString()) as Frame;
         if (!settled) {
           if (frame.type === 'welcome') {
-            agent.spreadMs = typeof frame.reconnectWindowMs === 'number' ? frame.reconnectWindowMs : 0;
+            reconnectWelcomed(agent.reconnect, typeof frame.reconnectWindowMs === 'number' ? frame.reconnectWindowMs : 0);
             finish({ ok: true, resumed: tlsSocket?.isSessionReused() ?? false });
           }
           else if (frame.type === 'error') retryAfterMs = frame.retryAfterMs;
@@ -241,8 +240,7 @@ export class Loadgen {
   }
 
   private scheduleRetry(agent: SimAgent, advisedMs: number | undefined): void {
-    const delay = backoffDelay(this.cfg.backoff ?? DEFAULT_BACKOFF, agent.attempt, Math.random, advisedMs, agent.spreadMs);
-    agent.attempt += 1;
+    const delay = nextReconnectDelay(this.cfg.backoff ?? DEFAULT_BACKOFF, agent.reconnect, Math.random, advisedMs);
     this.stats.retries += 1;
     agent.retryTimer = setTimeout(() => {
       agent.retryTimer = undefined;
@@ -267,7 +265,6 @@ export class Loadgen {
     }
     if (o.ok) {
       agent.open = true;
-      agent.attempt = 0;
       this.stats.connected += 1;
       if (o.resumed) this.stats.resumedConnects += 1;
       else this.stats.fullConnects += 1;

@@ -22,7 +22,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { CloseCode } from '../common/close-codes.js';
-import { RESTART_FLOOR_MS, restartWindowMs } from './restart-spread.js';
+import { restartFloorMs, restartWindowMs } from './restart-spread.js';
 import { checkEnrollRequest, ENROLL_PATH, MAX_ENROLL_BODY_BYTES } from '../common/enroll-api.js';
 import { RollcallError } from '../common/errors.js';
 import { normalizeSerial, type KeyedCert } from '../common/pki.js';
@@ -51,6 +51,8 @@ export interface AgentListenerDeps {
   readonly registry: Pick<SessionRegistry, 'onShutdown'>;
   /** Uniform random numbers in [0, 1) for the shutdown spread; a seam for tests. */
   readonly random?: () => number;
+  /** How long a restart of this server is expected to take (its last measured start and stop), for the shutdown notice. */
+  readonly expectedRestartMs?: () => number;
   /** The agent executables served to installers. */
   readonly binaries: AgentBinaries;
   readonly now: () => number;
@@ -144,10 +146,11 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
   const random = deps.random ?? Math.random;
   deps.registry.onShutdown((sessions) => {
     const windowMs = restartWindowMs(sessions);
-    deps.log.info({ agents: open.size, windowMs }, 'telling agents when to reconnect');
+    const floorMs = restartFloorMs(deps.expectedRestartMs?.() ?? 0);
+    deps.log.info({ agents: open.size, windowMs, floorMs }, 'telling agents when to reconnect');
     for (const ws of open) {
       if (ws.readyState !== WebSocket.OPEN) continue;
-      const retryAfterMs = RESTART_FLOOR_MS + Math.floor(random() * windowMs);
+      const retryAfterMs = floorMs + Math.floor(random() * windowMs);
       ws.send(encode({ type: 'error', code: 'SERVER_RESTARTING', message: 'the server is shutting down; reconnect after retryAfterMs', retryAfterMs }));
     }
   });

@@ -38,6 +38,7 @@ import { defaultFetchPlanner, defaultFetchTree } from './msp/fetch-tree.js';
 import { loadSecretBox } from './msp/secret-box.js';
 import { MspSync, type FetchTree } from './msp/sync-service.js';
 import { computePresence, lastContact } from './presence.js';
+import { parseRestartTiming, RESTART_TIMING_KEY } from './restart-spread.js';
 import type { Device } from './storage/devices-store.js';
 import type { HttpsApp } from './http-common.js';
 import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki-store.js';
@@ -119,6 +120,7 @@ export const LOCAL_CLI_FILE = 'cli.json';
 export async function buildServer(config: ServerConfig, opts: ServerOptions): Promise<RollcallServer> {
   const now = opts.now ?? Date.now;
   const log = opts.log;
+  const buildStartedAt = performance.now();
   await fs.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const pkiDir = path.join(config.dataDir, 'pki');
   let pki = await ensureServerPki(pkiDir, certificateHosts(config));
@@ -127,6 +129,10 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const dbFile = path.join(config.dataDir, 'rollcall.db');
   const storage = await openStorage(dbFile, { synchronous: config.synchronous });
   const registry = new SessionRegistry<AgentChannel>();
+  // This start's own duration (known once listening) and the last stop's stand for the next restart in the shutdown notice.
+  const lastTiming = parseRestartTiming(await storage.meta.get(RESTART_TIMING_KEY));
+  const timing = { startupMs: lastTiming?.startupMs ?? 0, shutdownMs: lastTiming?.shutdownMs ?? 0 };
+  const expectedRestartMs = (): number => timing.startupMs + timing.shutdownMs;
   const groupAdmin = new GroupAdmin(storage);
   const msp = new MspSync({
     storage,
@@ -265,6 +271,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       now,
       log: log.child({ listener: 'agent' }),
       onReject: (e) => feed.publish(e),
+      expectedRestartMs,
       ticketKeys: tickets.key.keys,
       admission: { maxPendingHandshakes: config.maxPendingHandshakes },
       session: {
@@ -384,13 +391,16 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       ca.start();
       msp.startScheduler();
       health.start();
-      log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId }, 'listening');
+      timing.startupMs = Math.round(performance.now() - buildStartedAt);
+      await storage.meta.set(RESTART_TIMING_KEY, timing).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot record how long the start took'));
+      log.info({ agentPort: server.agentPort, consolePort: server.consolePort, host: config.listenHost, instanceId: storage.instanceId, startupMs: timing.startupMs }, 'listening');
     },
     async close() {
+      const closeStartedAt = performance.now();
       ca.stop();
       await msp.close();
       stopTicketRotation?.();
-      if (pool) await pool.close(registry.size);
+      if (pool) await pool.close(registry.size, expectedRestartMs());
       else registry.closeAll(1001, 'server shutting down');
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);
       agentApp = undefined;
@@ -399,8 +409,10 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await writer.close();
       await connects.close();
       await journal.close();
+      timing.shutdownMs = Math.round(performance.now() - closeStartedAt);
+      await storage.meta.set(RESTART_TIMING_KEY, timing).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot record how long the stop took'));
       await storage.db.close();
-      log.info('server stopped');
+      log.info({ shutdownMs: timing.shutdownMs }, 'server stopped');
     },
     async createInitialAdminUser() {
       if (await storage.users.hasAdmin()) return undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, DEFAULT_BACKOFF } from '../backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF, newReconnectState, nextReconnectDelay, reconnectWelcomed, REPLACE_FIRST_SHARE, REPLACE_GROWTH, type ReconnectState } from '../backoff.js';
 
 describe('full-jitter backoff', () => {
   const policy = { baseMs: 100, capMs: 1000 };
@@ -30,18 +30,65 @@ describe('full-jitter backoff', () => {
     for (const b of buckets) expect(b).toBe(100);
   });
 
-  it('widens the window to the fleet spread from the second retry on', () => {
+});
+
+describe('an agent taking its place in its fleet\'s return', () => {
+  const policy = { baseMs: 100, capMs: 1000 };
+  const W = 60_000;
+  const welcomed = (windowMs = W): ReconnectState => {
+    const st = newReconnectState();
+    reconnectWelcomed(st, windowMs);
+    return st;
+  };
+
+  it('retries once quickly after a loss without notice, then takes a place in the whole window', () => {
+    const st = welcomed();
     // The first retry stays quick, so a lone agent whose own network blinked is back at once.
-    expect(backoffDelay(policy, 0, () => 0.999, 0, 60_000)).toBe(99);
-    expect(backoffDelay(policy, 1, () => 0.999, 0, 60_000)).toBe(59_940);
-    expect(backoffDelay(policy, 1, () => 0.5, 0, 60_000)).toBe(30_000);
-    // A spread smaller than the backoff window changes nothing; the advised delay is still a floor.
-    expect(backoffDelay(policy, 10, () => 0.999, 0, 10)).toBe(999);
-    expect(backoffDelay(policy, 1, () => 0, 5000, 60_000)).toBe(5000);
+    expect(nextReconnectDelay(policy, st, () => 0.999)).toBe(99);
+    expect(nextReconnectDelay(policy, st, () => 0.999)).toBe(59_940);
+    expect(st.sincePlaced).toBe(0);
+  });
+
+  it('takes the moment the server advised as its place', () => {
+    const st = welcomed();
+    expect(nextReconnectDelay(policy, st, () => 0.5, 42_000)).toBe(42_000);
+    expect(st.sincePlaced).toBe(0);
+  });
+
+  it('after a failed attempt at its place draws from a quarter of the window, a quarter more each time, up to the whole', () => {
+    const st = welcomed();
+    nextReconnectDelay(policy, st, () => 0.5, 42_000); // placed by the notice
+    const windows = Array.from({ length: 12 }, () => nextReconnectDelay(policy, st, () => 0.999_999) + 1);
+    expect(windows[0]).toBe(W * REPLACE_FIRST_SHARE);
+    expect(windows[1]).toBe(W * REPLACE_FIRST_SHARE * REPLACE_GROWTH);
+    for (let i = 1; i < windows.length; i += 1) expect(windows[i]).toBeGreaterThanOrEqual(windows[i - 1]!);
+    expect(windows.at(-1)).toBe(W);
+    // Never below the plain backoff window, and the advice is always a floor.
+    expect(nextReconnectDelay(policy, welcomed(10), () => 0.999)).toBe(99);
+    expect(nextReconnectDelay(policy, st, () => 0, 5000)).toBe(5000);
+  });
+
+  it('starts afresh after a welcome', () => {
+    const st = welcomed();
+    nextReconnectDelay(policy, st, () => 0.5);
+    nextReconnectDelay(policy, st, () => 0.5);
+    nextReconnectDelay(policy, st, () => 0.5);
+    reconnectWelcomed(st, 8000);
+    expect(st).toEqual({ attempt: 0, windowMs: 8000, sincePlaced: -1 });
+    expect(nextReconnectDelay(policy, st, () => 0.999)).toBe(99);
+  });
+
+  it('is plain backoff when the server advertised no window (protocol 3 and older)', () => {
+    const st = newReconnectState();
+    expect([0, 1, 2, 3].map(() => nextReconnectDelay(policy, st, () => 0.999))).toEqual([99, 199, 399, 799]);
   });
 
   it('spreads a fleet evenly over the fleet window (jitter after the cap, not capped after)', () => {
-    const values = Array.from({ length: 1000 }, (_, i) => backoffDelay(policy, 3, () => i / 1000, 0, 100_000));
+    const values = Array.from({ length: 1000 }, (_, i) => {
+      const st = welcomed(100_000);
+      nextReconnectDelay(policy, st, () => 0.5); // the quick retry
+      return nextReconnectDelay(policy, st, () => i / 1000);
+    });
     const buckets = new Array(10).fill(0) as number[];
     for (const v of values) buckets[Math.floor(v / 10_000)]! += 1;
     for (const b of buckets) expect(b).toBe(100);

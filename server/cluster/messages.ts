@@ -100,7 +100,7 @@ export type WorkerCalls = {
   readonly probe: { readonly args: { readonly sid: number }; readonly result: boolean };
   readonly stats: { readonly args: { readonly gc: boolean }; readonly result: WorkerSample };
   /** Spread, close every channel with 1001, stop listening; the worker exits after answering. */
-  readonly shutdown: { readonly args: { readonly fleetSize: number }; readonly result: null };
+  readonly shutdown: { readonly args: { readonly fleetSize: number; readonly expectedRestartMs: number }; readonly result: null };
 };
 
 /** Notes the primary sends. */

@@ -98,6 +98,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
     now,
     log,
     onReject: (e) => rpc.notify('reject', e),
+    expectedRestartMs: () => state.expectedRestartMs,
     ticketKeys: Buffer.from(init.ticketKeys, 'hex'),
     admission: { maxPendingHandshakes: config.maxPendingHandshakes },
     session: {
@@ -135,6 +136,8 @@ interface WorkerState {
   app: HttpsApp | undefined;
   port: number;
   setCa: (pem: string) => void;
+  /** The primary's expected restart time, given with its shutdown call for the notice. */
+  expectedRestartMs: number;
 }
 
 function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDelay>, gc: boolean): WorkerSample {
@@ -160,8 +163,9 @@ function main(): void {
       calls: {
         probe: ({ sid }) => state?.ids.bySid.get(sid)?.alive ?? false,
         stats: ({ gc }) => sample(state!, delay, gc),
-        shutdown: async ({ fleetSize }) => {
+        shutdown: async ({ fleetSize, expectedRestartMs }) => {
           if (!state) return null;
+          state.expectedRestartMs = expectedRestartMs;
           state.registry?.closeAll(1001, 'server shutting down', fleetSize);
           await state.app?.close();
           return null;
@@ -171,7 +175,7 @@ function main(): void {
         init: (init) => {
           if (init.protocol !== CLUSTER_PROTOCOL_VERSION) throw new Error(`cluster protocol ${init.protocol} is not ${CLUSTER_PROTOCOL_VERSION}`);
           const log = pino({ level: init.logLevel, base: { workerPid: process.pid } });
-          state = { log, ids: new SessionIds(), registry: undefined, app: undefined, port: 0, setCa: () => undefined };
+          state = { log, ids: new SessionIds(), registry: undefined, app: undefined, port: 0, setCa: () => undefined, expectedRestartMs: 0 };
           runWorker(rpc, init, state).catch((err: unknown) => {
             const message = err instanceof Error ? err.message : String(err);
             log.fatal({ err: message }, 'agent worker cannot start');

@@ -156,7 +156,7 @@ export class AgentWorkerPool {
    * window sized to `fleetSize`), closes their channels with 1001 and stops
    * listening; workers that do not exit in time are killed.
    */
-  async close(fleetSize: number): Promise<void> {
+  async close(fleetSize: number, expectedRestartMs = 0): Promise<void> {
     this.stopping = true;
     const stopMs = this.deps.stopTimeoutMs ?? 15_000;
     await Promise.all(
@@ -165,7 +165,7 @@ export class AgentWorkerPool {
         const w = s.worker;
         if (!w || w.isDead()) return;
         const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-        await s.rpc?.call('shutdown', { fleetSize }, stopMs).catch((err: unknown) => this.deps.log.warn({ worker: s.slot, err: String(err) }, 'agent worker did not confirm shutdown'));
+        await s.rpc?.call('shutdown', { fleetSize, expectedRestartMs }, stopMs).catch((err: unknown) => this.deps.log.warn({ worker: s.slot, err: String(err) }, 'agent worker did not confirm shutdown'));
         if (w.isConnected()) w.disconnect();
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<'late'>((resolve) => {
