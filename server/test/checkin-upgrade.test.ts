@@ -57,7 +57,8 @@ describe('check-in upgrade on the agent port', () => {
     }
     expect(s.logs.find((l) => l.msg === 'telling agents when to reconnect')).toMatchObject({ agents: 2, windowMs: 5000, floorMs: RESTART_FLOOR_MS + timing.startupMs });
     expect(restartWindowMs(1)).toBe(5000);
-    expect(restartWindowMs(100_000)).toBe(200_000);
+    expect(restartWindowMs(50_000)).toBe(120_000);
+    expect(restartWindowMs(100_000)).toBe(240_000);
     expect(restartWindowMs(10_000_000)).toBe(240_000);
   });
 
