@@ -29,7 +29,7 @@ import { normalizeSerial, type KeyedCert } from '../common/pki.js';
 import { CHECKIN_PATH, encode, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
-import type { FailureLimiter } from './failure-limiter.js';
+import type { FailureLimits } from './failure-limiter.js';
 import { registerPortcheckReport } from './portcheck-report.js';
 import { registerAgentDownload, type AgentBinaries } from './agent-download.js';
 import { addIdentifyRoute, installErrorHandling, type HttpsApp } from './http-common.js';
@@ -45,7 +45,8 @@ export interface AgentListenerDeps {
   readonly backend: AgentBackend;
   /** The CA certificate served on /v1/ca (the one that enrolls agents now). */
   readonly caCertPem: () => string;
-  readonly enrollLimiter: FailureLimiter;
+  /** Failed enrollments (and portcheck reports) per source address: this process's own, or the box's through the primary. */
+  readonly enrollLimiter: FailureLimits;
   readonly session: SessionDeps;
   /** The registry of this process's sessions: the shutdown notice hooks into it. */
   readonly registry: Pick<SessionRegistry, 'onShutdown'>;

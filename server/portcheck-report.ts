@@ -16,7 +16,7 @@ import { ENROLL_TOKEN_PATTERN } from '../common/enroll-api.js';
 import { MAX_PORTCHECK_REPORT_BYTES, PORTCHECK_REPORT_PATH, PortcheckReportBody, type PortcheckReportAnswer } from '../common/portcheck/report-api.js';
 import type { PortResult } from '../common/portcheck/types.js';
 import { httpError, type ServerErrorCode } from './errors.js';
-import type { FailureLimiter } from './failure-limiter.js';
+import type { FailureLimits } from './failure-limiter.js';
 import type { HttpsApp } from './http-common.js';
 import type { Observation } from './storage/evidence-store.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
@@ -28,7 +28,7 @@ export interface PortcheckReportDeps {
     readonly evidence: { record(observations: readonly Observation[]): Promise<unknown> };
   };
   /** Failures per source address (shared with enrollment). */
-  readonly limiter: FailureLimiter;
+  readonly limiter: FailureLimits;
   readonly now: () => number;
   readonly log: Logger;
 }

@@ -255,6 +255,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       registry,
       services,
       init: () => ({ config, instanceId: storage.instanceId, tls: workerTls(pki), ticketKeys: tickets.key.keys.toString('hex'), consolePort: portOf(consoleApp) }),
+      enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
       now,
       log: log.child({ listener: 'agent' }),
       restart: opts.agentWorkerRestart,

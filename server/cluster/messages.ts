@@ -92,6 +92,8 @@ export type PrimaryNotes = {
   readonly sessionClosed: { readonly sid: number; readonly facts: DisconnectFacts; readonly code: number; readonly reason: string; readonly ready: boolean };
   /** A refused check-in upgrade, for the live feed. */
   readonly reject: RejectEvent;
+  /** A failed enrollment or portcheck report from `address`, counted by the primary for the whole box. */
+  readonly enrollFailed: { readonly address: string };
 };
 
 /** Calls the primary makes; a worker answers. */
@@ -111,4 +113,6 @@ export type WorkerNotes = {
   readonly trust: { readonly cas: string[]; readonly sid?: number };
   readonly tls: WorkerTls;
   readonly ticketKeys: { readonly keys: string };
+  /** `address` had too many failed enrollments: refuse its attempts until `until` (epoch ms). */
+  readonly blockAddress: { readonly address: string; readonly until: number };
 };

@@ -16,7 +16,7 @@ import type { AgentBackend } from '../agent-backend.js';
 import { AgentBinaries, defaultLinuxAgentBinary } from '../agent-download.js';
 import { buildAgentListener } from '../agent-listener.js';
 import type { AgentSession, SessionAdmission } from '../agent-session.js';
-import { FailureLimiter } from '../failure-limiter.js';
+import { RelayedFailureLimits } from '../failure-limiter.js';
 import type { HttpsApp } from '../http-common.js';
 import { quietPassesBeforePing, SessionRegistry } from '../session-registry.js';
 import { CheckinBatcher, WORKER_CHECKIN_BATCHING } from './checkin-batcher.js';
@@ -93,7 +93,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
     tls: { server: { keyPem: init.tls.keyPem, certPem: init.tls.certChainPem }, caCertPem: '', handshakeTimeoutMs: config.handshakeTimeoutMs, clientCaPems: init.tls.clientCaPems },
     backend: remoteBackend(rpc, init.instanceId),
     caCertPem: () => caCertPem,
-    enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
+    enrollLimiter: state.enrollLimits,
     registry,
     now,
     log,
@@ -138,6 +138,8 @@ interface WorkerState {
   setCa: (pem: string) => void;
   /** The primary's expected restart time, given with its shutdown call for the notice. */
   expectedRestartMs: number;
+  /** Failed enrollments, counted by the primary for the whole box. */
+  readonly enrollLimits: RelayedFailureLimits;
 }
 
 function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDelay>, gc: boolean): WorkerSample {
@@ -175,7 +177,16 @@ function main(): void {
         init: (init) => {
           if (init.protocol !== CLUSTER_PROTOCOL_VERSION) throw new Error(`cluster protocol ${init.protocol} is not ${CLUSTER_PROTOCOL_VERSION}`);
           const log = pino({ level: init.logLevel, base: { workerPid: process.pid } });
-          state = { log, ids: new SessionIds(), registry: undefined, app: undefined, port: 0, setCa: () => undefined, expectedRestartMs: 0 };
+          state = {
+            log,
+            ids: new SessionIds(),
+            registry: undefined,
+            app: undefined,
+            port: 0,
+            setCa: () => undefined,
+            expectedRestartMs: 0,
+            enrollLimits: new RelayedFailureLimits((address) => rpc.notify('enrollFailed', { address })),
+          };
           runWorker(rpc, init, state).catch((err: unknown) => {
             const message = err instanceof Error ? err.message : String(err);
             log.fatal({ err: message }, 'agent worker cannot start');
@@ -194,6 +205,7 @@ function main(): void {
           state?.setCa(tls.caCertPem);
         },
         ticketKeys: ({ keys }) => state?.app?.server.setTicketKeys(Buffer.from(keys, 'hex')),
+        blockAddress: ({ address, until }) => state?.enrollLimits.block(address, until, Date.now()),
       },
     },
     bootLog,

@@ -15,6 +15,7 @@ import type { ReportContext } from '../agent-reports.js';
 import type { SessionEvent } from '../agent-session.js';
 import type { AgentEvent, Report } from '../../common/protocol.js';
 import type { CheckinRecord } from '../checkin-writer.js';
+import type { FailureLimiter } from '../failure-limiter.js';
 import { admitSession, type AdmissionDeps } from '../session-admission.js';
 import type { AgentChannel, SessionRegistry } from '../session-registry.js';
 import { RpcPeer, type RpcHandlers, type RpcPort } from './rpc.js';
@@ -49,6 +50,8 @@ export interface WorkerPoolDeps {
   readonly restart?: { readonly baseMs: number; readonly capMs: number };
   /** How long start() waits for every worker to listen, and close() for each to exit. */
   readonly startTimeoutMs?: number;
+  /** Failed enrollments per source address, for the whole box (the workers report each; the pool tells them all what is blocked). */
+  readonly enrollLimiter: FailureLimiter;
   readonly stopTimeoutMs?: number;
 }
 
@@ -147,6 +150,15 @@ export class AgentWorkerPool {
   }
 
   /** Sends `trust` to every protocol-3 agent of every worker. */
+  private countEnrollFailure(address: string): void {
+    const now = this.deps.now();
+    this.deps.enrollLimiter.fail(address, now);
+    const blockedMs = this.deps.enrollLimiter.blockedFor(address, now);
+    if (blockedMs <= 0) return;
+    this.deps.log.warn({ address, blockedMs }, 'too many failed enrollments from one address; every agent worker refuses it for now');
+    for (const s of this.slots) s.rpc?.notify('blockAddress', { address, until: now + blockedMs });
+  }
+
   broadcastTrust(cas: string[]): void {
     for (const s of this.slots) s.rpc?.notify('trust', { cas });
   }
@@ -288,6 +300,7 @@ export class AgentWorkerPool {
           if (ready) services.onEvent({ kind: 'disconnect', deviceId: rs.deviceId, code, reason, at: facts.at });
         },
         reject: (e) => services.onEvent(e),
+        enrollFailed: ({ address }) => this.countEnrollFailure(address),
       },
     };
   }

@@ -147,6 +147,29 @@ describe('agent workers', () => {
     expect(await s.server.storage.devices.list()).toHaveLength(1);
   });
 
+  it('counts failed enrollments for the whole box: once an address has failed its limit on any workers, every worker answers 429', async () => {
+    const s = await clusterServer({ enrollFailuresPerWindow: 3, enrollFailureWindowMs: 60_000 });
+    const bystander = await openChannel(s, await s.enrollAgent({ hostname: 'bystander' }));
+    // Each request on its own connection: the kernel spreads them over both workers.
+    const post = (body: unknown) => requestJson({ host: '127.0.0.1', port: s.server.agentPort, path: ENROLL_PATH, method: 'POST', body, ca: s.server.pki.ca.certPem });
+    const keys = generateKeyPair(2048);
+    const enrollBody = (token: string) => ({ token, csr: createCsr(keys.privateKeyPem, 'pc-1'), hostname: 'pc-1', fingerprint: 'b'.repeat(64), agentVersion: '0.1.0' });
+    for (let i = 0; i < 3; i += 1) expect(await post(enrollBody(`rce_${'y'.repeat(43)}`))).toMatchObject({ status: 401, body: { error: { code: 'ENROLL_TOKEN_UNKNOWN' } } });
+    await waitFor(() => s.logs.find((l) => l.msg === 'too many failed enrollments from one address; every agent worker refuses it for now'), 'the primary to block the address');
+    // Even a good token is refused now, on whichever worker takes the connection.
+    const token = await s.enrollmentToken('Customers/Limited');
+    const answers = [];
+    for (let i = 0; i < 6; i += 1) answers.push(await post(enrollBody(token)));
+    for (const a of answers) expect(a).toMatchObject({ status: 429, body: { error: { code: 'RATE_LIMITED' } } });
+    await waitFor(
+      () => s.logs.filter((l) => l.msg === 'enrollment refused' && l.reason === 'RATE_LIMITED' && typeof l.worker === 'number').length === 6 || undefined,
+      'each refusal logged by its worker',
+    );
+    expect(await s.server.storage.devices.list()).toHaveLength(1); // the bystander only
+    // Agents enrolled already keep being served.
+    await bystander.checkin(1);
+  });
+
   it('answers bad inputs as a single process does, logs them, and keeps serving others', async () => {
     const s = await clusterServer();
     const bystander = await openChannel(s, await s.enrollAgent({ hostname: 'bystander' }));
