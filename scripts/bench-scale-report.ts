@@ -371,7 +371,10 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
       `- **Connect CPU:** a full mutual-TLS connect cost Rollcall ${formatValue(ours.full.cpuMsPerConnect)} ms against bare's ` +
         `${formatValue(bare.full.cpuMsPerConnect)} ms, resumed ${formatValue(ours.resumed.cpuMsPerConnect)} against ` +
         `${formatValue(bare.resumed.cpuMsPerConnect)} ms. The handshake is the same on both; on top Rollcall looks the ` +
-        'device and its group path up in SQLite (two statements through the one database queue and its worker thread), ' +
+        'device and its group path up in SQLite (two statements, ' +
+        (input.args.workers > 0
+          ? "each worker over its own read-only connection; then the worker's hellos of one event-loop turn go to the primary in one IPC call), "
+          : 'through the one database queue and its worker thread), ') +
         'validates `hello`, builds the session (frame budget, child logger), writes connect facts and sightings (batched) ' +
         'and logs. Resumed connects make that fixed part a larger share.',
     );

@@ -13,6 +13,7 @@ import type { SessionDevice } from './agent-session.js';
 import { enroll, type EnrollDeps } from './enroll.js';
 import type { ServerErrorCode } from './errors.js';
 import type { Storage } from './storage/index.js';
+import type { Device } from './storage/devices-store.js';
 import type { Observation } from './storage/evidence-store.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
 
@@ -61,10 +62,23 @@ async function lookupDevice(deps: LocalBackendDeps, serial: string, cn: string |
       found = await storage.devices.findForConnect(serial);
     }
   }
+  return deviceOrRefusal(found, cn, (groupId) => storage.groups.pathOf(groupId));
+}
+
+/**
+ * The check-in upgrade's answer for what findForConnect found: unknown
+ * (no device, or a CN naming another one), revoked, or the device with its
+ * group path. Shared by the primary's lookup and an agent worker's own.
+ */
+export async function deviceOrRefusal(
+  found: { device: Device; lastEventSeq: number } | undefined,
+  cn: string | undefined,
+  pathOf: (groupId: string) => Promise<string | undefined>,
+): Promise<SessionDevice | Refusal> {
   const device = found?.device;
   if (!found || !device || cn !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
   if (device.revokedAt !== null) return { code: 'DEVICE_REVOKED', message: 'the device was revoked', deviceId: device.id };
-  const groupPath = await storage.groups.pathOf(device.groupId);
+  const groupPath = await pathOf(device.groupId);
   return {
     id: device.id,
     group: { id: device.groupId, path: groupPath ?? '' },

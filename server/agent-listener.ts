@@ -62,8 +62,8 @@ export interface AgentListenerDeps {
   readonly onReject?: (e: RejectEvent) => void;
   /** The TLS session-ticket keys (see tls-tickets.ts); without them, tickets last only as long as the process. */
   readonly ticketKeys?: Buffer;
-  /** Admission control before TLS (see admission.ts); none when absent. */
-  readonly admission?: { readonly maxPendingHandshakes: number };
+  /** Admission control before TLS (see admission.ts); none when absent. `stats` hears of the gate's live counters once it is installed. */
+  readonly admission?: { readonly maxPendingHandshakes: number; readonly stats?: (stats: Readonly<AdmissionStats>) => void };
 }
 
 /** A refused check-in upgrade, for the live feed. */
@@ -195,13 +195,14 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
 function installGate(app: HttpsApp, limits: NonNullable<AgentListenerDeps['admission']>, log: Logger): void {
   let lastLogAt = 0;
   let shedAtLastLog = 0;
-  installAdmission(app.server, limits, (_socket: Socket, stats: AdmissionStats) => {
+  const gate = installAdmission(app.server, limits, (_socket: Socket, stats: AdmissionStats) => {
     const now = Date.now();
     if (now - lastLogAt < SHED_LOG_EVERY_MS) return;
     log.warn({ shed: stats.shed - shedAtLastLog, pendingHandshakes: stats.pending, maxPendingHandshakes: limits.maxPendingHandshakes }, 'agent connections shed before TLS (server busy)');
     lastLogAt = now;
     shedAtLastLog = stats.shed;
   });
+  limits.stats?.(gate.stats);
 }
 
 /** Builds (but does not start) the agent listener. */

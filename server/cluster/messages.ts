@@ -1,13 +1,17 @@
 /**
  * The IPC protocol between the primary and its agent workers, field by
- * field. Calls have an answer (see rpc.ts); notes do not. Per agent
- * connect a worker makes two calls (`lookupDevice` before the upgrade,
- * `admit` on hello); the check-ins of one event-loop turn go in one
- * `checkins` call whose answer means "all durable"; the end of a channel
- * is one `sessionClosed` note.
+ * field. Calls have an answer (see rpc.ts); notes do not. A worker reads
+ * certificate lookups from the database itself (worker-lookup.ts) and
+ * calls `lookupDevice` only for a renewed certificate's first use; the
+ * hellos of one event-loop turn go in one `admit` call, the check-ins of
+ * one turn in one `checkins` call whose answer means "all durable"; the
+ * end of a channel is one `sessionClosed` note.
  *
  * CLUSTER_PROTOCOL_VERSION changes when a shape does: 1 (2026-11-21) first
- * version. Primary and workers always run the same build.
+ * version; 2 (2026-11-21) `admit` takes the hellos of one turn, init
+ * carries the database file and the worker's handshake share, the primary
+ * sends `handshakeShare`, samples count lookups, admit batches and the gate's handshakes.
+ * Primary and workers always run the same build.
  */
 import type { EnrollRequest, EnrollResponse } from '../../common/enroll-api.js';
 import type { AgentEvent, Report } from '../../common/protocol.js';
@@ -23,7 +27,7 @@ import type { Observation } from '../storage/evidence-store.js';
 import type { EnrollmentToken } from '../storage/tokens-store.js';
 
 /** Version of the shapes below. */
-export const CLUSTER_PROTOCOL_VERSION = 1;
+export const CLUSTER_PROTOCOL_VERSION = 2;
 
 /** TLS material of the agent port (sent at start and after a CA rotation). */
 export interface WorkerTls {
@@ -48,6 +52,10 @@ export interface WorkerInit {
   readonly consolePort: number;
   /** The primary logger's level: a worker prints nothing the primary would drop. */
   readonly logLevel: string;
+  /** The main database file, which the worker opens read-only for certificate lookups. */
+  readonly databaseFile: string;
+  /** This worker's part of the box's handshake budget (see handshake-budget.ts). */
+  readonly handshakeShare: number;
 }
 
 /** One worker's resource sample (see AgentWorkerPool.stats). */
@@ -62,14 +70,21 @@ export interface WorkerSample {
   readonly openChannels: number;
   /** Longest event-loop delay since the previous sample. */
   readonly eventLoopDelayMaxMs: number;
+  /** Certificate lookups since the worker started: answered from its own read, or by the primary. */
+  readonly lookups: { readonly local: number; readonly viaPrimary: number; readonly readErrors: number };
+  /** `admit` calls since the worker started and the hellos in them. */
+  readonly admits: { readonly batches: number; readonly hellos: number };
+  /** This worker's handshake share now, and its gate's counters since it started (admission.ts). */
+  readonly handshakeShare: number;
+  readonly handshakes: { readonly admitted: number; readonly shed: number; readonly pending: number };
 }
 
 /** Calls a worker makes; the primary answers. */
 export type PrimaryCalls = {
-  /** The storage part of the check-in upgrade's certificate check. */
+  /** The storage part of the check-in upgrade's certificate check, for a renewed certificate's first use (or a failed read in the worker). */
   readonly lookupDevice: { readonly args: { readonly serial: string; readonly cn: string | null }; readonly result: SessionDevice | Refusal };
-  /** Registers the session globally (capacity, replacement), records connect facts and sighting. */
-  readonly admit: { readonly args: { readonly sid: number; readonly hello: HelloFacts }; readonly result: AdmitDecision };
+  /** The hellos of one turn: registers each session globally (capacity, replacement), records connect facts and sighting; one decision per hello, in order. */
+  readonly admit: { readonly args: { readonly items: readonly { readonly sid: number; readonly hello: HelloFacts }[] }; readonly result: readonly AdmitDecision[] };
   /** A batch of check-ins (checkin-batcher.ts: one per window at most); answered once every one is durable. */
   readonly checkins: { readonly args: { readonly records: readonly CheckinRecord[] }; readonly result: null };
   readonly report: { readonly args: { readonly report: Report; readonly ctx: ReportContext }; readonly result: null };
@@ -115,4 +130,6 @@ export type WorkerNotes = {
   readonly ticketKeys: { readonly keys: string };
   /** `address` had too many failed enrollments: refuse its attempts until `until` (epoch ms). */
   readonly blockAddress: { readonly address: string; readonly until: number };
+  /** The worker's new part of the handshake budget (a worker started or stopped). */
+  readonly handshakeShare: { readonly share: number };
 };

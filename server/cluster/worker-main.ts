@@ -2,11 +2,14 @@
  * Entry of an agent worker process (forked by cluster/worker-pool.ts).
  *
  * Waits for `init`, then builds the same agent listener as a single
- * process, with storage, CA and the global registry reached through the
- * primary over IPC: certificate lookups, admission on `hello`, check-ins
- * (acked only once the primary says they are durable), reports, events,
- * renewals, enrollment and portcheck reports. Pings, frame budgets, TLS and
- * WebSocket framing stay here. Exits when the primary's channel goes.
+ * process. Certificate lookups are read here, from a read-only connection
+ * to the main database (worker-lookup.ts); storage writes, the CA and the
+ * global registry are reached through the primary over IPC: admission on
+ * `hello` (one call per event-loop turn), check-ins (acked only once the
+ * primary says they are durable), reports, events, renewals, enrollment
+ * and portcheck reports. Pings, frame budgets, TLS, WebSocket framing and
+ * the handshake gate (with this worker's share of the box's budget) stay
+ * here. Exits when the primary's channel goes.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
@@ -14,12 +17,16 @@ import { CloseCode } from '../../common/close-codes.js';
 import { agentMessageDecoder } from '../../common/protocol.js';
 import type { AgentBackend } from '../agent-backend.js';
 import { AgentBinaries, defaultLinuxAgentBinary } from '../agent-download.js';
+import type { AdmissionStats } from '../admission.js';
 import { buildAgentListener } from '../agent-listener.js';
 import type { AgentSession, SessionAdmission } from '../agent-session.js';
 import { RelayedFailureLimits } from '../failure-limiter.js';
 import type { HttpsApp } from '../http-common.js';
 import { quietPassesBeforePing, SessionRegistry } from '../session-registry.js';
+import { openConnectReads } from '../storage/connect-reads.js';
+import { AdmitBatcher } from './admit-batcher.js';
 import { CheckinBatcher, WORKER_CHECKIN_BATCHING } from './checkin-batcher.js';
+import { workerDeviceLookup, type LookupStats } from './worker-lookup.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
 import { RpcPeer, type RpcPort } from './rpc.js';
 
@@ -47,12 +54,12 @@ class SessionIds {
   }
 }
 
-/** Admission decided by the primary; this worker's registry keeps its own sessions for pings and shutdown. */
-function remoteAdmission(rpc: ToPrimary, local: SessionRegistry<AgentSession>, ids: SessionIds): SessionAdmission {
+/** Admission decided by the primary (the hellos of a turn in one call); this worker's registry keeps its own sessions for pings and shutdown. */
+function remoteAdmission(batcher: AdmitBatcher, local: SessionRegistry<AgentSession>, ids: SessionIds, rpc: ToPrimary): SessionAdmission {
   return {
     admit: (session, hello) => {
       const sid = ids.add(session);
-      return rpc.call('admit', { sid, hello }).then((d) => {
+      return batcher.admit({ sid, hello }).then((d) => {
         if (d.admitted && ids.byIdentity.has(session)) local.register(session, CloseCode.REPLACED);
         return d;
       });
@@ -65,10 +72,10 @@ function remoteAdmission(rpc: ToPrimary, local: SessionRegistry<AgentSession>, i
   };
 }
 
-function remoteBackend(rpc: ToPrimary, instanceId: string): AgentBackend {
+function remoteBackend(rpc: ToPrimary, instanceId: string, lookupDevice: AgentBackend['lookupDevice']): AgentBackend {
   return {
     instanceId,
-    lookupDevice: (serial, cn) => rpc.call('lookupDevice', { serial, cn: cn ?? null }),
+    lookupDevice,
     enroll: (req) => rpc.call('enroll', req),
     portcheck: {
       enrollTokens: { findBySecret: async (secret) => (await rpc.call('findToken', { secret })) ?? undefined },
@@ -87,11 +94,18 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   const ids = state.ids;
   let caCertPem = init.tls.caCertPem;
   const checkins = new CheckinBatcher((records) => rpc.call('checkins', { records }), WORKER_CHECKIN_BATCHING);
+  const admits = new AdmitBatcher((items) => rpc.call('admit', { items }));
+  state.admits = admits.stats;
+  // Fails the start (with the file and SQLite's words) when the database cannot be read.
+  const reads = await openConnectReads(init.databaseFile);
+  const lookups = workerDeviceLookup(reads, (serial, cn) => rpc.call('lookupDevice', { serial, cn: cn ?? null }), log);
+  state.lookups = lookups.stats;
+  state.closeReads = () => reads.close();
   const app = await buildAgentListener({
     binaries: new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows }),
     // The chain comes whole from the primary (server certificate + CA), hence no separate CA part.
     tls: { server: { keyPem: init.tls.keyPem, certPem: init.tls.certChainPem }, caCertPem: '', handshakeTimeoutMs: config.handshakeTimeoutMs, clientCaPems: init.tls.clientCaPems },
-    backend: remoteBackend(rpc, init.instanceId),
+    backend: remoteBackend(rpc, init.instanceId, lookups.lookup),
     caCertPem: () => caCertPem,
     enrollLimiter: state.enrollLimits,
     registry,
@@ -100,10 +114,11 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
     onReject: (e) => rpc.notify('reject', e),
     expectedRestartMs: () => state.expectedRestartMs,
     ticketKeys: Buffer.from(init.ticketKeys, 'hex'),
-    admission: { maxPendingHandshakes: config.maxPendingHandshakes },
+    // Read on every connection: a new share from the primary applies to the next one.
+    admission: state.gate,
     session: {
       decoder: agentMessageDecoder(),
-      admission: remoteAdmission(rpc, registry, ids),
+      admission: remoteAdmission(admits, registry, ids, rpc),
       recordCheckin: (r) => checkins.record(r),
       settings: config,
       now,
@@ -140,6 +155,12 @@ interface WorkerState {
   expectedRestartMs: number;
   /** Failed enrollments, counted by the primary for the whole box. */
   readonly enrollLimits: RelayedFailureLimits;
+  /** The admission gate's limit (this worker's handshake share) and its counters once installed. */
+  readonly gate: { maxPendingHandshakes: number; stats: (s: Readonly<AdmissionStats>) => void };
+  handshakes: Readonly<AdmissionStats>;
+  lookups: Readonly<LookupStats>;
+  admits: Readonly<{ batches: number; hellos: number }>;
+  closeReads: () => Promise<void>;
 }
 
 function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDelay>, gc: boolean): WorkerSample {
@@ -149,7 +170,18 @@ function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDel
   const mem = process.memoryUsage();
   const maxMs = delay.max / 1e6;
   delay.reset();
-  return { pid: process.pid, cpuUs: cpu.user + cpu.system, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, openChannels: state.registry?.size ?? 0, eventLoopDelayMaxMs: maxMs };
+  return {
+    pid: process.pid,
+    cpuUs: cpu.user + cpu.system,
+    rssBytes: mem.rss,
+    heapUsedBytes: mem.heapUsed,
+    openChannels: state.registry?.size ?? 0,
+    eventLoopDelayMaxMs: maxMs,
+    lookups: { ...state.lookups },
+    admits: { ...state.admits },
+    handshakeShare: state.gate.maxPendingHandshakes,
+    handshakes: { ...state.handshakes },
+  };
 }
 
 /** Wires the channel to the primary and waits for `init`. */
@@ -170,6 +202,7 @@ function main(): void {
           state.expectedRestartMs = expectedRestartMs;
           state.registry?.closeAll(1001, 'server shutting down', fleetSize);
           await state.app?.close();
+          await state.closeReads();
           return null;
         },
       },
@@ -186,6 +219,16 @@ function main(): void {
             setCa: () => undefined,
             expectedRestartMs: 0,
             enrollLimits: new RelayedFailureLimits((address) => rpc.notify('enrollFailed', { address })),
+            gate: {
+              maxPendingHandshakes: init.handshakeShare,
+              stats: (s) => {
+                if (state) state.handshakes = s;
+              },
+            },
+            handshakes: { admitted: 0, shed: 0, pending: 0 },
+            lookups: { local: 0, viaPrimary: 0, readErrors: 0 },
+            admits: { batches: 0, hellos: 0 },
+            closeReads: () => Promise.resolve(),
           };
           runWorker(rpc, init, state).catch((err: unknown) => {
             const message = err instanceof Error ? err.message : String(err);
@@ -206,6 +249,11 @@ function main(): void {
         },
         ticketKeys: ({ keys }) => state?.app?.server.setTicketKeys(Buffer.from(keys, 'hex')),
         blockAddress: ({ address, until }) => state?.enrollLimits.block(address, until, Date.now()),
+        handshakeShare: ({ share }) => {
+          if (!state) return;
+          state.gate.maxPendingHandshakes = share;
+          state.log.debug({ share }, 'handshake share changed');
+        },
       },
     },
     bootLog,

@@ -16,11 +16,12 @@ import type { SessionEvent } from '../agent-session.js';
 import type { AgentEvent, Report } from '../../common/protocol.js';
 import type { CheckinRecord } from '../checkin-writer.js';
 import type { FailureLimiter } from '../failure-limiter.js';
-import { admitSession, type AdmissionDeps } from '../session-admission.js';
+import { admitSession, type AdmissionDeps, type AdmitDecision, type HelloFacts } from '../session-admission.js';
 import type { AgentChannel, SessionRegistry } from '../session-registry.js';
 import { RpcPeer, type RpcHandlers, type RpcPort } from './rpc.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample, type WorkerTls } from './messages.js';
-import { RemoteSession } from './remote-session.js';
+import { RemoteSession, type SessionOwner } from './remote-session.js';
+import { handshakeShares } from './handshake-budget.js';
 import { forwardWorkerOutput } from './worker-log.js';
 
 /** The primary's implementations behind the workers' calls. */
@@ -43,7 +44,9 @@ export interface WorkerPoolDeps {
   readonly registry: SessionRegistry<AgentChannel>;
   readonly services: PrimaryServices;
   /** The init message of a worker (TLS and ticket keys as they are now). */
-  readonly init: () => Omit<WorkerInit, 'slot' | 'protocol' | 'logLevel'>;
+  readonly init: () => Omit<WorkerInit, 'slot' | 'protocol' | 'logLevel' | 'handshakeShare'>;
+  /** Most connections in their TLS handshake at once over all workers (split by handshake-budget.ts). */
+  readonly handshakeBudget: number;
   readonly now: () => number;
   readonly log: Logger;
   /** Re-fork delay after a worker dies: base, doubling per death within a minute, capped. */
@@ -61,6 +64,12 @@ interface Slot {
   rpc: RpcPeer<WorkerCalls, WorkerNotes, PrimaryCalls, PrimaryNotes> | undefined;
   sessions: Map<number, RemoteSession>;
   listening: boolean;
+  /** Forked and not exited: counted in the handshake budget's split. */
+  active: boolean;
+  /** This slot's handshake share (sent in init, then in handshakeShare notes). */
+  share: number;
+  /** The worker got its init: later share changes go to it as notes. */
+  inited: boolean;
   /** Why the worker said it cannot start, if it did. */
   failure: { code: string | null; message: string } | undefined;
   deaths: number[];
@@ -89,7 +98,7 @@ export class AgentWorkerPool {
   private readonly firstListen = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
 
   constructor(private readonly deps: WorkerPoolDeps) {
-    for (let slot = 1; slot <= deps.count; slot += 1) this.slots.push({ slot, worker: undefined, rpc: undefined, sessions: new Map(), listening: false, failure: undefined, deaths: [], restartTimer: undefined });
+    for (let slot = 1; slot <= deps.count; slot += 1) this.slots.push({ slot, worker: undefined, rpc: undefined, sessions: new Map(), listening: false, active: false, share: 0, inited: false, failure: undefined, deaths: [], restartTimer: undefined });
   }
 
   /** Workers serving the agent port now (forked and listening). */
@@ -200,6 +209,9 @@ export class AgentWorkerPool {
     s.listening = false;
     s.failure = undefined;
     s.sessions = new Map();
+    s.active = true;
+    s.inited = false;
+    this.rebalance();
     forwardWorkerOutput(w, this.deps.log, s.slot);
     const rpc = new RpcPeer<WorkerCalls, WorkerNotes, PrimaryCalls, PrimaryNotes>(w as unknown as RpcPort, this.handlers(s, log), log);
     s.rpc = rpc;
@@ -210,6 +222,8 @@ export class AgentWorkerPool {
     if (s.worker !== w) return;
     s.rpc?.close('the agent worker exited');
     s.listening = false;
+    s.active = false;
+    if (!this.stopping) this.rebalance();
     const at = this.deps.now();
     const lost = [...s.sessions.values()];
     s.sessions = new Map();
@@ -238,6 +252,35 @@ export class AgentWorkerPool {
     }, delayMs);
   }
 
+  /** Splits the handshake budget over the active workers and tells each whose share changed (a new one hears it in init). */
+  private rebalance(): void {
+    const active = this.slots.filter((s) => s.active);
+    const shares = handshakeShares(this.deps.handshakeBudget, active.map((s) => s.slot));
+    for (const s of active) {
+      const share = shares.get(s.slot)!;
+      if (share === s.share) continue;
+      s.share = share;
+      if (s.inited) s.rpc?.notify('handshakeShare', { share });
+    }
+  }
+
+  /** Admits the hellos of one worker's turn, each as a single process would, answering once all are decided. */
+  private admitAll(s: Slot, items: readonly { readonly sid: number; readonly hello: HelloFacts }[], owner: SessionOwner, log: Logger): Promise<AdmitDecision[]> {
+    const { services, registry } = this.deps;
+    const admitOne = async ({ sid, hello }: { readonly sid: number; readonly hello: HelloFacts }): Promise<AdmitDecision> => {
+      const rs = new RemoteSession(hello.deviceId, hello.connect.fingerprint, sid, s.slot, owner);
+      s.sessions.set(sid, rs);
+      const old = registry.get(hello.deviceId);
+      if (old instanceof RemoteSession) await old.refreshAlive();
+      if (rs.ended) return { admitted: false, maxAgents: services.admission.settings.maxAgents, retryAfterMs: 0 };
+      const decision = await admitSession<AgentChannel>(rs, hello, services.admission, log.child({ deviceId: hello.deviceId }));
+      if (decision.admitted && !rs.ended) services.onEvent({ kind: 'connect', deviceId: hello.deviceId, address: hello.address, at: hello.at });
+      if (!decision.admitted) s.sessions.delete(sid);
+      return decision;
+    };
+    return Promise.all(items.map(admitOne));
+  }
+
   private onListening(s: Slot, port: number, log: Logger): void {
     s.listening = true;
     this.boundPort = port;
@@ -256,17 +299,7 @@ export class AgentWorkerPool {
     return {
       calls: {
         lookupDevice: ({ serial, cn }) => services.backend.lookupDevice(serial, cn ?? undefined),
-        admit: async ({ sid, hello }) => {
-          const rs = new RemoteSession(hello.deviceId, hello.connect.fingerprint, sid, s.slot, owner);
-          s.sessions.set(sid, rs);
-          const old = registry.get(hello.deviceId);
-          if (old instanceof RemoteSession) await old.refreshAlive();
-          if (rs.ended) return { admitted: false, maxAgents: services.admission.settings.maxAgents, retryAfterMs: 0 };
-          const decision = await admitSession<AgentChannel>(rs, hello, services.admission, log.child({ deviceId: hello.deviceId }));
-          if (decision.admitted && !rs.ended) services.onEvent({ kind: 'connect', deviceId: hello.deviceId, address: hello.address, at: hello.at });
-          if (!decision.admitted) s.sessions.delete(sid);
-          return decision;
-        },
+        admit: ({ items }) => this.admitAll(s, items, owner, log),
         checkins: async ({ records }) => {
           await Promise.all(records.map((r) => services.recordCheckin(r)));
           for (const r of records) if (r.count > 0) services.onEvent({ kind: 'checkin', deviceId: r.deviceId, seq: r.seq, at: r.at });
@@ -286,7 +319,10 @@ export class AgentWorkerPool {
         },
       },
       notes: {
-        ready: () => s.rpc?.notify('init', { ...this.deps.init(), slot: s.slot, protocol: CLUSTER_PROTOCOL_VERSION, logLevel: this.deps.log.level }),
+        ready: () => {
+          s.inited = true;
+          s.rpc?.notify('init', { ...this.deps.init(), slot: s.slot, protocol: CLUSTER_PROTOCOL_VERSION, logLevel: this.deps.log.level, handshakeShare: s.share });
+        },
         listening: ({ port }) => this.onListening(s, port, log),
         failed: (why) => {
           s.failure = why;

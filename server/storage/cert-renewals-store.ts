@@ -4,7 +4,7 @@
  * first time; then the new serial replaces it in one transaction, and the
  * old certificate maps to no device from then on.
  */
-import type { Database } from './db.js';
+import type { Database, Sql } from './db.js';
 
 /** A renewed certificate waiting for its first connection. */
 export interface PendingRenewal {
@@ -12,6 +12,12 @@ export interface PendingRenewal {
   readonly deviceId: string;
   readonly notAfter: number;
   readonly issuedAt: number;
+}
+
+/** The pending renewal with this serial, if any (also read by agent workers over their read-only connection). */
+export async function findRenewal(sql: Pick<Sql, 'get'>, serial: string): Promise<PendingRenewal | undefined> {
+  const row = await sql.get<{ serial: string; device_id: string; not_after: number; issued_at: number }>('SELECT * FROM cert_renewals WHERE serial = ?', [serial]);
+  return row && { serial: row.serial, deviceId: row.device_id, notAfter: row.not_after, issuedAt: row.issued_at };
 }
 
 /** Storage of pending renewals. */
@@ -27,9 +33,8 @@ export class CertRenewalsStore {
   }
 
   /** The pending renewal with this serial, if any. */
-  async find(serial: string): Promise<PendingRenewal | undefined> {
-    const row = await this.db.get<{ serial: string; device_id: string; not_after: number; issued_at: number }>('SELECT * FROM cert_renewals WHERE serial = ?', [serial]);
-    return row && { serial: row.serial, deviceId: row.device_id, notAfter: row.not_after, issuedAt: row.issued_at };
+  find(serial: string): Promise<PendingRenewal | undefined> {
+    return findRenewal(this.db, serial);
   }
 
   /** The renewed certificate connected: it becomes the device's only certificate. Resolves false if it was no longer pending. */

@@ -113,7 +113,50 @@ export async function openDatabase(file: string, opts: OpenOptions = {}): Promis
 export interface ReadOnlyDatabase {
   /** Runs `work` inside one read transaction: every statement sees the same committed state, whatever writers do meanwhile. */
   snapshot<T>(work: (sql: Pick<Sql, 'all' | 'get'>) => Promise<T>): Promise<T>;
+  /**
+   * Single statements, each its own read transaction (held only while it
+   * runs), prepared once and kept: callers may overlap, unlike snapshot(),
+   * whose BEGIN and COMMIT must not interleave with another caller's.
+   */
+  readonly reads: Pick<Sql, 'all' | 'get'>;
   close(): Promise<void>;
+}
+
+/**
+ * Reads through statements prepared once per SQL text and kept: a caller
+ * that runs the same few reads over and over (an agent worker, per
+ * connect) saves the preparing, most of their cost. Each read steps its
+ * statement to the end (`all`, then the first row for `get`), so no
+ * statement holds a read transaction open between calls.
+ */
+function preparedReads(db: sqlite3.Database): { reads: Pick<Sql, 'all' | 'get'>; finalize(): Promise<void> } {
+  const statements = new Map<string, Promise<sqlite3.Statement>>();
+  const prepare = (sql: string): Promise<sqlite3.Statement> => {
+    let ready = statements.get(sql);
+    if (!ready) {
+      ready = new Promise<sqlite3.Statement>((resolve, reject) => {
+        const stmt = db.prepare(sql, (err: Error | null) => (err ? reject(wrapError(err, sql)) : resolve(stmt)));
+      });
+      statements.set(sql, ready);
+      ready.catch(() => statements.delete(sql)); // not kept: the next read prepares it again
+    }
+    return ready;
+  };
+  const all = async <T>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> => {
+    const stmt = await prepare(sql);
+    return new Promise<T[]>((resolve, reject) => {
+      stmt.all(params as unknown[], (err: Error | null, rows: T[]) => (err ? reject(wrapError(err, sql)) : resolve(rows)));
+    });
+  };
+  return {
+    reads: { all, get: async <T>(sql: string, params?: readonly SqlValue[]) => (await all<T>(sql, params))[0] },
+    finalize: async () => {
+      const open = [...statements.values()];
+      statements.clear();
+      const prepared = (await Promise.allSettled(open)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      await Promise.all(prepared.map((stmt) => new Promise<void>((resolve) => stmt.finalize(() => resolve()))));
+    },
+  };
 }
 
 /**
@@ -127,6 +170,7 @@ export async function openReadOnlyDatabase(file: string): Promise<ReadOnlyDataba
   });
   const sql = sqlOf(db);
   await sql.exec('PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;');
+  const prepared = preparedReads(db);
   return {
     snapshot: async <T>(work: (inner: Pick<Sql, 'all' | 'get'>) => Promise<T>) => {
       await sql.exec('BEGIN'); // deferred: the snapshot is taken by the first read and held until COMMIT
@@ -136,6 +180,10 @@ export async function openReadOnlyDatabase(file: string): Promise<ReadOnlyDataba
         await sql.exec('COMMIT');
       }
     },
-    close: () => new Promise<void>((resolve, reject) => db.close((err: Error | null) => (err ? reject(wrapError(err, 'close')) : resolve()))),
+    reads: prepared.reads,
+    close: async () => {
+      await prepared.finalize();
+      await new Promise<void>((resolve, reject) => db.close((err: Error | null) => (err ? reject(wrapError(err, 'close')) : resolve())));
+    },
   };
 }

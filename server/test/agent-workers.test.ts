@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CloseCode } from '../../common/close-codes.js';
 import { Harness, waitFor, type EnrolledAgent, type RawClient, type TestServer } from '../../test/support/harness.js';
 import { openFeed } from '../../test/support/console-client.js';
+import net from 'node:net';
 import path from 'node:path';
 import { ENROLL_PATH } from '../../common/enroll-api.js';
 import { requestJson } from '../../common/https-json.js';
@@ -53,6 +54,11 @@ describe('agent workers', () => {
     expect(samples).toHaveLength(2);
     expect(samples.every((w) => w.pid !== process.pid && w.cpuUs > 0 && w.rssBytes > 0 && w.heapUsedBytes > 0)).toBe(true);
     expect(samples.reduce((n, w) => n + w.openChannels, 0)).toBe(4);
+    // The certificates were read in the workers; the hellos reached the primary in batches.
+    expect(samples.reduce((n, w) => n + w.lookups.local, 0)).toBe(4);
+    expect(samples.reduce((n, w) => n + w.lookups.viaPrimary, 0)).toBe(0);
+    expect(samples.reduce((n, w) => n + w.admits.hellos, 0)).toBe(4);
+    expect(samples.reduce((n, w) => n + w.admits.batches, 0)).toBeLessThanOrEqual(4);
     await waitFor(() => feed.batches.flatMap((b) => b.items).filter((i) => i.kind === 'checkin').length >= 4 || undefined, 'check-ins in the live feed');
     const kinds = new Set(feed.batches.flatMap((b) => b.items).map((i) => i.kind));
     expect(kinds.has('connect')).toBe(true);
@@ -69,6 +75,10 @@ describe('agent workers', () => {
     const again = await s.rawClient(agent);
     const refusal = await again.waitRefusal();
     expect(refusal).toMatchObject({ status: 403, closeCodeHeader: String(CloseCode.REVOKED) });
+    // Refused by the worker's own read of the revocation the primary committed.
+    const lookups = (await s.server.agentWorkers!.stats({ gc: false })).map((w) => w.lookups);
+    expect(lookups.reduce((n, l) => n + l.local, 0)).toBe(2);
+    expect(lookups.reduce((n, l) => n + l.viaPrimary, 0)).toBe(0);
   });
 
   it('replaces the older channel of a device with 4004, whichever worker holds it', async () => {
@@ -105,6 +115,10 @@ describe('agent workers', () => {
     const welcome = await fresh.waitMessage('welcome');
     expect(welcome).toMatchObject({ lastEventSeq: 2, lastSeq: 1 });
     expect((await ch.client.waitClose()).code).toBe(CloseCode.REPLACED);
+    // Only the renewed certificate's first use (a promotion, which writes) went to the primary.
+    const lookups = (await s.server.agentWorkers!.stats({ gc: false })).map((w) => w.lookups);
+    expect(lookups.reduce((n, l) => n + l.viaPrimary, 0)).toBe(1);
+    expect(lookups.reduce((n, l) => n + l.local, 0)).toBe(1);
   });
 
   it('resumes a TLS session on whichever worker accepts the reconnect: every worker holds the one ticket key', async () => {
@@ -202,6 +216,34 @@ describe('agent workers', () => {
     const after = await s.server.agentWorkers!.stats({ gc: false });
     expect(after.map((w) => w.pid)).not.toContain(victim.pid);
     expect(after).toHaveLength(2);
+    expect(after.map((w) => w.handshakeShare)).toEqual([128, 128]); // the default budget, split again
+  });
+
+  it('holds no more connections in their TLS handshake than the box\'s budget over all workers, shedding the excess before TLS', async () => {
+    const s = await clusterServer({ maxPendingHandshakes: 4, handshakeTimeoutMs: 60_000 });
+    expect((await s.server.agentWorkers!.stats({ gc: false })).map((w) => w.handshakeShare)).toEqual([2, 2]);
+    // TCP connections that never send a ClientHello stay in their handshake (until the long timeout): the kernel spreads them over both workers.
+    let closed = 0;
+    const sockets = Array.from({ length: 12 }, () => {
+      const socket = net.connect(s.server.agentPort, '127.0.0.1');
+      socket.on('error', () => undefined); // a shed connection may be reset
+      socket.on('close', () => (closed += 1));
+      h.defer(() => void socket.destroy());
+      return socket;
+    });
+    const seen = await waitFor(async () => {
+      const samples = await s.server.agentWorkers!.stats({ gc: false });
+      return samples.reduce((n, w) => n + w.handshakes.admitted + w.handshakes.shed, 0) === 12 ? samples : undefined;
+    }, 'every connection to reach a worker\'s gate');
+    // Each worker held at most its share (with a budget per worker, one that got most connections would hold 4), the box at most 4.
+    for (const w of seen) expect(w.handshakes.pending).toBeLessThanOrEqual(2);
+    expect(seen.reduce((n, w) => n + w.handshakes.shed, 0)).toBeGreaterThanOrEqual(8);
+    await waitFor(() => closed >= 8 || undefined, 'the shed connections closed at the client');
+    await waitFor(() => s.logs.find((l) => l.msg === 'agent connections shed before TLS (server busy)' && typeof l.worker === 'number'), 'the shed log line');
+    // Once the held handshakes end, agents get in again.
+    for (const socket of sockets) socket.destroy();
+    const agent = await s.enrollAgent();
+    await (await openChannel(s, agent)).checkin(1);
   });
 
   it('tells every worker\'s agents which CAs to trust when a CA rotation starts, and new channels too', async () => {
