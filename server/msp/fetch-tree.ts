@@ -38,11 +38,12 @@ export function defaultFetchTree(log?: Pick<Logger, 'warn'>): FetchTree {
  * (planning-workers.ts), an export here. Its `warm()` starts that thread
  * ahead of a sync; its `close()` ends it.
  */
-export function defaultFetchPlanner(dbFile: string, log?: Pick<Logger, 'warn'>): FetchPlanner {
+export function defaultFetchPlanner(dbFile: string, log?: Pick<Logger, 'warn' | 'info'>): FetchPlanner {
   const workers = new PlanningWorkers({
     dbFile,
-    onPriority: (outcome) => {
+    onPriority: (outcome, policy) => {
       if (!outcome.applied) log?.warn({ reason: outcome.reason }, 'the MSP portal fetch runs at normal priority');
+      else if (policy && !policy.applied) log?.info({ reason: policy.reason }, 'the MSP sync worker runs at nice 19, without the SCHED_IDLE policy');
     },
     onUnexpectedExit: (detail) => log?.warn({ detail }, 'the MSP sync worker thread ended; the next sync starts another'),
   });

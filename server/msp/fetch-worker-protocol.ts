@@ -4,7 +4,7 @@
  * travel as their code, message and retryability.
  */
 import { RollcallError } from '../../common/errors.js';
-import type { PriorityOutcome } from '../thread-priority.js';
+import type { PolicyOutcome, PriorityOutcome } from '../thread-priority.js';
 import type { PortalApiOptions } from './portal-api.js';
 import type { SyncPlan } from './plan.js';
 import type { GroupOfCompany, PlanTarget, SyncLook } from './sync-planner.js';
@@ -19,6 +19,8 @@ export interface FetchWorkerData {
   readonly options?: WorkerFetchOptions;
   /** Nice value the thread takes before anything else; null leaves its priority alone. */
   readonly nice: number | null;
+  /** A planning worker also takes the SCHED_IDLE policy (thread-priority.ts) unless this is false. */
+  readonly idlePolicy?: boolean;
   /**
    * Set for a planning worker: it opens a read-only connection to this
    * database file and then waits. Each `fetch` starts a session: it
@@ -75,7 +77,7 @@ export interface PlanChunks {
  * planFailed per request.
  */
 export type FromFetchWorker =
-  | { readonly type: 'priority'; readonly outcome: PriorityOutcome }
+  | { readonly type: 'priority'; readonly outcome: PriorityOutcome; readonly policy?: PolicyOutcome }
   | { readonly type: 'progress'; readonly session?: number; readonly fetched: number }
   | { readonly type: 'fetched'; readonly account: PortalCompany; readonly chunks: CompanyChunks }
   | { readonly type: 'ready'; readonly session: number; readonly account: PortalCompany; readonly portal?: 'msp' | 'business'; readonly fetched: number }

@@ -2,7 +2,8 @@
  * Worker-thread entry of the portal fetch (started by fetch-in-worker.ts
  * and planning-workers.ts).
  *
- * The thread first lowers its own OS priority, then fetches the tree with
+ * The thread first lowers its own OS priority (a planning worker also takes
+ * the SCHED_IDLE policy, see thread-priority.ts), then fetches the tree with
  * the portal API client at full speed: the kernel hands it only the CPU the
  * event loop and the SQLite threads leave, and its garbage (answers, parsed
  * pages) lives and is collected in this thread's heap, not in the one that
@@ -22,7 +23,7 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { EAGER } from '../cooperative.js';
-import { lowerThreadPriority } from '../thread-priority.js';
+import { lowerThreadPriority, useIdlePolicy } from '../thread-priority.js';
 import { fetchPortalTree } from './portal-api.js';
 import { openReadOnlyDatabase, type ReadOnlyDatabase } from '../storage/db.js';
 import { packCompanies, packPlan, toWireError, type FetchWorkerData, type FromFetchWorker, type ToFetchWorker, type WorkerFetchOptions } from './fetch-worker-protocol.js';
@@ -39,7 +40,10 @@ function main(): void {
   if (!port) throw new Error('fetch-worker.ts runs only as a worker thread');
   const data = workerData as FetchWorkerData;
   const send: Send = (m, transfer = []) => port.postMessage(m, transfer);
-  send({ type: 'priority', outcome: data.nice === null ? { applied: false, reason: 'not asked for' } : lowerThreadPriority(data.nice) });
+  const outcome = data.nice === null ? { applied: false as const, reason: 'not asked for' } : lowerThreadPriority(data.nice);
+  // A planning worker is kept for long: worth the few milliseconds of taking SCHED_IDLE too.
+  const idle = data.plan && data.nice !== null && data.idlePolicy !== false;
+  send({ type: 'priority', outcome, ...(idle ? { policy: useIdlePolicy() } : {}) });
   if (data.plan) servePlanning(port, data.plan.dbFile, send);
   else if (data.options) void fetchOnce(port, data.options, send);
   else port.close();

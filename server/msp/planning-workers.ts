@@ -19,7 +19,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { RollcallError } from '../../common/errors.js';
-import { LOWEST_NICE, type PriorityOutcome } from '../thread-priority.js';
+import { LOWEST_NICE, type PolicyOutcome, type PriorityOutcome } from '../thread-priority.js';
 import { startWorker, unpackPlan, workerFailed } from './fetch-in-worker.js';
 import { fromWireError, type FetchWorkerData, type FromFetchWorker, type ToFetchWorker, type WorkerFetchOptions } from './fetch-worker-protocol.js';
 import type { PlanTarget, SyncLook, TreePlanner } from './sync-planner.js';
@@ -32,8 +32,10 @@ export interface PlanningWorkersOptions {
   readonly nice?: number | null;
   /** Heap limit of each thread, MiB (default 512: room for the largest tree TREE_LIMITS allows). */
   readonly maxHeapMb?: number;
-  /** Told what became of each new thread's priority (the server logs a failure). */
-  readonly onPriority?: (outcome: PriorityOutcome) => void;
+  /** Whether the threads also take the SCHED_IDLE policy (default true; only with a nice value). */
+  readonly idlePolicy?: boolean;
+  /** Told what became of each new thread's priority and policy (the server logs a failure). */
+  readonly onPriority?: (outcome: PriorityOutcome, policy?: PolicyOutcome) => void;
   /** Told when a thread ends that was not asked to (it is replaced at the next sync). */
   readonly onUnexpectedExit?: (detail: string) => void;
   /** How long `close()` waits for a thread to end by itself before terminating it (default 5 s). */
@@ -72,7 +74,7 @@ class PlanningThread {
 
   constructor(
     readonly worker: Worker,
-    private readonly hooks: { onPriority?: (o: PriorityOutcome) => void; onUnexpectedExit?: (detail: string) => void },
+    private readonly hooks: { onPriority?: (o: PriorityOutcome, policy?: PolicyOutcome) => void; onUnexpectedExit?: (detail: string) => void },
   ) {
     worker.on('message', (m: FromFetchWorker) => this.onMessage(m));
     worker.on('error', (err) => this.die(workerFailed(err instanceof Error ? err.message : String(err), err)));
@@ -129,7 +131,7 @@ class PlanningThread {
 
   private onMessage(m: FromFetchWorker): void {
     const s = this.session;
-    if (m.type === 'priority') this.hooks.onPriority?.(m.outcome);
+    if (m.type === 'priority') this.hooks.onPriority?.(m.outcome, m.policy);
     else if (m.type === 'progress') {
       if (s && s.id === m.session) s.onProgress?.(m.fetched);
     } else if (m.type === 'failed') {
@@ -242,7 +244,12 @@ export class PlanningWorkers {
 
   private spawn(): PlanningThread {
     const start = this.opts.start ?? startWorker;
-    const worker = start({ nice: this.opts.nice === undefined ? LOWEST_NICE : this.opts.nice, plan: { dbFile: this.opts.dbFile } }, this.opts.maxHeapMb ?? 512);
+    const data: FetchWorkerData = {
+      nice: this.opts.nice === undefined ? LOWEST_NICE : this.opts.nice,
+      ...(this.opts.idlePolicy === false ? { idlePolicy: false } : {}),
+      plan: { dbFile: this.opts.dbFile },
+    };
+    const worker = start(data, this.opts.maxHeapMb ?? 512);
     const thread = new PlanningThread(worker, {
       ...(this.opts.onPriority ? { onPriority: this.opts.onPriority } : {}),
       ...(this.opts.onUnexpectedExit ? { onUnexpectedExit: this.opts.onUnexpectedExit } : {}),
@@ -258,7 +265,7 @@ export interface PlanInWorkerOptions extends WorkerFetchOptions, FetchCall {
   readonly dbFile: string;
   readonly nice?: number | null;
   readonly maxHeapMb?: number;
-  readonly onPriority?: (outcome: PriorityOutcome) => void;
+  readonly onPriority?: (outcome: PriorityOutcome, policy?: PolicyOutcome) => void;
 }
 
 /** Fetches, validates and plans in a thread of its own, ended when the planner is closed (tests, one-off calls). */

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import { MspSync, type FetchPlanner } from '../msp/sync-service.js';
 import { inProcessPlanner } from '../msp/sync-planner.js';
 import type { PortalTree } from '../msp/tree.js';
 import { openStorage } from '../storage/index.js';
+import { CHRT_PATHS, SCHED_IDLE, threadPolicy, type PolicyOutcome } from '../thread-priority.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
@@ -28,8 +30,10 @@ async function setup(tree: PortalTree = buildPortalTree({ managedMsps: 2, custom
   const options = { baseUrl: portal.url, ...FAKE_USER, requestTimeoutMs: 5_000, deadlineMs: 20_000 };
   const started: Worker[] = [];
   const exits: string[] = [];
+  const policies: (PolicyOutcome | undefined)[] = [];
   const workers = new PlanningWorkers({
     dbFile,
+    onPriority: (_nice, policy) => policies.push(policy),
     start: (data, maxHeapMb) => {
       const w = startWorker(data, maxHeapMb);
       started.push(w);
@@ -39,7 +43,7 @@ async function setup(tree: PortalTree = buildPortalTree({ managedMsps: 2, custom
   });
   h.defer(() => workers.close());
   const target = { accountId: account.id, rootGroupId: account.rootGroupId };
-  return { storage, deps, account, options, workers, started, exits, target };
+  return { storage, deps, account, options, workers, started, exits, policies, target };
 }
 
 const ended = (w: Worker): Promise<number> => new Promise((resolve) => w.once('exit', resolve));
@@ -59,6 +63,18 @@ describe('the planning worker kept between syncs', () => {
     }
     expect(started).toHaveLength(1);
     expect(workers.threadIds()).toEqual([threadId]);
+  });
+
+  it('runs its thread under SCHED_IDLE where chrt exists', async () => {
+    const { workers, policies } = await setup();
+    workers.warm();
+    await waitFor(() => policies.length === 1, 'the thread to report its priority');
+    if (CHRT_PATHS.some((p) => fs.existsSync(p))) {
+      expect(policies[0]).toMatchObject({ applied: true });
+      expect(threadPolicy((policies[0] as { threadId: number }).threadId)).toBe(SCHED_IDLE);
+    } else {
+      expect(policies[0]).toMatchObject({ applied: false });
+    }
   });
 
   it('fails the sync whose thread dies with SYNC_FETCH_WORKER_FAILED, and the next sync starts a new thread', async () => {
