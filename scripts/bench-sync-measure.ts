@@ -26,7 +26,7 @@ import { closeAgents, connectAgents, type BenchAgent } from './bench-clients.js'
 import { withDeadline } from './bench-deadline.js';
 import { cpuMsBetween } from './bench-measure.js';
 import type { BenchPki } from './bench-pki.js';
-import { slowestBySlice, startSteadyLoad, windowStats, type CheckinLog, type SteadyLoad, type WindowStats } from './bench-steady-load.js';
+import { slowestBySlice, startSteadyLoad, windowStats, type CheckinLog, type SteadyLoad, type TimeRange, type WindowStats } from './bench-steady-load.js';
 import { SYNC_GOALS } from './bench-sync-goals.js';
 import { startTarget, type TargetHandle, type TargetSample } from './bench-target-process.js';
 
@@ -44,6 +44,12 @@ export interface SyncMeasureOptions {
   readonly settleMs: number;
   /** Connections in flight while connecting. */
   readonly concurrency: number;
+  /**
+   * No-change re-syncs, one after another with the settle time between them
+   * (default 1); their windows are pooled into the one re-sync window, so
+   * that its p99 rests on enough check-ins to be a p99.
+   */
+  readonly resyncs?: number;
   /** Deadline of each phase: connecting, each API call, stopping. */
   readonly phaseDeadlineMs: number;
   /** Child entry override (tests); see startTarget. */
@@ -58,12 +64,15 @@ export const WINDOW_NAMES = ['idle', 'first sync', 're-sync', 'idle after'] as c
 /** One window's name. */
 export type WindowName = (typeof WINDOW_NAMES)[number];
 
-/** One timed window, as measured while it ran. */
+/** One timed window, as measured while it ran (or several of the same name, pooled). */
 export interface TimedWindow {
   readonly name: WindowName;
-  /** Start and end on the load's clock. */
+  /** Start and end on the load's clock (of the first and the last, pooled). */
   readonly fromMs: number;
   readonly toMs: number;
+  /** The time ranges the window covers: one, or one per pooled window. */
+  readonly ranges: readonly TimeRange[];
+  /** Wall time (of all pooled windows together). */
   readonly wallMs: number;
   /** Server CPU (user + system, all threads) over the window, milliseconds. */
   readonly serverCpuMs: number;
@@ -82,8 +91,10 @@ export interface SyncWindow extends TimedWindow {
    * counts those slower than the goal allows (2x the p99 without a sync).
    */
   readonly checkins: WindowStats;
-  /** The slowest check-in sent in each tenth of the window, in order: where in the window the waits were. */
+  /** The slowest check-in sent in each tenth of the window (of any pooled window), in order: where in the window the waits were. */
   readonly slowestByTenth: readonly number[];
+  /** The p99 of each pooled window alone (one entry when not pooled). */
+  readonly p99ByRangeMs: readonly number[];
 }
 
 /** One sync as the driver timed it and as the server recorded it. */
@@ -106,7 +117,10 @@ export interface SyncBenchResult {
   /** Check-ins of both idle windows together: the baseline the goal compares against. */
   readonly withoutSync: WindowStats;
   readonly firstSync: TimedSync;
+  /** The slowest of the no-change re-syncs (by the API call). */
   readonly resync: TimedSync;
+  /** Every no-change re-sync, in order. */
+  readonly resyncs: readonly TimedSync[];
   /** Check-ins sent after their slot because an ack came late, over the whole run. */
   readonly lateCheckins: number;
   /** Server CPU from just after it started listening to just before it stopped, milliseconds. */
@@ -170,6 +184,7 @@ async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise
     name,
     fromMs: from,
     toMs: to,
+    ranges: [{ fromMs: from, toMs: to }],
     wallMs: to - from,
     serverCpuMs: cpuMsBetween(before, after),
     eventLoopDelayMaxMs: after.eventLoopDelayMaxMs,
@@ -177,6 +192,23 @@ async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise
     writerBatches: (after.counters.writerBatches ?? 0) - (before.counters.writerBatches ?? 0),
   };
   return { window, value };
+}
+
+/** Several windows of one name as one: their ranges, wall time, CPU and transactions added up, their delays' maximum. */
+function pooled(windows: readonly TimedWindow[]): TimedWindow {
+  const sum = (f: (w: TimedWindow) => number): number => windows.reduce((t, w) => t + f(w), 0);
+  const max = (f: (w: TimedWindow) => number): number => Math.max(...windows.map(f));
+  return {
+    name: windows[0]!.name,
+    fromMs: windows[0]!.fromMs,
+    toMs: windows[windows.length - 1]!.toMs,
+    ranges: windows.flatMap((w) => w.ranges),
+    wallMs: sum((w) => w.wallMs),
+    serverCpuMs: sum((w) => w.serverCpuMs),
+    eventLoopDelayMaxMs: max((w) => w.eventLoopDelayMaxMs),
+    driverLoopDelayMaxMs: max((w) => w.driverLoopDelayMaxMs),
+    writerBatches: sum((w) => w.writerBatches),
+  };
 }
 
 /** Checks a recorded run: it succeeded and added what it should have. */
@@ -208,18 +240,26 @@ async function measureWindows(probe: Probe, api: ConsoleClient, portal: PortalPr
   const first = await timeWindow('first sync', probe, () =>
     timedSync(api, { path: '/api/v1/msp/link', body: link, status: 201 }, { what: 'the first sync', companies, added: companies }),
   );
-  await sleep(opts.settleMs);
-  say('re-sync: POST /api/v1/msp/sync (nothing changed upstream)');
-  const resync = await timeWindow('re-sync', probe, () =>
-    timedSync(api, { path: '/api/v1/msp/sync', body: {}, status: 200 }, { what: 'the re-sync', companies, added: 0 }),
-  );
+  const resyncWindows: TimedWindow[] = [];
+  const resyncs: TimedSync[] = [];
+  const count = opts.resyncs ?? 1;
+  for (let i = 1; i <= count; i += 1) {
+    await sleep(opts.settleMs);
+    say(`re-sync ${i} of ${count}: POST /api/v1/msp/sync (nothing changed upstream)`);
+    const resync = await timeWindow('re-sync', probe, () =>
+      timedSync(api, { path: '/api/v1/msp/sync', body: {}, status: 200 }, { what: `re-sync ${i}`, companies, added: 0 }),
+    );
+    resyncWindows.push(resync.window);
+    resyncs.push(resync.value);
+  }
   await sleep(opts.settleMs);
   say('idle window after the syncs');
   const idleAfter = await timeWindow('idle after', probe, () => sleep(opts.idleMs));
   return {
-    windows: { idle: idle.window, 'first sync': first.window, 're-sync': resync.window, 'idle after': idleAfter.window },
+    windows: { idle: idle.window, 'first sync': first.window, 're-sync': pooled(resyncWindows), 'idle after': idleAfter.window },
     firstSync: first.value,
-    resync: resync.value,
+    resync: resyncs.reduce((a, b) => (b.apiMs > a.apiMs ? b : a)),
+    resyncs,
   };
 }
 
@@ -232,13 +272,27 @@ async function measureWindows(probe: Probe, api: ConsoleClient, portal: PortalPr
  * the goal, 2x its p99.
  */
 function summarizeCheckins(timed: Record<WindowName, TimedWindow>, log: CheckinLog): { windows: Record<WindowName, SyncWindow>; withoutSync: WindowStats } {
-  const idle = [timed.idle, timed['idle after']];
+  const idle = [...timed.idle.ranges, ...timed['idle after'].ranges];
   const threshold = SYNC_GOALS.p99Ratio * windowStats(log, idle).p99Ms;
-  const summarize = (w: TimedWindow): SyncWindow => ({ ...w, checkins: windowStats(log, [w], threshold), slowestByTenth: slowestBySlice(log, w, 10) });
+  const summarize = (w: TimedWindow): SyncWindow => ({
+    ...w,
+    checkins: windowStats(log, w.ranges, threshold),
+    slowestByTenth: slowestOfEachTenth(log, w.ranges),
+    p99ByRangeMs: w.ranges.map((r) => windowStats(log, [r]).p99Ms),
+  });
   return {
     windows: { idle: summarize(timed.idle), 'first sync': summarize(timed['first sync']), 're-sync': summarize(timed['re-sync']), 'idle after': summarize(timed['idle after']) },
     withoutSync: windowStats(log, idle, threshold),
   };
+}
+
+/** The slowest check-in of each tenth of the ranges, tenth by tenth over all of them (NaN where no range has one). */
+function slowestOfEachTenth(log: CheckinLog, ranges: readonly TimeRange[]): number[] {
+  const each = ranges.map((r) => slowestBySlice(log, r, 10));
+  return each[0]!.map((_, i) => {
+    const values = each.map((e) => e[i]!).filter((v) => !Number.isNaN(v));
+    return values.length === 0 ? NaN : Math.max(...values);
+  });
 }
 
 /**
@@ -287,6 +341,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
       ...summarizeCheckins(measured.windows, log),
       firstSync: measured.firstSync,
       resync: measured.resync,
+      resyncs: measured.resyncs,
       lateCheckins: log.late,
       serverCpuMs: cpuMsBetween(atStart, atEnd),
       portalCalls,

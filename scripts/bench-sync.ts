@@ -3,14 +3,14 @@
  *
  *   node dist/scripts/bench.js sync [--agents N] [--customers C] [--msps M] [--out docs/benchmarks.md]
  *                                   [--period MS] [--idle SECONDS] [--settle SECONDS] [--concurrency K]
- *                                   [--cache-dir .bench-cache] [--phase-timeout SECONDS] [--profile DIR]
+ *                                   [--cache-dir .bench-cache] [--phase-timeout SECONDS] [--profile DIR] [--resyncs K]
  *
  * N agents (default 2,000) connect to our server and keep checking in,
  * each once per period (default 1.5 s). An account of 1 MSP Manager, M
  * managed MSPs (50) and C customers (10,000) is linked through the console
  * API from a portal stand-in on loopback, then synced again with nothing
- * changed; check-in latency is timed during both and in idle windows before
- * and after. Writes its own section of the --out file and keeps the others.
+ * changed, K times (default 5; their windows pooled); check-in latency is
+ * timed during the syncs and in idle windows before and after. Writes its own section of the --out file and keeps the others.
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +34,8 @@ export interface SyncBenchArgs {
   readonly idleMs: number;
   readonly settleMs: number;
   readonly concurrency: number;
+  /** No-change re-syncs, their windows pooled. */
+  readonly resyncs: number;
   readonly out: string;
   readonly cacheDir: string;
   readonly phaseDeadlineMs: number;
@@ -44,7 +46,7 @@ export interface SyncBenchArgs {
 /** How `bench sync` is called. */
 export const SYNC_USAGE =
   'usage: node dist/scripts/bench.js sync [--agents N] [--customers C] [--msps M] [--out FILE] [--period MS] [--idle SECONDS] ' +
-  '[--settle SECONDS] [--concurrency K] [--cache-dir DIR] [--phase-timeout SECONDS] [--profile DIR]';
+  '[--settle SECONDS] [--concurrency K] [--cache-dir DIR] [--phase-timeout SECONDS] [--profile DIR] [--resyncs K]';
 
 /** Parses the flags after `sync`; throws a usage error naming the problem. */
 export function parseSyncArgs(argv: string[]): SyncBenchArgs | { readonly help: true } {
@@ -56,6 +58,7 @@ export function parseSyncArgs(argv: string[]): SyncBenchArgs | { readonly help: 
     idle: { type: 'string' },
     settle: { type: 'string' },
     concurrency: { type: 'string' },
+    resyncs: { type: 'string' },
     out: { type: 'string' },
     'cache-dir': { type: 'string' },
     'phase-timeout': { type: 'string' },
@@ -74,6 +77,7 @@ export function parseSyncArgs(argv: string[]): SyncBenchArgs | { readonly help: 
     idleMs: positiveInt('idle', values.idle, 10, 600, SYNC_USAGE) * 1000,
     settleMs: positiveInt('settle', values.settle, 3, 600, SYNC_USAGE) * 1000,
     concurrency: positiveInt('concurrency', values.concurrency, 50, 1000, SYNC_USAGE),
+    resyncs: positiveInt('resyncs', values.resyncs, 5, 50, SYNC_USAGE),
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
     phaseDeadlineMs: positiveInt('phase-timeout', values['phase-timeout'], 120, 3600, SYNC_USAGE) * 1000,

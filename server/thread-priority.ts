@@ -7,7 +7,15 @@
  * so give up the CPU to the event loop and the SQLite threads whenever they
  * want it, without slowing anything else in the process. Elsewhere (no
  * `/proc/thread-self`) nothing is changed and the caller is told why.
+ *
+ * A thread kept for long can go further and take the SCHED_IDLE policy
+ * ({@link useIdlePolicy}): nice 19 only shrinks its share, and the
+ * scheduler may still let it finish a slice before a thread that just
+ * woke (the event loop with a check-in to ack, a SQLite thread with a
+ * commit to finish) gets the core; a SCHED_IDLE thread is preempted by it
+ * at once.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { describeError } from '../common/errors.js';
@@ -60,5 +68,47 @@ export function lowerThreadPriority(nice: number = LOWEST_NICE, threadIdOf: () =
     return { applied: true, threadId, nice: os.getPriority(threadId) };
   } catch (err) {
     return { applied: false, reason: `cannot change the priority of thread ${threadId}: ${describeError(err)}` };
+  }
+}
+
+/** Where `chrt` (util-linux) is looked for: Node has no call that changes a thread's scheduling policy. */
+export const CHRT_PATHS: readonly string[] = ['/usr/bin/chrt', '/bin/chrt'];
+
+/** Linux's number for the SCHED_IDLE policy, as procfs shows it. */
+export const SCHED_IDLE = 5;
+
+/** What asking for SCHED_IDLE did. */
+export type PolicyOutcome = { readonly applied: true; readonly threadId: number } | { readonly applied: false; readonly reason: string };
+
+/**
+ * Puts the calling thread under SCHED_IDLE by running `chrt --idle` on its
+ * id (an unprivileged thread may always take that policy; it cannot take
+ * it back). Starts a process, a few milliseconds: for threads kept for
+ * long. Where there is no `chrt`, or no per-thread id, nothing changes and
+ * the caller is told why.
+ */
+export function useIdlePolicy(threadIdOf: () => number | undefined = currentThreadId, paths: readonly string[] = CHRT_PATHS): PolicyOutcome {
+  const threadId = threadIdOf();
+  if (threadId === undefined) return { applied: false, reason: 'this system has no per-thread priorities (no /proc/thread-self)' };
+  const chrt = paths.find((p) => fs.existsSync(p));
+  if (!chrt) return { applied: false, reason: `no chrt to set the SCHED_IDLE policy with (looked for ${paths.join(', ')})` };
+  const run = spawnSync(chrt, ['--idle', '--pid', '0', String(threadId)], { encoding: 'utf8', timeout: 5_000 });
+  if (run.error || run.status !== 0) {
+    const why = run.error ? describeError(run.error) : `it exited with ${run.status}: ${run.stderr.trim()}`;
+    return { applied: false, reason: `chrt could not set SCHED_IDLE on thread ${threadId}: ${why}` };
+  }
+  const policy = threadPolicy(threadId);
+  return policy === SCHED_IDLE ? { applied: true, threadId } : { applied: false, reason: `thread ${threadId} still has policy ${policy ?? 'unknown'} after chrt` };
+}
+
+/** The scheduling policy of a thread of this process (0 normal, 5 SCHED_IDLE), read from procfs; undefined where it cannot be read. */
+export function threadPolicy(threadId: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/self/task/${threadId}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const policy = Number(fields[38]); // the 41st field of stat
+    return Number.isInteger(policy) ? policy : undefined;
+  } catch {
+    return undefined;
   }
 }

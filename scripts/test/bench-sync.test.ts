@@ -48,14 +48,22 @@ function expectSane(r: SyncBenchResult): void {
   // 20 agents, one check-in each per 200 ms: about 100 in each 1 s idle window.
   expect(r.windows.idle.checkins.count).toBeGreaterThan(50);
   expect(r.windows.idle.checkins.count).toBeLessThanOrEqual(110);
-  expect(r.portalCalls['Company/Children']).toBeGreaterThanOrEqual(2 * 3); // the account and 2 MSPs, both syncs
+  expect(r.portalCalls['Company/Children']).toBeGreaterThanOrEqual((1 + r.resyncs.length) * 3); // the account and 2 MSPs, every sync
   expect(r.serverCpuMs).toBeGreaterThan(r.windows.idle.serverCpuMs);
 }
 
 describe('bench sync', () => {
   it('links and re-syncs a small account under check-in load and reports sane numbers', async () => {
-    const r = await measureSync(pki, { msps: 2, customers: 200, periodMs: 200, idleMs: 1000, settleMs: 300, concurrency: 5, phaseDeadlineMs: 30_000 });
+    const r = await measureSync(pki, { msps: 2, customers: 200, periodMs: 200, idleMs: 1000, settleMs: 300, concurrency: 5, phaseDeadlineMs: 30_000, resyncs: 2 });
     expectSane(r);
+    // The two re-syncs' windows are pooled into one: its check-ins are both windows' together.
+    const resync = r.windows['re-sync'];
+    expect(r.resyncs).toHaveLength(2);
+    expect(r.resync.apiMs).toBe(Math.max(...r.resyncs.map((t) => t.apiMs)));
+    expect(resync.ranges).toHaveLength(2);
+    expect(resync.p99ByRangeMs).toHaveLength(2);
+    for (const p99 of resync.p99ByRangeMs) expect(p99).toBeLessThanOrEqual(resync.checkins.maxMs);
+    expect(resync.wallMs).toBeCloseTo(resync.ranges.reduce((t, x) => t + x.toMs - x.fromMs, 0), 6);
 
     const goals = syncGoals(r);
     expect(goals.map((g) => g.met)).toHaveLength(4);
@@ -66,6 +74,8 @@ describe('bench sync', () => {
     expect(md).toMatch(/^## MSP sync under check-in load/);
     expect(md).toMatch(/\*\*[0-4] of 4 goals met\.\*\*/);
     expect(md).toContain('| first (link) |');
+    expect(md).toContain('| re-sync (2 pooled) |');
+    expect(md).toMatch(/The 2 no-change re-syncs one by one/);
   });
 
   it('replaces only its own section of the report and keeps the other one byte for byte', async () => {
@@ -112,7 +122,8 @@ describe('bench sync', () => {
   });
 
   it('takes `sync` as a mode with the issue\'s defaults, and still refuses other arguments', () => {
-    expect(parseSyncArgs([])).toMatchObject({ agents: 2000, customers: 10_000, msps: 50, periodMs: 1500, idleMs: 10_000 });
+    expect(parseSyncArgs([])).toMatchObject({ agents: 2000, customers: 10_000, msps: 50, periodMs: 1500, idleMs: 10_000, resyncs: 5 });
+    expect(parseSyncArgs(['--resyncs', '1'])).toMatchObject({ resyncs: 1 });
     expect(parseSyncArgs(['--agents', '20', '--customers', '200', '--msps', '2'])).toMatchObject({ agents: 20, customers: 200, msps: 2 });
     expect(() => parseSyncArgs(['--customers', '0'])).toThrow(/--customers must be a whole number/);
     expect(() => parseBenchArgs(['sync'])).toThrow(/unexpected argument "sync"/);

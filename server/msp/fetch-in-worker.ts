@@ -13,12 +13,8 @@
  * SYNC_FETCH_WORKER_FAILED. Either way nothing is half-delivered: the
  * caller gets the whole tree or an error.
  *
- * `fetchAndPlanInWorker` goes further: the worker also validates the tree
- * and plans the sync against the stored companies, read through a
- * read-only connection of its own, so that a re-sync with nothing to change
- * costs the event loop one small message, and a sync that writes receives
- * only its plan (see sync-planner.ts for when it is asked, and why the
- * plan it applies is made from the state it changes).
+ * Planning in the worker as well, with a worker kept between syncs, is
+ * planning-workers.ts.
  */
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -27,7 +23,7 @@ import { BACKGROUND, Pacer } from '../cooperative.js';
 import { LOWEST_NICE, type PriorityOutcome } from '../thread-priority.js';
 import { fromWireError, unpackChunk, type CompanyChunks, type FetchWorkerData, type FromFetchWorker, type PlanChunks, type ToFetchWorker, type WorkerFetchOptions } from './fetch-worker-protocol.js';
 import type { PlannedCreate, PlannedGroupChange, SyncPlan } from './plan.js';
-import type { GroupOfCompany, PlannedSync, PlanTarget, SyncLook, TreePlanner } from './sync-planner.js';
+import type { GroupOfCompany, PlannedSync } from './sync-planner.js';
 import type { PortalCompany, PortalTree } from './tree.js';
 
 /** Options of {@link fetchPortalTreeInWorker}. */
@@ -42,8 +38,8 @@ export interface InWorkerOptions extends WorkerFetchOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Starts the worker from the compiled entry, or (tests, tsx) from the TypeScript source through tsx. */
-function startWorker(data: FetchWorkerData, maxHeapMb: number): Worker {
+/** Starts a fetch worker from the compiled entry, or (tests, tsx) from the TypeScript source through tsx. */
+export function startWorker(data: FetchWorkerData, maxHeapMb: number): Worker {
   const resourceLimits = { maxOldGenerationSizeMb: maxHeapMb };
   const here = fileURLToPath(import.meta.url);
   if (here.endsWith('.js')) return new Worker(new URL('./fetch-worker.js', import.meta.url), { workerData: data, resourceLimits });
@@ -93,71 +89,8 @@ export function fetchPortalTreeInWorker(opts: InWorkerOptions): Promise<PortalTr
   });
 }
 
-/** Fetches, validates and keeps the tree in a worker thread that plans the sync on request; see the module comment. */
-export function fetchAndPlanInWorker(opts: InWorkerOptions & { readonly dbFile: string }): Promise<TreePlanner> {
-  const { nice = LOWEST_NICE, maxHeapMb = 512, onProgress, onPriority, signal, dbFile, ...options } = opts;
-  if (signal?.aborted) return Promise.reject(new RollcallError('SYNC_PORTAL_ABORTED', 'the MSP portal sync was cancelled'));
-  const worker = startWorker({ options, nice, plan: { dbFile } }, maxHeapMb);
-  const pending = new Map<number, { resolve: (m: FromFetchWorker) => void; reject: (err: unknown) => void }>();
-  let nextId = 1;
-  let gone: RollcallError | null = null;
-  const ask = (type: 'look' | 'plan', target: PlanTarget): Promise<FromFetchWorker> => {
-    if (gone) return Promise.reject(gone);
-    const id = nextId++;
-    return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
-      worker.postMessage({ type, id, target } satisfies ToFetchWorker);
-    });
-  };
-  const end = (err: RollcallError, terminate = true): void => {
-    const first = gone === null;
-    gone ??= err;
-    for (const p of pending.values()) p.reject(gone);
-    pending.clear();
-    signal?.removeEventListener('abort', onAbort);
-    if (terminate && first) void worker.terminate();
-  };
-  const onAbort = (): void => worker.postMessage({ type: 'abort' } satisfies ToFetchWorker);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  return new Promise<TreePlanner>((resolve, reject) => {
-    let ready = false;
-    const fail = (err: RollcallError): void => {
-      if (!ready) reject(err);
-      end(err);
-    };
-    worker.on('message', (m: FromFetchWorker) => {
-      if (m.type === 'priority') onPriority?.(m.outcome);
-      else if (m.type === 'progress') onProgress?.(m.fetched);
-      else if (m.type === 'failed') fail(fromWireError(m.error));
-      else if (m.type === 'ready') {
-        ready = true;
-        resolve({
-          account: m.account,
-          ...(m.portal ? { portal: m.portal } : {}),
-          fetched: m.fetched,
-          look: async (target) => ((await ask('look', target)) as Extract<FromFetchWorker, { type: 'looked' }>).look satisfies SyncLook,
-          plan: async (target) => unpackPlan(((await ask('plan', target)) as Extract<FromFetchWorker, { type: 'planned' }>).plan),
-          close: () => {
-            // The worker ends by itself once a request in hand is answered: terminating it could cut a SQLite call short.
-            worker.postMessage({ type: 'close' } satisfies ToFetchWorker);
-            worker.unref();
-            end(new RollcallError('SYNC_FETCH_WORKER_FAILED', 'the MSP sync worker was closed'), false);
-          },
-        });
-      } else if (m.type === 'looked' || m.type === 'planned' || m.type === 'planFailed') {
-        const p = pending.get(m.id);
-        pending.delete(m.id);
-        if (m.type === 'planFailed') p?.reject(fromWireError(m.error));
-        else p?.resolve(m);
-      }
-    });
-    worker.on('error', (err) => fail(workerFailed(err instanceof Error ? err.message : String(err), err)));
-    worker.on('exit', (code) => fail(workerFailed(`it exited with code ${code}`)));
-  });
-}
-
 /** A plan back from its chunks, parsed between background rests. */
-async function unpackPlan(p: PlanChunks): Promise<PlannedSync> {
+export async function unpackPlan(p: PlanChunks): Promise<PlannedSync> {
   const never = (): boolean => false;
   const plan: SyncPlan = {
     counts: p.counts,
@@ -182,6 +115,7 @@ async function unpackPaced<T = PortalCompany>(chunks: CompanyChunks, stop: () =>
   return companies;
 }
 
-function workerFailed(detail: string, cause?: unknown): RollcallError {
+/** The error of a fetch whose worker thread failed. */
+export function workerFailed(detail: string, cause?: unknown): RollcallError {
   return new RollcallError('SYNC_FETCH_WORKER_FAILED', `the MSP portal fetch failed in its worker thread: ${detail}`, { cause });
 }

@@ -4,7 +4,7 @@
  * travel as their code, message and retryability.
  */
 import { RollcallError } from '../../common/errors.js';
-import type { PriorityOutcome } from '../thread-priority.js';
+import type { PolicyOutcome, PriorityOutcome } from '../thread-priority.js';
 import type { PortalApiOptions } from './portal-api.js';
 import type { SyncPlan } from './plan.js';
 import type { GroupOfCompany, PlanTarget, SyncLook } from './sync-planner.js';
@@ -15,13 +15,18 @@ export type WorkerFetchOptions = Omit<PortalApiOptions, 'onProgress' | 'signal' 
 
 /** What the worker starts with. */
 export interface FetchWorkerData {
-  readonly options: WorkerFetchOptions;
-  /** Nice value the thread takes before fetching; null leaves its priority alone. */
+  /** Set for a one-shot fetch: the worker fetches with these options at once, answers `fetched` or `failed`, and ends. */
+  readonly options?: WorkerFetchOptions;
+  /** Nice value the thread takes before anything else; null leaves its priority alone. */
   readonly nice: number | null;
+  /** A planning worker also takes the SCHED_IDLE policy (thread-priority.ts) unless this is false. */
+  readonly idlePolicy?: boolean;
   /**
-   * Set when the worker also plans the sync: it validates the tree, says
-   * `ready`, then answers `look` and `plan` from its own read-only
-   * connection to this database file until told to `close`.
+   * Set for a planning worker: it opens a read-only connection to this
+   * database file and then waits. Each `fetch` starts a session: it
+   * fetches and validates the tree, says `ready`, answers `look` and `plan`
+   * from that connection until told to `release` the tree; then it waits
+   * for the next `fetch`, until told to `close`.
    */
   readonly plan?: { readonly dbFile: string } | null;
 }
@@ -33,10 +38,12 @@ export interface WireError {
   readonly retryable: boolean;
 }
 
-/** Parent → worker. */
+/** Parent → worker. `session` numbers a planning worker's fetches, so that nothing meant for one reaches the next. */
 export type ToFetchWorker =
-  | { readonly type: 'abort' }
+  | { readonly type: 'abort'; readonly session?: number }
+  | { readonly type: 'fetch'; readonly session: number; readonly options: WorkerFetchOptions }
   | { readonly type: 'look' | 'plan'; readonly id: number; readonly target: PlanTarget }
+  | { readonly type: 'release'; readonly session: number }
   | { readonly type: 'close' };
 
 /**
@@ -64,19 +71,20 @@ export interface PlanChunks {
 }
 
 /**
- * Worker → parent, in this order: priority, progress…, then fetched or
- * failed; a planning worker answers ready (instead of fetched) and then one
- * looked, planned or planFailed per request.
+ * Worker → parent. A one-shot worker says priority, progress…, then
+ * fetched or failed. A planning worker says priority once, then per
+ * session progress…, then ready or failed, then one looked, planned or
+ * planFailed per request.
  */
 export type FromFetchWorker =
-  | { readonly type: 'priority'; readonly outcome: PriorityOutcome }
-  | { readonly type: 'progress'; readonly fetched: number }
+  | { readonly type: 'priority'; readonly outcome: PriorityOutcome; readonly policy?: PolicyOutcome }
+  | { readonly type: 'progress'; readonly session?: number; readonly fetched: number }
   | { readonly type: 'fetched'; readonly account: PortalCompany; readonly chunks: CompanyChunks }
-  | { readonly type: 'ready'; readonly account: PortalCompany; readonly portal?: 'msp' | 'business'; readonly fetched: number }
+  | { readonly type: 'ready'; readonly session: number; readonly account: PortalCompany; readonly portal?: 'msp' | 'business'; readonly fetched: number }
   | { readonly type: 'looked'; readonly id: number; readonly look: SyncLook }
   | { readonly type: 'planned'; readonly id: number; readonly plan: PlanChunks }
   | { readonly type: 'planFailed'; readonly id: number; readonly error: WireError }
-  | { readonly type: 'failed'; readonly error: WireError };
+  | { readonly type: 'failed'; readonly session?: number; readonly error: WireError };
 
 /** Packs a plan for the crossing; the buffers to transfer come with it. */
 export function packPlan(plan: SyncPlan, rootRenamed: boolean, parents: readonly GroupOfCompany[], perChunk: number): { plan: PlanChunks; transfer: ArrayBuffer[] } {

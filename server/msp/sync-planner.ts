@@ -5,7 +5,7 @@
  * there anything to change?), and, only when there is, once more inside the
  * write transaction (`plan`), so that the plan it applies is made from
  * exactly the state it changes. The in-process planner reads through the
- * connection it is given; the worker planner (fetch-in-worker.ts) reads
+ * connection it is given; the worker planner (planning-workers.ts) reads
  * through its own read-only connection, and its snapshot is that same state
  * because the writer holds the write lock while it asks (see
  * docs/msp.md, "Where a sync runs").

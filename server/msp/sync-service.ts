@@ -30,8 +30,15 @@ export type FetchSpec =
 /** Fetches a tree; the seam between sync logic and the portal adapters. */
 export type FetchTree = (spec: FetchSpec, onProgress: (fetched: number) => void, signal: AbortSignal) => Promise<PortalTree>;
 
-/** Fetches and validates a tree and hands back its planner (which may keep the tree in a worker thread). */
-export type FetchPlanner = (spec: FetchSpec, onProgress: (fetched: number) => void, signal: AbortSignal) => Promise<TreePlanner>;
+/**
+ * Fetches and validates a tree and hands back its planner (which may keep
+ * the tree in a worker thread). One that keeps a thread between syncs says
+ * so with `warm` (start it ahead of the next API sync) and `close` (end it).
+ */
+export type FetchPlanner = ((spec: FetchSpec, onProgress: (fetched: number) => void, signal: AbortSignal) => Promise<TreePlanner>) & {
+  readonly warm?: () => void;
+  readonly close?: () => Promise<void>;
+};
 
 /** What the sync service needs. */
 export interface MspSyncDeps {
@@ -283,9 +290,21 @@ export class MspSync {
     return run.outcome === 'failed' ? Math.min(interval, this.deps.retryAfterFailureMs ?? 30 * 60_000) : interval;
   }
 
-  /** Starts automatic syncs; checks every `checkEveryMs` which accounts are due. */
+  /**
+   * Starts automatic syncs; checks every `checkEveryMs` which accounts are
+   * due. With an account linked through the API, the planner's worker
+   * thread is started now, so that no sync pays for its start.
+   */
   startScheduler(checkEveryMs = Math.min(this.deps.syncIntervalMs, 60_000)): void {
     if (this.timer) return;
+    if (this.fetchPlanner.warm) {
+      this.deps.storage.msp.accounts().then(
+        (accounts) => {
+          if (!this.abort.signal.aborted && accounts.some((a) => a.linked && a.source === 'api')) this.fetchPlanner.warm?.();
+        },
+        (err: unknown) => this.deps.log.warn({ err: describeError(err) }, 'cannot tell whether to start the MSP sync worker; the next sync starts it'),
+      );
+    }
     this.timer = setInterval(() => {
       this.syncDue().catch((err: unknown) => this.deps.log.error({ err: describeError(err) }, 'MSP scheduler failed'));
     }, checkEveryMs);
@@ -306,11 +325,12 @@ export class MspSync {
     return started;
   }
 
-  /** Stops the scheduler and aborts running fetches; waits for running syncs to record. */
+  /** Stops the scheduler and aborts running fetches; waits for running syncs to record; ends the planner's worker thread. */
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.abort.abort();
     await Promise.allSettled([...this.ongoing.values()].map((o) => o.done));
+    await this.fetchPlanner.close?.();
   }
 }

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildPortalTree, FAKE_USER, startFakePortal } from '../../test/support/fake-portal.js';
 import { captureLogger, Harness } from '../../test/support/harness.js';
-import { fetchAndPlanInWorker } from '../msp/fetch-in-worker.js';
+import { fetchAndPlanInWorker } from '../msp/planning-workers.js';
 import { fetchPortalTree } from '../msp/portal-api.js';
 import { loadSecretBox } from '../msp/secret-box.js';
 import { MspSync, type FetchPlanner } from '../msp/sync-service.js';

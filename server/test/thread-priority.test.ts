@@ -1,7 +1,8 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { currentThreadId, LOWEST_NICE, lowerThreadPriority, threadNice, type PriorityOutcome } from '../thread-priority.js';
+import fs from 'node:fs';
+import { CHRT_PATHS, currentThreadId, LOWEST_NICE, lowerThreadPriority, SCHED_IDLE, threadNice, threadPolicy, useIdlePolicy, type PolicyOutcome, type PriorityOutcome } from '../thread-priority.js';
 
 const linux = process.platform === 'linux';
 
@@ -22,6 +23,25 @@ function lowerInWorker(...nices: number[]): Promise<{ outcome: PriorityOutcome; 
   const worker = new Worker(code, { eval: true, workerData: { source, nices } });
   return new Promise((resolve, reject) => {
     worker.once('message', (m: { outcome: PriorityOutcome; readBack: number | undefined }) => {
+      void worker.terminate();
+      resolve(m);
+    });
+    worker.once('error', reject);
+  });
+}
+
+/** Runs useIdlePolicy in a fresh worker thread; resolves with its outcome and the thread's policy read back from procfs. */
+function idleInWorker(): Promise<{ outcome: PolicyOutcome; readBack: number | undefined }> {
+  const source = new URL('../thread-priority.ts', import.meta.url).href;
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    import('tsx/esm/api').then((tsx) => { tsx.register(); return import(workerData.source); }).then((m) => {
+      const outcome = m.useIdlePolicy();
+      parentPort.postMessage({ outcome, readBack: outcome.applied ? m.threadPolicy(outcome.threadId) : undefined });
+    });`;
+  const worker = new Worker(code, { eval: true, workerData: { source } });
+  return new Promise((resolve, reject) => {
+    worker.once('message', (m: { outcome: PolicyOutcome; readBack: number | undefined }) => {
       void worker.terminate();
       resolve(m);
     });
@@ -66,5 +86,25 @@ describe('thread priority', () => {
     // As on a system without /proc/thread-self (not Linux), where the thread id cannot be found.
     expect(lowerThreadPriority(19, () => undefined)).toEqual({ applied: false, reason: 'this system has no per-thread priorities (no /proc/thread-self)' });
     expect(os.getPriority()).toBe(before);
+  });
+
+  it.runIf(linux)('puts the calling worker thread under SCHED_IDLE where chrt exists, and says so where it does not', async () => {
+    const { outcome, readBack } = await idleInWorker();
+    if (CHRT_PATHS.some((p) => fs.existsSync(p))) {
+      expect(outcome).toMatchObject({ applied: true });
+      if (!outcome.applied) return;
+      expect(outcome.threadId).not.toBe(process.pid);
+      expect(readBack).toBe(SCHED_IDLE);
+    } else {
+      expect(outcome).toMatchObject({ applied: false, reason: expect.stringContaining('no chrt') });
+    }
+    expect(threadPolicy(process.pid)).toBe(0); // the process's main thread keeps the normal policy
+  });
+
+  it('says why, and changes nothing, without chrt or without per-thread ids', () => {
+    const before = threadPolicy(process.pid);
+    expect(useIdlePolicy(currentThreadId, ['/no/such/chrt'])).toEqual({ applied: false, reason: 'no chrt to set the SCHED_IDLE policy with (looked for /no/such/chrt)' });
+    expect(useIdlePolicy(() => undefined)).toEqual({ applied: false, reason: 'this system has no per-thread priorities (no /proc/thread-self)' });
+    expect(threadPolicy(process.pid)).toBe(before);
   });
 });
