@@ -386,8 +386,8 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
           'before TLS shedding whatever still arrives at once; bare advertises nothing, so its agents follow their plain backoff ' +
           '(1 s, doubling, 5 min cap).'
       : '- **Storm after a restart:** Rollcall tells each agent when to come back (its share of a window of 2.4 ms per agent, ' +
-          'starting 2 s after a restart as long as its last measured start and stop; an agent whose moment fails draws again from a ' +
-          'quarter of the window, growing), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
+          'starting 2 s after a restart as long as its last measured start and stop; an agent whose moment fails draws a new one from ' +
+          'the window), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
           "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
   );
   for (const r of input.results) {

@@ -255,7 +255,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       registry,
       services,
       init: () => ({ config, instanceId: storage.instanceId, tls: workerTls(pki), ticketKeys: tickets.key.keys.toString('hex'), consolePort: portOf(consoleApp), databaseFile: dbFile }),
-      handshakeBudget: config.maxPendingHandshakes,
+      // Per agent-port process, as in one process: the primary splits N times that over the running workers.
+      handshakeBudget: config.maxPendingHandshakes * config.agentWorkers,
       enrollLimiter: new FailureLimiter(config.enrollFailuresPerWindow, config.enrollFailureWindowMs),
       now,
       log: log.child({ listener: 'agent' }),

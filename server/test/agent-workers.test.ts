@@ -216,11 +216,12 @@ describe('agent workers', () => {
     const after = await s.server.agentWorkers!.stats({ gc: false });
     expect(after.map((w) => w.pid)).not.toContain(victim.pid);
     expect(after).toHaveLength(2);
-    expect(after.map((w) => w.handshakeShare)).toEqual([128, 128]); // the default budget, split again
+    expect(after.map((w) => w.handshakeShare)).toEqual([256, 256]); // the default budget (256 per agent-port process), split again
   });
 
   it('holds no more connections in their TLS handshake than the box\'s budget over all workers, shedding the excess before TLS', async () => {
-    const s = await clusterServer({ maxPendingHandshakes: 4, handshakeTimeoutMs: 60_000 });
+    // 2 per agent-port process: a budget of 4 for the box, split over the two workers.
+    const s = await clusterServer({ maxPendingHandshakes: 2, handshakeTimeoutMs: 60_000 });
     expect((await s.server.agentWorkers!.stats({ gc: false })).map((w) => w.handshakeShare)).toEqual([2, 2]);
     // TCP connections that never send a ClientHello stay in their handshake (until the long timeout): the kernel spreads them over both workers.
     let closed = 0;
