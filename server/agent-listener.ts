@@ -28,6 +28,7 @@ import { RollcallError } from '../common/errors.js';
 import { normalizeSerial, type KeyedCert } from '../common/pki.js';
 import { CHECKIN_PATH, encode, MAX_FRAME_BYTES } from '../common/protocol.js';
 import { AgentSession, type SessionDeps, type SessionDevice } from './agent-session.js';
+import { HelloDeadlines } from './hello-deadlines.js';
 import { SERVER_ERRORS, statusOf, type ServerErrorCode } from './errors.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { registerPortcheckReport } from './portcheck-report.js';
@@ -134,11 +135,13 @@ function refuseUpgrade(socket: Duplex, status: number, body: unknown, closeCode?
  * router) would cost every connected agent memory and every connect CPU.
  * The answers are the same as a fastify route's: 404 for other paths, the
  * certificate checked before the upgrade, refusals as JSON errors with the
- * close code they stand for in `x-rollcall-close-code`.
+ * close code they stand for in `x-rollcall-close-code`. The hello deadlines
+ * of all channels share one timer (hello-deadlines.ts).
  */
 function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   let nextConnId = 1;
+  const hellos = new HelloDeadlines(deps.session.settings.helloTimeoutMs);
   // Open channels, for the shutdown notice (the sessions own their sockets; this only sends one frame).
   const open = new Set<WebSocket>();
   const random = deps.random ?? Math.random;
@@ -175,8 +178,7 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
           socket.removeListener('error', onSocketError);
           open.add(ws);
           ws.once('close', () => open.delete(ws));
-          const log = deps.log.child({ deviceId: result.id, connId: `c${nextConnId++}` });
-          new AgentSession(ws, result, address, deps.session, log);
+          hellos.add(new AgentSession(ws, result, address, deps.session, deps.log, nextConnId++));
         });
       },
       (err: unknown) => {
