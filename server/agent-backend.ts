@@ -13,7 +13,7 @@ import type { SessionDevice } from './agent-session.js';
 import { enroll, type EnrollDeps } from './enroll.js';
 import type { ServerErrorCode } from './errors.js';
 import type { Storage } from './storage/index.js';
-import type { Device } from './storage/devices-store.js';
+import type { ConnectingDevice } from './storage/devices-store.js';
 import type { Observation } from './storage/evidence-store.js';
 import type { EnrollmentToken } from './storage/tokens-store.js';
 
@@ -71,7 +71,7 @@ async function lookupDevice(deps: LocalBackendDeps, serial: string, cn: string |
  * group path. Shared by the primary's lookup and an agent worker's own.
  */
 export async function deviceOrRefusal(
-  found: { device: Device; lastEventSeq: number } | undefined,
+  found: { device: ConnectingDevice; lastEventSeq: number } | undefined,
   cn: string | undefined,
   pathOf: (groupId: string) => Promise<string | undefined>,
 ): Promise<SessionDevice | Refusal> {

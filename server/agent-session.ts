@@ -37,8 +37,8 @@ import type { DisconnectFacts, LiveSession } from './session-registry.js';
  * registry in a single process, the primary over IPC in an agent worker.
  */
 export interface SessionAdmission {
-  /** Admits or turns away a session that sent a valid hello (see session-admission.ts). */
-  admit(session: AgentSession, hello: HelloFacts, log: Logger): AdmitDecision | Promise<AdmitDecision>;
+  /** Admits or turns away a session that sent a valid hello (see session-admission.ts); `log` gives the session's logger (made on demand). */
+  admit(session: AgentSession, hello: HelloFacts, log: () => Logger): AdmitDecision | Promise<AdmitDecision>;
   /** The channel closed (whether or not it was admitted). */
   release(session: AgentSession, end: SessionEnd): void;
 }
@@ -119,29 +119,41 @@ export class AgentSession implements LiveSession {
   private renewing = false;
   private lastSeq: number;
   private readonly budget: FrameBudget;
-  private helloTimer: NodeJS.Timeout | null;
+  /** True until the first frame that ends the hello deadline (hello or diagnose) or the close. */
+  private helloDue = true;
   private readonly openedAt: number;
   private closedByServer = false;
+  /** Made on the first line logged: most channels log nothing below info, and a child logger costs every agent some 350 bytes. */
+  private ownLog: Logger | undefined;
 
+  /**
+   * @param parentLog the listener's logger; the session logs through a child bound to `{ deviceId, connId }`
+   * @param connId this channel's number on the listener (`connId` is `c<n>` in log lines)
+   */
   constructor(
     private readonly socket: WebSocket,
     private readonly device: SessionDevice,
     private readonly address: string,
     private readonly deps: SessionDeps,
-    private readonly log: Logger,
+    private readonly parentLog: Logger,
+    private readonly connId: number,
   ) {
     this.deviceId = device.id;
     this.lastSeq = device.lastSeq;
     this.openedAt = deps.now();
     this.budget = new FrameBudget(deps.settings.maxFramesPerSec, deps.settings.frameBurst, this.openedAt);
-    this.helloTimer = setTimeout(() => this.fail(CloseCode.HELLO_TIMEOUT, 'HELLO_TIMEOUT', 'no hello before the deadline'), deps.settings.helloTimeoutMs);
     socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     socket.on('pong', () => {
       this.alive = true;
       this.awaitingPong = false;
     });
     socket.on('close', (code, reason) => this.onClose(code, reason.toString()));
-    socket.on('error', (err) => this.log.warn({ err: describeError(err) }, 'agent socket error'));
+    socket.on('error', (err) => this.say('warn', { err: describeError(err) }, 'agent socket error'));
+  }
+
+  /** The hello deadline passed (the listener keeps the deadlines: hello-deadlines.ts): closes the channel unless hello came. */
+  helloOverdue(): void {
+    if (this.helloDue) this.fail(CloseCode.HELLO_TIMEOUT, 'HELLO_TIMEOUT', 'no hello before the deadline');
   }
 
   /** Closes the channel with a code; safe to call more than once. */
@@ -173,7 +185,7 @@ export class AgentSession implements LiveSession {
       return;
     }
     if (this.awaitingPong) {
-      this.log.info({ reason: 'no pong' }, 'agent unresponsive; terminating');
+      this.say('info', { reason: 'no pong' }, 'agent unresponsive; terminating');
       this.socket.terminate();
       return;
     }
@@ -184,13 +196,23 @@ export class AgentSession implements LiveSession {
     this.socket.ping();
   }
 
+  /** The session's child logger, made on first use. */
+  private logger(): Logger {
+    return (this.ownLog ??= this.parentLog.child({ deviceId: this.deviceId, connId: `c${this.connId}` }));
+  }
+
+  /** Logs one line through the session's logger, making it only when the level is on. */
+  private say(level: 'debug' | 'info' | 'warn' | 'error', fields: object, msg: string): void {
+    if (this.parentLog.isLevelEnabled(level)) this.logger()[level](fields, msg);
+  }
+
   private send(msg: ServerMessage): void {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(encode(msg));
   }
 
   private fail(code: number, errorCode: string, message: string, retryAfterMs?: number): void {
     if (this.state === 'closed' || this.socket.readyState !== this.socket.OPEN) return; // one error frame and log line per channel
-    this.log.warn({ closeCode: code, errorCode, reason: message }, 'closing agent channel');
+    this.say('warn', { closeCode: code, errorCode, reason: message }, 'closing agent channel');
     this.send({ type: 'error', code: errorCode, message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
     this.close(code, message);
   }
@@ -235,7 +257,7 @@ export class AgentSession implements LiveSession {
         this.onRenew(msg);
         break;
       case 'error':
-        this.log.warn({ agentErrorCode: msg.code, agentError: msg.message }, 'agent reported an error');
+        this.say('warn', { agentErrorCode: msg.code, agentError: msg.message }, 'agent reported an error');
         break;
     }
   }
@@ -245,8 +267,7 @@ export class AgentSession implements LiveSession {
       this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'hello was already received');
       return;
     }
-    if (this.helloTimer) clearTimeout(this.helloTimer);
-    this.helloTimer = null;
+    this.helloDue = false;
     if (hello.protocol < MIN_PROTOCOL_VERSION || hello.protocol > PROTOCOL_VERSION) {
       this.fail(
         CloseCode.UNSUPPORTED_VERSION,
@@ -280,12 +301,12 @@ export class AgentSession implements LiveSession {
       },
     };
     const refused = (err: unknown): void => {
-      this.log.error({ err: describeError(err) }, 'cannot admit the channel (event store or primary unavailable); closing so the agent retries');
+      this.say('error', { err: describeError(err) }, 'cannot admit the channel (event store or primary unavailable); closing so the agent retries');
       this.close(1011, 'event store unavailable');
     };
     let decision: AdmitDecision | Promise<AdmitDecision>;
     try {
-      decision = this.deps.admission.admit(this, facts, this.log);
+      decision = this.deps.admission.admit(this, facts, () => this.logger());
     } catch (err) {
       refused(err);
       return;
@@ -302,7 +323,7 @@ export class AgentSession implements LiveSession {
       return;
     }
     this.state = 'ready';
-    if (d.replaced) this.log.warn({ possibleClone: d.possibleClone }, 'device connected again; older connection replaced');
+    if (d.replaced) this.say('warn', { possibleClone: d.possibleClone }, 'device connected again; older connection replaced');
     this.lastSeq = Math.max(this.lastSeq, d.latestSeq);
     this.protocol = Math.min(hello.protocol, PROTOCOL_VERSION);
     this.send({
@@ -318,7 +339,7 @@ export class AgentSession implements LiveSession {
       ...(this.protocol >= 4 ? { reconnectWindowMs: d.reconnectWindowMs } : {}),
     });
     if (d.trustedCas) this.sendTrust(d.trustedCas);
-    this.log.info({ hostname: hello.hostname, agentVersion: hello.agentVersion, protocol: hello.protocol }, 'agent connected');
+    this.say('info', { hostname: hello.hostname, agentVersion: hello.agentVersion, protocol: hello.protocol }, 'agent connected');
     this.deps.onEvent?.({ kind: 'connect', deviceId: this.deviceId, address: this.address, at: now });
   }
 
@@ -328,9 +349,8 @@ export class AgentSession implements LiveSession {
       this.fail(CloseCode.UNEXPECTED_MESSAGE, 'UNEXPECTED_MESSAGE', 'diagnose is only allowed as the first frame');
       return;
     }
-    if (this.helloTimer) clearTimeout(this.helloTimer);
-    this.helloTimer = null;
-    this.log.info({ address: this.address }, 'agent diagnose round trip');
+    this.helloDue = false;
+    this.say('info', { address: this.address }, 'agent diagnose round trip');
     this.send({ type: 'diagnose_ack', nonce: d.nonce, instanceId: this.deps.instanceId, deviceId: this.deviceId, clientAddress: this.address });
     this.close(1000, 'diagnose done');
   }
@@ -343,11 +363,11 @@ export class AgentSession implements LiveSession {
     const ctx = { deviceId: this.deviceId, groupId: this.device.group.id, sourceAddress: this.address, now: this.deps.now() };
     this.deps.recordReport(r, ctx).then(
       () => {
-        if (r.droppedAttempts > 0) this.log.warn({ dropped: r.droppedAttempts }, 'agent dropped failed-attempt records (its list was full)');
+        if (r.droppedAttempts > 0) this.say('warn', { dropped: r.droppedAttempts }, 'agent dropped failed-attempt records (its list was full)');
         this.send({ type: 'report_ack', id: r.id });
       },
       (err: unknown) => {
-        this.log.error({ err: describeError(err), reportId: r.id }, 'report not stored; closing so the agent resends');
+        this.say('error', { err: describeError(err), reportId: r.id }, 'report not stored; closing so the agent resends');
         this.close(1011, 'report could not be stored');
       },
     );
@@ -365,17 +385,17 @@ export class AgentSession implements LiveSession {
       }
     }
     const upTo = m.events[m.events.length - 1]!.seq;
-    if (m.events[0]!.seq <= this.lastEventSeqSeen) this.log.debug({ from: m.events[0]!.seq, upTo }, 'events redelivered');
+    if (m.events[0]!.seq <= this.lastEventSeqSeen) this.say('debug', { from: m.events[0]!.seq, upTo }, 'events redelivered');
     this.lastEventSeqSeen = Math.max(this.lastEventSeqSeen, upTo);
     const ctx = { deviceId: this.deviceId, groupId: this.device.group.id, sourceAddress: this.address, now: this.deps.now() };
     this.deps.recordEvents(m.events, ctx).then(
       ({ fresh, dropped }) => {
-        if (dropped > 0) this.log.warn({ dropped }, "agent dropped events unsent (its outbox was full)");
-        this.log.debug({ upTo, fresh, redelivered: m.events.length - fresh }, 'events stored');
+        if (dropped > 0) this.say('warn', { dropped }, "agent dropped events unsent (its outbox was full)");
+        this.say('debug', { upTo, fresh, redelivered: m.events.length - fresh }, 'events stored');
         this.send({ type: 'events_ack', upTo });
       },
       (err: unknown) => {
-        this.log.error({ err: describeError(err), upTo }, 'events not stored; closing so the agent resends');
+        this.say('error', { err: describeError(err), upTo }, 'events not stored; closing so the agent resends');
         this.close(1011, 'events could not be stored');
       },
     );
@@ -394,13 +414,13 @@ export class AgentSession implements LiveSession {
     this.deps.renewCertificate(this.deviceId, m.csr).then(
       (certificate) => {
         this.renewing = false;
-        this.log.info('renewed the agent certificate; the old one stays valid until the new one connects');
+        this.say('info', {}, 'renewed the agent certificate; the old one stays valid until the new one connects');
         this.send({ type: 'renewed', certificate });
       },
       (err: unknown) => {
         this.renewing = false;
         const failure = err instanceof RollcallError ? err : new RollcallError('RENEW_FAILED', describeError(err), { cause: err });
-        this.log.warn({ err: describeError(err), code: failure.code }, 'certificate renewal refused');
+        this.say('warn', { err: describeError(err), code: failure.code }, 'certificate renewal refused');
         // A refused CSR is the agent's problem to fix; the channel itself stays usable.
         this.send({ type: 'error', code: failure.code, message: `certificate renewal refused: ${failure.message}`.slice(0, 1024) });
       },
@@ -423,20 +443,19 @@ export class AgentSession implements LiveSession {
           if (fresh) this.deps.onEvent?.({ kind: 'checkin', deviceId: this.deviceId, seq: c.seq, at: now });
         },
         (err: unknown) => {
-          this.log.error({ err: describeError(err), seq: c.seq }, 'check-in not stored; closing so the agent resends');
+          this.say('error', { err: describeError(err), seq: c.seq }, 'check-in not stored; closing so the agent resends');
           this.close(1011, 'check-in could not be stored');
         },
       );
   }
 
   private onClose(code: number, reason: string): void {
-    if (this.helloTimer) clearTimeout(this.helloTimer);
-    this.helloTimer = null;
+    this.helloDue = false;
     const wasReady = this.state === 'ready';
     this.state = 'closed';
     const now = this.deps.now();
     this.deps.admission.release(this, { at: now, clean: !this.closedByServer && (code === 1000 || code === 1001), code, reason, ready: wasReady });
-    this.log.info({ closeCode: code, reason, seconds: Math.round((now - this.openedAt) / 1000), afterHello: wasReady }, 'agent disconnected');
+    this.say('info', { closeCode: code, reason, seconds: Math.round((now - this.openedAt) / 1000), afterHello: wasReady }, 'agent disconnected');
     if (wasReady) this.deps.onEvent?.({ kind: 'disconnect', deviceId: this.deviceId, code, reason, at: now });
   }
 }

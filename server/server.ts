@@ -171,8 +171,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const clientCas = (p: ServerPki): string[] => trustedCaPems(p) ?? [p.ca.certPem];
   const connects = new ConnectRecorder({
     db: storage.db,
-    recordConnect: (id, facts, sql) => storage.devices.recordConnect(id, facts, sql),
-    recordSighting: (s, sql) => storage.evidence.recordSighting({ role: 'agent', address: s.address, deviceId: s.deviceId, groupId: s.groupId, at: s.at }, sql),
+    recordConnects: (batch, sql) => storage.devices.recordConnects(batch, sql),
+    recordSightings: (list, sql) => storage.evidence.recordSightings(list.map((s) => ({ role: 'agent' as const, ...s })), sql),
   });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;

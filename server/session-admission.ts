@@ -66,20 +66,27 @@ export interface AdmissionDeps<S extends LiveSession> {
  * happens before this returns; only the protocol-3 event sequence is read
  * asynchronously.
  */
-export function admitSession<S extends LiveSession>(session: S, hello: HelloFacts, deps: AdmissionDeps<S>, log: Logger): AdmitDecision | Promise<AdmitDecision> {
+export function admitSession<S extends LiveSession>(
+  session: S,
+  hello: HelloFacts,
+  deps: AdmissionDeps<S>,
+  logger: Logger | (() => Logger),
+): AdmitDecision | Promise<AdmitDecision> {
+  // Only failures are logged: the session's logger is made (when lazy) for those alone.
+  const log = (): Logger => (typeof logger === 'function' ? logger() : logger);
   const { registry, settings } = deps;
   if (!registry.get(hello.deviceId) && registry.size >= settings.maxAgents) {
     return { admitted: false, maxAgents: settings.maxAgents, retryAfterMs: Math.round(settings.overloadRetryAfterMs * (1 + deps.random())) };
   }
   const { replaced, possibleClone } = registry.register(session, CloseCode.REPLACED);
   if (possibleClone) {
-    deps.flagPossibleClone(hello.deviceId, hello.at).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot flag possible clone'));
+    deps.flagPossibleClone(hello.deviceId, hello.at).catch((err: unknown) => log().error({ err: describeError(err) }, 'cannot flag possible clone'));
   }
   const latestSeq = deps.latestSeq(hello.deviceId);
-  deps.recordConnect(hello.deviceId, hello.connect, hello.stored).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record connect'));
+  deps.recordConnect(hello.deviceId, hello.connect, hello.stored).catch((err: unknown) => log().error({ err: describeError(err) }, 'cannot record connect'));
   deps
     .recordSighting({ deviceId: hello.deviceId, groupId: hello.groupId, address: hello.address, at: hello.at })
-    .catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot record sighting'));
+    .catch((err: unknown) => log().error({ err: describeError(err) }, 'cannot record sighting'));
   // Sized like a clean shutdown's spread, to the agents connected now (the whole fleet, with agent workers).
   const base = { admitted: true as const, replaced: replaced !== undefined, possibleClone, latestSeq, reconnectWindowMs: restartWindowMs(registry.size) };
   if (hello.protocol < 3) return { ...base, lastEventSeq: null, trustedCas: null };

@@ -7,7 +7,7 @@
  * enrollment) is seen by the next read here.
  */
 import { openReadOnlyDatabase, type Sql } from './db.js';
-import { DevicesStore, type Device } from './devices-store.js';
+import { DevicesStore, type ConnectingDevice } from './devices-store.js';
 import { GroupsStore } from './groups-store.js';
 import { findRenewal, type PendingRenewal } from './cert-renewals-store.js';
 import { RollcallError } from '../../common/errors.js';
@@ -15,7 +15,7 @@ import { RollcallError } from '../../common/errors.js';
 /** What a check-in upgrade reads. */
 export interface ConnectReads {
   /** The device of a certificate serial with its highest stored event sequence. */
-  findForConnect(serial: string): Promise<{ device: Device; lastEventSeq: number } | undefined>;
+  findForConnect(serial: string): Promise<{ device: ConnectingDevice; lastEventSeq: number } | undefined>;
   /** A group's path, or undefined. */
   pathOf(groupId: string): Promise<string | undefined>;
   /** A renewed certificate waiting for its first use, if the serial is one. */

@@ -38,6 +38,15 @@ export interface Sighting {
   readonly lastSeenAt: number;
 }
 
+/** One sighting to record: `address` connected to the listener of `role` at `at`. */
+export interface NewSighting {
+  readonly role: 'agent' | 'console';
+  readonly address: string;
+  readonly deviceId: string | null;
+  readonly groupId: string | null;
+  readonly at: number;
+}
+
 type Row = Record<string, unknown>;
 const ROWS_PER_STATEMENT = 400;
 
@@ -83,12 +92,26 @@ export class EvidenceStore {
   }
 
   /** Records that `address` connected to a listener (upsert). */
-  async recordSighting(s: { role: 'agent' | 'console'; address: string; deviceId: string | null; groupId: string | null; at: number }, sql: Sql = this.sql): Promise<void> {
+  async recordSighting(s: NewSighting, sql: Sql = this.sql): Promise<void> {
     await sql.run(
       `INSERT INTO sightings (role, address, device_id, group_id, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (role, address, device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, group_id = excluded.group_id`,
       [s.role, s.address, s.deviceId ?? '', s.groupId, s.at, s.at],
     );
+  }
+
+  /** Records many sightings (each an upsert, as {@link recordSighting} does) with one statement per few hundred. */
+  async recordSightings(list: readonly NewSighting[], sql: Sql = this.sql): Promise<void> {
+    for (let i = 0; i < list.length; i += ROWS_PER_STATEMENT) {
+      const chunk = list.slice(i, i + ROWS_PER_STATEMENT);
+      const params: SqlValue[] = [];
+      for (const s of chunk) params.push(s.role, s.address, s.deviceId ?? '', s.groupId, s.at, s.at);
+      await sql.run(
+        `INSERT INTO sightings (role, address, device_id, group_id, first_seen_at, last_seen_at) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
+         ON CONFLICT (role, address, device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, group_id = excluded.group_id`,
+        params,
+      );
+    }
   }
 
   /** Sightings with a last sighting at or after `since`. */

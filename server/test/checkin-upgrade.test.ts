@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Harness, RawClient } from '../../test/support/harness.js';
+import { SHUTDOWN_CLOSE_GRACE_MS } from '../agent-listener.js';
 import {
   MAX_RESTART_ESTIMATE_MS,
   parseRestartTiming,
@@ -91,5 +92,20 @@ describe('check-in upgrade on the agent port', () => {
     for (const bad of [null, 'fast', { startupMs: 'x', shutdownMs: 1 }, { startupMs: -1, shutdownMs: 1 }, { startupMs: 1 }, { startupMs: Infinity, shutdownMs: 0 }]) {
       expect(parseRestartTiming(bad)).toBeUndefined();
     }
+  });
+
+  it('cuts off, after a short grace, agents that do not answer their close frame on shutdown, so the stop does not wait on them', async () => {
+    const s = await h.startServer();
+    const agents = await Promise.all([s.enrollAgent(), s.enrollAgent()]);
+    const [prompt, stuck] = await Promise.all(agents.map((a) => s.rawClient(a)));
+    for (const [c, a] of [[prompt!, agents[0]!], [stuck!, agents[1]!]] as const) {
+      await c.open();
+      c.hello(a.deviceId);
+      await c.waitMessage('welcome');
+    }
+    stuck!.ws.pause(); // reads nothing more: neither the notice nor the close frame is answered
+    await s.close(); // ws alone would wait 30 s for the stuck peer
+    expect(s.logs.find((l) => l.msg === 'cutting off agents that did not finish closing')).toMatchObject({ agents: 1, graceMs: SHUTDOWN_CLOSE_GRACE_MS });
+    expect((await prompt!.waitClose()).code).toBe(1001);
   });
 });

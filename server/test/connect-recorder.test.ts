@@ -37,8 +37,8 @@ function recorderOn(storage: Storage, transactions: { count: number }): ConnectR
         return storage.db.transaction(work);
       },
     },
-    recordConnect: (id, facts, sql) => storage.devices.recordConnect(id, facts, sql),
-    recordSighting: (s, sql) => storage.evidence.recordSighting({ role: 'agent', ...s }, sql),
+    recordConnects: (batch, sql) => storage.devices.recordConnects(batch, sql),
+    recordSightings: (list, sql) => storage.evidence.recordSightings(list.map((s) => ({ role: 'agent' as const, ...s })), sql),
   });
 }
 
@@ -82,6 +82,40 @@ describe('connect recorder', () => {
     expect(rec.stats.failedBatches).toBe(1);
     await rec.close();
     await expect(rec.recordConnect('dev_ok', facts(30, 'late'))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('multi-row connect writes', () => {
+  it('write more devices and sightings than one statement holds, each row as the single-row writes leave it', async () => {
+    const n = 1001; // more than two statements' worth of devices, three of sightings
+    const ids = Array.from({ length: n }, (_, i) => `dev_${String(i).padStart(4, '0')}`);
+    const storage = await storageWith([]);
+    await storage.db.transaction(async (tx) => {
+      for (const id of [...ids, 'dev_single']) {
+        await storage.devices.insert(
+          { id, certSerial: `serial_${id}`, certNotAfter: 4_000_000_000_000, groupId: ROOT_GROUP_ID, placementReason: null, hostname: id, fingerprint: null, agentVersion: null, enrolledAt: 1, tokenId: null },
+          tx,
+        );
+      }
+    });
+    const factsOf = (i: number): ConnectFacts => ({ at: 5000 + i, address: `127.0.0.${1 + (i % 3)}`, hostname: `host-${i}`, fingerprint: `fp-${i}`, agentVersion: `1.${i}`, os: `Linux ${i}`, intervalSec: 30 + i });
+    await storage.db.transaction(async (tx) => {
+      await storage.devices.recordConnects(new Map(ids.map((id, i) => [id, factsOf(i)])), tx);
+      await storage.evidence.recordSightings(ids.map((id, i) => ({ role: 'agent' as const, address: factsOf(i).address, deviceId: id, groupId: ROOT_GROUP_ID, at: factsOf(i).at })), tx);
+    });
+    await storage.devices.recordConnect('dev_single', factsOf(7));
+    const single = await storage.devices.get('dev_single');
+    const batched = await storage.devices.get(ids[7]!);
+    expect({ ...batched, id: 'dev_single', certSerial: 'serial_dev_single' }).toEqual(single);
+    for (const [i, id] of ids.entries()) {
+      expect(await storage.devices.get(id)).toMatchObject({ lastConnectedAt: 5000 + i, hostname: `host-${i}`, fingerprint: `fp-${i}`, agentVersion: `1.${i}`, os: `Linux ${i}`, intervalSec: 30 + i });
+    }
+    // A second batch updates the sightings it names in place: first seen stays, last seen moves on.
+    await storage.evidence.recordSightings([{ role: 'agent', address: factsOf(0).address, deviceId: ids[0]!, groupId: ROOT_GROUP_ID, at: 9000 }]);
+    const sightings = (await storage.evidence.sightingsSince(0)).filter((s) => s.role === 'agent');
+    expect(sightings).toHaveLength(n);
+    expect(sightings.find((s) => s.deviceId === ids[0])).toMatchObject({ firstSeenAt: 5000, lastSeenAt: 9000 });
+    expect(sightings.find((s) => s.deviceId === ids[n - 1])).toMatchObject({ firstSeenAt: 5000 + n - 1, lastSeenAt: 5000 + n - 1 });
   });
 });
 

@@ -76,7 +76,9 @@ async function expectClosedForViolation(s: TestServer, ch: Pick<Channel, 'agent'
   expect(last?.type === 'error' && last.message).toMatch(why);
   const line = await waitLog(s, 'closing agent channel', { deviceId: ch.agent.deviceId, closeCode, errorCode });
   expect(String(line.reason)).toMatch(why);
-  await waitLog(s, 'agent disconnected', { deviceId: ch.agent.deviceId });
+  // The session's lines name its channel (its child logger is made on demand, with the same bindings).
+  expect(line.connId).toMatch(/^c\d+$/);
+  await waitLog(s, 'agent disconnected', { deviceId: ch.agent.deviceId, connId: line.connId });
   // Exactly one: frames that follow a violation must not each log (and answer) it again.
   expect(s.logs.filter((l) => l.msg === 'closing agent channel' && l.deviceId === ch.agent.deviceId)).toHaveLength(1);
   expect(s.server.registry.get(ch.agent.deviceId)).toBeUndefined();

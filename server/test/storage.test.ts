@@ -94,6 +94,19 @@ describe('storage', () => {
     expect(await s.devices.findForConnect('Sda')).toMatchObject({ device: { id: 'da', fingerprint: null, lastAddress: null }, lastEventSeq: 7 });
     expect(await s.devices.findForConnect('Sdb')).toMatchObject({ device: { id: 'db' }, lastEventSeq: 0 });
     expect(await s.devices.findForConnect('Snone')).toBeUndefined();
+    // The fields it reads are the stored ones, after a connect and a revocation too.
+    await s.devices.recordConnect('da', { at: 50, address: '127.0.0.7', hostname: 'h', fingerprint: 'fp', agentVersion: '1', os: 'Linux', intervalSec: 60 });
+    await s.devices.applyCheckins([{ deviceId: 'da', seq: 9, at: 60, address: '127.0.0.8', count: 1 }]);
+    await s.devices.revoke('da', 70);
+    const stored = (await s.devices.get('da'))!;
+    expect((await s.devices.findForConnect('Sda'))?.device).toEqual({
+      id: stored.id,
+      groupId: stored.groupId,
+      revokedAt: 70,
+      lastSeq: 9,
+      fingerprint: 'fp',
+      lastAddress: '127.0.0.8',
+    });
   });
 
   it('counts token uses atomically: a token with 3 uses allows exactly 3 of 10 concurrent consumers', async () => {
