@@ -7,6 +7,7 @@ import type { MachineFacts } from './bench-machine.js';
 import type { ScaleArgs } from './bench-scale.js';
 import type { TargetKind } from './bench-target-process.js';
 import type { LoadgenStats } from './loadgen.js';
+import { restartWindowMs } from '../server/restart-spread.js';
 
 /** One timeline point: agents connected (as the load generators count them) at a moment of the run. */
 export interface TimelinePoint {
@@ -394,13 +395,13 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
     if (r.storm.backWithinMs !== undefined) continue;
     const c = r.storm.clients;
     const resumedPerSec = r.resumed.wallMs > 0 ? Math.round(r.agents / (r.resumed.wallMs / 1000)) : 0;
-    const window = Math.min(240, Math.max(5, (2 * r.agents) / 1000));
+    const window = restartWindowMs(r.agents) / 1000;
     notes.push(
       `- **${r.kind === 'ours' ? 'Rollcall' : 'bare ws+https'}: the storm did not finish within ${input.args.stormTimeoutSec} s:** ` +
         `${r.storm.connectedAtEnd.toLocaleString('en-US')} of ${r.agents.toLocaleString('en-US')} agents were back at the deadline. ` +
         `The new process listened ${sec(r.storm.restartMs)} s after the stop began; ${c.tcpRefused.toLocaleString('en-US')} attempts came before that ` +
         `(refused by TCP) and ${c.shedBeforeTls.toLocaleString('en-US')} arrived faster than the server took them (shed before TLS); each such ` +
-        `failure sends an agent back into its backoff, which pushed the last ones past the deadline. With the load generators on the same ` +
+        `failure sends an agent to a new place in the fleet window, which pushed the last ones past the deadline. With the load generators on the same ` +
         `two cores the server resumed about ${resumedPerSec} sessions a second here (phase 2), against the ` +
         `${Math.round(r.agents / window)} a second that spreading ${r.agents.toLocaleString('en-US')} agents over ${window.toFixed(0)} s asks for.`,
     );
