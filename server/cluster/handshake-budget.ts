@@ -1,5 +1,6 @@
 /**
- * One handshake budget for the box (`--max-pending-handshakes`), split
+ * One handshake budget for the box (`--max-pending-handshakes` per
+ * agent-port process, times the number of workers: server.ts), split
  * among the agent workers: each worker's admission gate (admission.ts)
  * holds at most its share of connections in their TLS handshake, so N
  * workers together never hold more than the budget, and shedding stays a
