@@ -281,13 +281,17 @@ export async function startAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         prober.noteFailure();
       }
       const lastError = { class: failure.class, code: failure.code, message: failure.message, at, remedy: remedyFor(failure) };
-      log.warn({ server, class: failure.class, code: failure.code, reason: failure.message, afterWelcome: welcomed, remedy: lastError.remedy }, 'connection ended');
-      if (failure.terminal && !triedRenewed) {
+      const terminal = failure.terminal && !triedRenewed;
+      const delay = terminal ? undefined : nextReconnectDelay(opts.backoff, reconnect, opts.random, failure.retryAfterMs);
+      log.warn(
+        { server, class: failure.class, code: failure.code, reason: failure.message, afterWelcome: welcomed, remedy: lastError.remedy, retryInMs: delay },
+        'connection ended',
+      );
+      if (delay === undefined) {
         status.update({ state: 'refused', lastError, connectedSince: null });
         return { kind: 'terminal', failure };
       }
       if (!welcomed) serverIndex += 1;
-      const delay = nextReconnectDelay(opts.backoff, reconnect, opts.random, failure.retryAfterMs);
       status.update({
         state: 'backoff',
         lastError,

@@ -401,7 +401,7 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
         `${r.storm.connectedAtEnd.toLocaleString('en-US')} of ${r.agents.toLocaleString('en-US')} agents were back at the deadline. ` +
         `The new process listened ${sec(r.storm.restartMs)} s after the stop began; ${c.tcpRefused.toLocaleString('en-US')} attempts came before that ` +
         `(refused by TCP) and ${c.shedBeforeTls.toLocaleString('en-US')} arrived faster than the server took them (shed before TLS); each such ` +
-        `failure sends an agent to a new place in the fleet window, which pushed the last ones past the deadline. With the load generators on the same ` +
+        `failure sends an agent to a new place later in the fleet window, and the last ones were still out at the deadline. With the load generators on the same ` +
         `two cores the server resumed about ${resumedPerSec} sessions a second here (phase 2), against the ` +
         `${Math.round(r.agents / window)} a second that spreading ${r.agents.toLocaleString('en-US')} agents over ${window.toFixed(0)} s asks for.`,
     );
