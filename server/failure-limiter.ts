@@ -42,6 +42,13 @@ export class FailureLimiter implements FailureLimits {
     }
   }
 
+  /** Every key blocked at `now`, with the moment (epoch ms) it may try again. */
+  *blocked(now: number): Iterable<{ readonly key: string; readonly until: number }> {
+    for (const [key, e] of this.entries) {
+      if (e.count >= this.limit && now - e.windowStart < this.windowMs) yield { key, until: e.windowStart + this.windowMs };
+    }
+  }
+
   private prune(now: number): void {
     for (const [k, e] of this.entries) if (now - e.windowStart >= this.windowMs) this.entries.delete(k);
     if (this.entries.size >= this.maxKeys) {

@@ -25,6 +25,7 @@ import type { HttpsApp } from '../http-common.js';
 import { quietPassesBeforePing, SessionRegistry } from '../session-registry.js';
 import { openConnectReads } from '../storage/connect-reads.js';
 import { AdmitBatcher } from './admit-batcher.js';
+import { describeError } from '../../common/errors.js';
 import { CheckinBatcher, WORKER_CHECKIN_BATCHING } from './checkin-batcher.js';
 import { workerDeviceLookup, type LookupStats } from './worker-lookup.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
@@ -260,6 +261,8 @@ function main(): void {
   );
   // The primary is gone (or let us go): nothing here can work without it.
   process.on('disconnect', () => process.exit(0));
+  // A message sent as the primary goes fails later with EPIPE, as an event on the process: the disconnect ends us.
+  process.on('error', (err) => bootLog.debug({ err: describeError(err) }, 'IPC channel to the primary failed'));
   // Ctrl-C and systemd signal the whole process group: the primary's shutdown (with the reconnect spread) ends us, not the signal.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => bootLog.debug({ signal }, 'signal left to the primary'));
   rpc.notify('ready', {});

@@ -8,7 +8,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { RollcallError } from '../../common/errors.js';
+import { describeError, RollcallError } from '../../common/errors.js';
 import type { AgentBackend } from '../agent-backend.js';
 import type { RejectEvent } from '../agent-listener.js';
 import type { ReportContext } from '../agent-reports.js';
@@ -158,7 +158,6 @@ export class AgentWorkerPool {
     for (const s of this.slots) s.rpc?.notify('ticketKeys', { keys: keys.toString('hex') });
   }
 
-  /** Sends `trust` to every protocol-3 agent of every worker. */
   private countEnrollFailure(address: string): void {
     const now = this.deps.now();
     this.deps.enrollLimiter.fail(address, now);
@@ -168,6 +167,7 @@ export class AgentWorkerPool {
     for (const s of this.slots) s.rpc?.notify('blockAddress', { address, until: now + blockedMs });
   }
 
+  /** Sends `trust` to every protocol-3 agent of every worker. */
   broadcastTrust(cas: string[]): void {
     for (const s of this.slots) s.rpc?.notify('trust', { cas });
   }
@@ -215,6 +215,11 @@ export class AgentWorkerPool {
     forwardWorkerOutput(w, this.deps.log, s.slot);
     const rpc = new RpcPeer<WorkerCalls, WorkerNotes, PrimaryCalls, PrimaryNotes>(w as unknown as RpcPort, this.handlers(s, log), log);
     s.rpc = rpc;
+    // A message sent as the worker dies fails later with EPIPE, as an event: without a listener it would end the primary.
+    w.on('error', (err) => {
+      log.warn({ err: describeError(err), pid: w.process.pid }, 'agent worker IPC channel failed');
+      rpc.close('the agent worker IPC channel failed');
+    });
     w.once('exit', (code, signal) => this.onExit(s, w, code, signal));
   }
 
@@ -322,6 +327,8 @@ export class AgentWorkerPool {
         ready: () => {
           s.inited = true;
           s.rpc?.notify('init', { ...this.deps.init(), slot: s.slot, protocol: CLUSTER_PROTOCOL_VERSION, logLevel: this.deps.log.level, handshakeShare: s.share });
+          // A worker forked again after a death starts with the blocks already in force.
+          for (const b of this.deps.enrollLimiter.blocked(this.deps.now())) s.rpc?.notify('blockAddress', { address: b.key, until: b.until });
         },
         listening: ({ port }) => this.onListening(s, port, log),
         failed: (why) => {

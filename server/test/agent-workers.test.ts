@@ -182,6 +182,20 @@ describe('agent workers', () => {
     expect(await s.server.storage.devices.list()).toHaveLength(1); // the bystander only
     // Agents enrolled already keep being served.
     await bystander.checkin(1);
+    // Workers forked again after a death start with the blocks in force.
+    const old = await s.server.agentWorkers!.stats({ gc: false });
+    for (const w of old) process.kill(w.pid, 'SIGKILL');
+    await waitFor(async () => {
+      const now = await s.server.agentWorkers!.stats({ gc: false }).catch(() => []);
+      return (now.length === 2 && now.every((w) => !old.some((o) => o.pid === w.pid))) || undefined;
+    }, 'both workers forked again', 20_000);
+    const refusedBefore = s.logs.filter((l) => l.msg === 'enrollment refused' && l.reason === 'RATE_LIMITED').length;
+    for (let i = 0; i < 6; i += 1) expect(await post(enrollBody(token))).toMatchObject({ status: 429, body: { error: { code: 'RATE_LIMITED' } } });
+    await waitFor(
+      () => s.logs.filter((l) => l.msg === 'enrollment refused' && l.reason === 'RATE_LIMITED').length === refusedBefore + 6 || undefined,
+      'each refusal logged by the new workers',
+    );
+    expect(await s.server.storage.devices.list()).toHaveLength(1);
   });
 
   it('answers bad inputs as a single process does, logs them, and keeps serving others', async () => {

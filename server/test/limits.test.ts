@@ -24,6 +24,21 @@ describe('failure limiter', () => {
     expect(l.blockedFor('a', 1000)).toBe(0);
   });
 
+  it('lists the addresses blocked now with the moment each may try again', () => {
+    const l = new FailureLimiter(2, 1000);
+    l.fail('a', 0);
+    l.fail('a', 5);
+    l.fail('b', 10);
+    l.fail('c', 100);
+    l.fail('c', 200);
+    expect([...l.blocked(300)]).toEqual([
+      { key: 'a', until: 1000 },
+      { key: 'c', until: 1100 },
+    ]);
+    expect([...l.blocked(1000)]).toEqual([{ key: 'c', until: 1100 }]);
+    expect([...l.blocked(1100)]).toEqual([]);
+  });
+
   it('keeps its memory bounded under many addresses', () => {
     const l = new FailureLimiter(1, 1000, 100);
     for (let i = 0; i < 1000; i += 1) l.fail(`10.0.${i >> 8}.${i & 255}`, 0);
