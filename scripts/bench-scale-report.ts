@@ -388,7 +388,7 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
           '(1 s, doubling, 5 min cap).'
       : '- **Storm after a restart:** Rollcall tells each agent when to come back (its share of a window of 2.4 ms per agent, ' +
           'starting 2 s after a restart as long as its last measured start and stop; an agent whose moment fails draws a new one from ' +
-          'the window), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
+          'what is left of the window, at least an eighth of it), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
           "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
   );
   for (const r of input.results) {
