@@ -33,6 +33,13 @@ export interface SeenCheckin {
 
 /** How often a worker tells the primary what it stored (the live feed's tick). */
 export const CHECKIN_NOTE_MS = 200;
+/**
+ * Least time between two journal commits of a busy worker: a check-in waits
+ * at most this long for company (the ack latency goal is 50 ms), a lone one
+ * not at all. At 100,000 agents' rate a worker of two then commits about 8
+ * check-ins at a time instead of one or two.
+ */
+export const WORKER_COMMIT_GAP_MS = 10;
 
 /** The durable write a worker's check-ins go to. */
 export interface CheckinAppend {
@@ -45,13 +52,15 @@ export class WorkerCheckins {
   private readonly writer: CheckinWriter;
   private seen: SeenCheckin[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private readonly noteEveryMs: number;
 
   constructor(
     private readonly journal: CheckinAppend,
     private readonly notify: (items: SeenCheckin[]) => void,
-    private readonly noteEveryMs = CHECKIN_NOTE_MS,
+    opts: { readonly noteEveryMs?: number; readonly minGapMs?: number } = {},
   ) {
-    this.writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: 0 });
+    this.noteEveryMs = opts.noteEveryMs ?? CHECKIN_NOTE_MS;
+    this.writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: 0, minGapMs: opts.minGapMs ?? WORKER_COMMIT_GAP_MS });
   }
 
   /** Totals of the writer (batches, check-ins, rows), for samples. */
