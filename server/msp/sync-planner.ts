@@ -66,12 +66,15 @@ function rootRenamed(rootName: string | undefined, accountName: string): boolean
 
 /**
  * Reads the account's stored companies and root group name through `sql`
- * and plans the tree against them. `sliced` paces the work for the event
- * loop; a worker thread runs it straight through.
+ * and plans the tree against them. On the event loop (`sliced`) the reads
+ * and the planning both rest between slices; a worker thread plans straight
+ * through (at its low priority) but still paces its reads: each page is
+ * stepped on libuv's thread pool, at normal priority, beside the check-in
+ * journal's commits.
  */
 export async function planAgainstStore(tree: PortalTree, target: PlanTarget, sql: Pick<Sql, 'all' | 'get'>, sliced: boolean): Promise<PlannedSync & { stored: readonly MspCompany[] }> {
   const pacer = new Pacer(BACKGROUND);
-  const stored = await new MspStore(sql as Sql).companies(target.accountId, sql, sliced ? () => pacer.step() : undefined);
+  const stored = await new MspStore(sql as Sql).companies(target.accountId, sql, () => pacer.step());
   const plan = sliced ? await planSyncSliced(tree, stored, target.rootGroupId) : planSync(tree, stored, target.rootGroupId);
   const root = await sql.get<{ name: string }>('SELECT name FROM groups WHERE id = ?', [target.rootGroupId]);
   return { plan, rootRenamed: rootRenamed(root?.name, tree.account.name), parents: stored, stored };

@@ -85,6 +85,25 @@ describe('planning a sync in the fetch worker', () => {
     }
   });
 
+  it('reads the stored companies page by page, resting between pages, and still compares every one of them', async () => {
+    // 603 stored companies: three pages of reads, each followed by a rest; one change on the last page.
+    const base = buildPortalTree({ managedMsps: 3, customers: 600 });
+    const { dbFile, storage, account } = await linkedStore(base);
+    const last = base.companies[base.companies.length - 1]!;
+    const changed: PortalTree = { account: base.account, companies: base.companies.map((c) => (c.id === last.id ? edit(c, { name: 'Renamed Last' }) : c)) };
+    const target = { accountId: account.id, rootGroupId: account.rootGroupId };
+    for (const [tree, changes] of [[base, false], [changed, true]] as const) {
+      const worker = await fetchAndPlanInWorker({ ...(await portalFor(tree)), dbFile });
+      try {
+        const look = await worker.look(target, storage.db);
+        expect(look.changes).toBe(changes);
+        expect(look.counts.renamed).toBe(changes ? 1 : 0);
+      } finally {
+        worker.close();
+      }
+    }
+  });
+
   it('says a tree that matches what is stored changes nothing, and sends no plan for it', async () => {
     const base = buildPortalTree({ managedMsps: 2, customers: 30 });
     const { dbFile, storage, account } = await linkedStore(base);
