@@ -26,14 +26,15 @@ export function costNotes(rows: readonly ComparisonRow[], ours: readonly TargetR
       `${formatValue(cpu.bare)} ms per connect (ECDHE, a signature with the RSA-2048 server key, verifying the ` +
       `client's chain and CertificateVerify, the HTTP upgrade, the ws setup): ${((cpu.bare / cpu.ours) * 100).toFixed(0)}% ` +
       `of Rollcall's ${formatValue(cpu.ours)} ms. Rollcall's own ${formatValue(cpu.ours - cpu.bare)} ms on top comes ` +
-      'from (per CPU profiles of the server) two SQLite reads per agent before the upgrade (certificate serial → ' +
-      'device, and its group), the connect facts and sighting written on `hello` (batched, many agents per ' +
-      'transaction), reading the peer certificate, the Ajv validation of `hello`, and the session with its child logger.',
+      'from (per CPU profiles of the server) one SQLite read per agent before the upgrade (certificate serial → ' +
+      'device with its group path, a statement prepared once on a read-only connection), the connect facts and ' +
+      'sighting written on `hello` (batched, many agents per transaction), reading the peer certificate, the Ajv ' +
+      'validation of `hello`, the session, and the garbage of all these (V8 collects it on its background threads).',
     `- **RSS per agent is dominated by the TLS connection itself**: bare holds ${formatValue(rss.bare)} KiB per agent, ` +
       `of which only ${formatValue(heap.bare)} KiB is V8 heap; the rest is native (OpenSSL's per-connection state and ` +
       `buffers, the socket). Rollcall adds ${formatValue(rss.ours - rss.bare)} KiB, ${formatValue(heap.ours - heap.bare)} ` +
-      'KiB of it on the heap: the session, its child logger and frame budget (the upgrade bypasses fastify, so no ' +
-      'request or reply object stays alive per socket). The remainder is native memory outside the V8 heap; ' +
+      'KiB of it on the heap: the session and its frame budget (the upgrade bypasses fastify and nothing a channel ' +
+      'keeps closes over the upgrade request, so no request or reply object stays alive per socket). The remainder is native memory outside the V8 heap; ' +
       "SQLite's page cache and its worker threads' allocations are the likely share.",
     `- **Check-ins**: bare answers from memory; Rollcall validates each frame against the protocol schema, coalesces ` +
       'check-ins and acks each only once it is durable in the check-in journal, its own SQLite file (group commit' +

@@ -53,10 +53,12 @@ export interface ScaleArgs {
   readonly out: string;
   readonly cacheDir: string;
   readonly only: TargetKind | undefined;
+  /** When set, each server's first process (and its workers) writes V8 CPU profiles here; the phases' monotonic times are printed. */
+  readonly profileDir: string | undefined;
 }
 
 export const SCALE_USAGE =
-  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--workers W] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--max-pending N] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR]';
+  'usage: node dist/scripts/bench.js scale [--agents N] [--concurrency C] [--loadgens L] [--workers W] [--sources S] [--interval SEC] [--steady SEC] [--idle SEC] [--storm graceful|crash] [--max-pending N] [--storm-timeout SEC] [--only ours|bare] [--out FILE] [--cache-dir DIR] [--profile DIR]';
 
 /** Parses the scale bench's flags. */
 export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: true } {
@@ -75,6 +77,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     only: { type: 'string' },
     out: { type: 'string' },
     'cache-dir': { type: 'string' },
+    profile: { type: 'string' },
     debug: { type: 'boolean' },
     help: { type: 'boolean' },
   });
@@ -100,6 +103,7 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
     only: values.only as TargetKind | undefined,
+    profileDir: values.profile === undefined ? undefined : path.resolve(values.profile),
   };
 }
 
@@ -127,8 +131,14 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
   let timeline: Timeline | undefined;
   // Long enough for the connects of a large fleet on two shared cores (about 3 ms of server and client CPU each, twice).
   const phaseMs = Math.max(300_000, n * 6);
+  // With --profile: a phase's monotonic start and end in µs, the clock of the profiles' sample times, to cut them by phase.
+  const mark = (phase: string, from: bigint): void => {
+    if (args.profileDir) say(`[${kind}]   profile window ${phase}: ${from / 1000n}..${process.hrtime.bigint() / 1000n} µs`);
+  };
   try {
-    target = await startTarget(kind, pki, { dataDir, profile, timeoutMs: 180_000 });
+    // Cluster workers inherit the flags; each process names its own profile (pid in the name).
+    const execArgv = args.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${args.profileDir}`] : [];
+    target = await startTarget(kind, pki, { dataDir, profile, timeoutMs: 180_000, execArgv });
     const port = target.port;
     say(`[${kind}] server pid ${target.pid} on 127.0.0.1:${port}; starting ${args.loadgens} load generator(s), ${args.sources} source address(es)`);
     const sources = loopbackSources(args.sources);
@@ -162,6 +172,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     const s0 = await stats();
     await Promise.all(loadgens.map((l) => l.connect(perGen, false, phaseMs)));
     const fullWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    mark('full connect', t);
     const s1 = await stats();
     const afterConnect = await target.sample('full');
     if (afterConnect.openChannels !== n) throw new Error(`[${kind}] server holds ${afterConnect.openChannels} channels, expected ${n}`);
@@ -178,6 +189,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     t = process.hrtime.bigint();
     await Promise.all(loadgens.map((l) => l.connect(perGen, true, phaseMs)));
     const resumedWallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    mark('resumed connect', t);
     const s3 = await stats();
     const afterResume = await target.sample('full');
     say(`[${kind}]   ${n} reconnected in ${(resumedWallMs / 1000).toFixed(1)} s (${s3.resumedConnects - s2.resumedConnects} resumed)`);
@@ -364,6 +376,7 @@ export async function runScaleBench(argv: string[], io: CliIo): Promise<number> 
     `rollcall bench scale: ${args.agents} agents, ${args.workers > 0 ? `${args.workers} agent-port worker processes per server, ` : ''}` +
       `${args.loadgens} load generator process(es), ${args.sources} loopback source address(es), ${args.concurrency} connects in flight`,
   );
+  if (args.profileDir) io.out(`profiling the servers into ${args.profileDir}: the profiler slows them, so these numbers are not for publishing`);
   const { pki, cached } = await loadOrCreateBenchPki(args.cacheDir, args.agents, (m) => io.out(m));
   io.out(cached ? `using cached certificates from ${args.cacheDir}` : 'certificates ready');
   const busyBefore = await machineBusyMs();

@@ -12,6 +12,7 @@ import type { KeyedCert } from '../common/pki.js';
 import type { SessionDevice } from './agent-session.js';
 import { enroll, type EnrollDeps } from './enroll.js';
 import type { ServerErrorCode } from './errors.js';
+import type { ConnectReads } from './storage/connect-reads.js';
 import type { Storage } from './storage/index.js';
 import type { ConnectingDevice } from './storage/devices-store.js';
 import type { Observation } from './storage/evidence-store.js';
@@ -48,12 +49,19 @@ export interface LocalBackendDeps {
   readonly certValiditySec?: number;
   readonly now: () => number;
   readonly log: Logger;
+  /**
+   * The connect read on a read-only connection of its own, on a statement
+   * prepared once (storage/connect-reads.ts), as an agent worker reads it:
+   * on the writer's connection each lookup prepared its statement afresh
+   * and queued behind the writer's transactions. Absent: the writer's.
+   */
+  readonly connectReads?: Pick<ConnectReads, 'findForConnect'>;
 }
 
 /** Finds the device of a certificate, promoting a renewed certificate on its first use. */
 async function lookupDevice(deps: LocalBackendDeps, serial: string, cn: string | undefined): Promise<SessionDevice | Refusal> {
   const { storage } = deps;
-  let found = await storage.devices.findForConnect(serial);
+  let found = await (deps.connectReads ?? storage.devices).findForConnect(serial);
   if (!found) {
     // A renewed certificate's first connection: it replaces the old one now, and the old one stops mapping to the device.
     const pending = await storage.certRenewals.find(serial);
@@ -62,7 +70,7 @@ async function lookupDevice(deps: LocalBackendDeps, serial: string, cn: string |
       found = await storage.devices.findForConnect(serial);
     }
   }
-  return deviceOrRefusal(found, cn, (groupId) => storage.groups.pathOf(groupId));
+  return deviceOrRefusal(found, cn);
 }
 
 /**
@@ -70,18 +78,13 @@ async function lookupDevice(deps: LocalBackendDeps, serial: string, cn: string |
  * (no device, or a CN naming another one), revoked, or the device with its
  * group path. Shared by the primary's lookup and an agent worker's own.
  */
-export async function deviceOrRefusal(
-  found: { device: ConnectingDevice; lastEventSeq: number } | undefined,
-  cn: string | undefined,
-  pathOf: (groupId: string) => Promise<string | undefined>,
-): Promise<SessionDevice | Refusal> {
+export function deviceOrRefusal(found: { device: ConnectingDevice; lastEventSeq: number; groupPath: string | null } | undefined, cn: string | undefined): SessionDevice | Refusal {
   const device = found?.device;
   if (!found || !device || cn !== device.id) return { code: 'DEVICE_UNKNOWN', message: 'the certificate belongs to no known device' };
   if (device.revokedAt !== null) return { code: 'DEVICE_REVOKED', message: 'the device was revoked', deviceId: device.id };
-  const groupPath = await pathOf(device.groupId);
   return {
     id: device.id,
-    group: { id: device.groupId, path: groupPath ?? '' },
+    group: { id: device.groupId, path: found.groupPath ?? '' },
     lastSeq: device.lastSeq,
     stored: { fingerprint: device.fingerprint, lastAddress: device.lastAddress, lastEventSeq: found.lastEventSeq },
   };

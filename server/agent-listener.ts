@@ -170,6 +170,17 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
   const onSocketError = function (this: Duplex): void {
     this.destroy();
   };
+  const onChannelClose = function (this: WebSocket): void {
+    open.delete(this);
+  };
+  // Outside the upgrade handler on purpose: nothing a channel keeps for its life may close over the handler's scope,
+  // which holds the upgrade request and its head (every channel kept them while its close listener was made in there).
+  const startSession = (ws: WebSocket, socket: Duplex, device: SessionDevice, address: string): void => {
+    socket.removeListener('error', onSocketError);
+    open.add(ws);
+    ws.on('close', onChannelClose); // emitted once; `on` spares the wrapper `once` allocates per channel
+    hellos.add(new AgentSession(ws, device, address, deps.session, deps.log, nextConnId++));
+  };
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', onSocketError);
     const path = (req.url ?? '').split('?')[0] ?? '';
@@ -187,12 +198,7 @@ function installCheckinUpgrade(app: HttpsApp, deps: AgentListenerDeps): void {
           return;
         }
         if (!socket.writable) return void socket.destroy(); // gone while we looked the device up
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          socket.removeListener('error', onSocketError);
-          open.add(ws);
-          ws.once('close', () => open.delete(ws));
-          hellos.add(new AgentSession(ws, result, address, deps.session, deps.log, nextConnId++));
-        });
+        wss.handleUpgrade(req, socket, head, (ws) => startSession(ws, socket, result, address));
       },
       (err: unknown) => {
         deps.log.error({ err: err instanceof Error ? err.message : String(err), address }, 'check-in upgrade failed');

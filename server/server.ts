@@ -46,8 +46,9 @@ import { ensureServerPki, issuingCa, trustedCaPems, type ServerPki } from './pki
 import { CaRotation } from './ca-rotation.js';
 import { quietPassesBeforePing, SessionRegistry, type AgentChannel } from './session-registry.js';
 import { loadOrCreateTicketKey, startTicketRotation, ticketKeyFile } from './tls-tickets.js';
-import { ConnectRecorder } from './connect-recorder.js';
+import { CONNECT_BATCH_INTERVAL_MS, ConnectRecorder } from './connect-recorder.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
+import { openConnectReads } from './storage/connect-reads.js';
 import { WorkerJournalFolder } from './storage/worker-journals.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { randomPassword } from './storage/users-store.js';
@@ -204,7 +205,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     db: storage.db,
     recordConnects: (batch, sql) => storage.devices.recordConnects(batch, sql),
     recordSightings: (list, sql) => storage.evidence.recordSightings(list.map((s) => ({ role: 'agent' as const, ...s })), sql),
-  });
+  }, { batchIntervalMs: CONNECT_BATCH_INTERVAL_MS });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
   let pool: AgentWorkerPool | undefined;
@@ -237,8 +238,11 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     log: log.child({ component: 'ca' }),
   });
 
+  // One process reads its connects as an agent worker does (the workers' primary needs no such connection).
+  const connectReads = config.agentWorkers > 0 ? undefined : await openConnectReads(dbFile);
   const backend = localAgentBackend({
     storage,
+    ...(connectReads ? { connectReads } : {}),
     ca: () => pki.ca,
     placementProblem: (g) => groupAdmin.placementProblem(g),
     certValiditySec: config.agentCertValiditySec,
@@ -439,6 +443,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       if (pool) await pool.close(registry.size, expectedRestartMs());
       else registry.closeAll(1001, 'server shutting down');
       await Promise.allSettled([agentApp?.close(), consoleApp?.close()]);
+      await connectReads?.close().catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot close the connect reads'));
       agentApp = undefined;
       consoleApp = undefined;
       await health.close();

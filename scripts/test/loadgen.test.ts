@@ -1,4 +1,5 @@
 import { createPublicKey } from 'node:crypto';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateKeyPair, issueClientCert } from '../../common/pki.js';
 import { Harness, readTestCa, waitFor, type TestServer } from '../../test/support/harness.js';
@@ -114,6 +115,9 @@ describe('scale bench arguments and report', () => {
     expect(() => parseScaleArgs(['--agents', '0'])).toThrow(/--agents/);
     expect(() => parseScaleArgs(['--only', 'both'])).toThrow(/--only/);
     expect(() => parseScaleArgs(['extra'])).toThrow(/unexpected argument/);
+    expect('help' in args ? undefined : args.profileDir).toBeUndefined();
+    const profiled = parseScaleArgs(['--profile', 'profiles']);
+    expect('help' in profiled ? undefined : profiled.profileDir).toBe(path.resolve('profiles'));
   });
 
   it("gives a fleet beyond one process's open files agent-port workers, 12,000 agents each", () => {

@@ -43,7 +43,7 @@ export function workerDeviceLookup(reads: ConnectReads, primary: Lookup, log: Lo
       // A renewed certificate's first use: only the primary may promote it.
       if (pending && cn === pending.deviceId) return 'ask-primary';
     }
-    return deviceOrRefusal(found, cn, (groupId) => reads.pathOf(groupId));
+    return deviceOrRefusal(found, cn);
   };
   const lookup: Lookup = async (serial, cn) => {
     let answer: SessionDevice | Refusal | 'ask-primary';

@@ -282,7 +282,8 @@ export class AgentWorkerPool {
       const old = registry.get(hello.deviceId);
       if (old instanceof RemoteSession) await old.refreshAlive();
       if (rs.ended) return { admitted: false, maxAgents: services.admission.settings.maxAgents, retryAfterMs: 0 };
-      const decision = await admitSession<AgentChannel>(rs, hello, services.admission, log.child({ deviceId: hello.deviceId }));
+      // The logger is made only for a failure to log (a child per hello cost every connect some microseconds).
+      const decision = await admitSession<AgentChannel>(rs, hello, services.admission, () => log.child({ deviceId: hello.deviceId }));
       if (decision.admitted && !rs.ended) services.onEvent({ kind: 'connect', deviceId: hello.deviceId, address: hello.address, at: hello.at });
       if (!decision.admitted) s.sessions.delete(sid);
       return decision;

@@ -8,16 +8,13 @@
  */
 import { openReadOnlyDatabase, type Sql } from './db.js';
 import { DevicesStore, type ConnectingDevice } from './devices-store.js';
-import { GroupsStore } from './groups-store.js';
 import { findRenewal, type PendingRenewal } from './cert-renewals-store.js';
 import { RollcallError } from '../../common/errors.js';
 
 /** What a check-in upgrade reads. */
 export interface ConnectReads {
-  /** The device of a certificate serial with its highest stored event sequence. */
-  findForConnect(serial: string): Promise<{ device: ConnectingDevice; lastEventSeq: number } | undefined>;
-  /** A group's path, or undefined. */
-  pathOf(groupId: string): Promise<string | undefined>;
+  /** The device of a certificate serial with its highest stored event sequence and its group's path (one statement). */
+  findForConnect(serial: string): Promise<{ device: ConnectingDevice; lastEventSeq: number; groupPath: string | null } | undefined>;
   /** A renewed certificate waiting for its first use, if the serial is one. */
   pendingRenewal(serial: string): Promise<PendingRenewal | undefined>;
   close(): Promise<void>;
@@ -33,7 +30,6 @@ export async function openConnectReads(file: string): Promise<ConnectReads> {
   // The stores' read methods, on the read-only connection; their writes cannot run here.
   const sql: Sql = { ...db.reads, run: refuseWrite, exec: refuseWrite };
   const devices = new DevicesStore(sql);
-  const groups = new GroupsStore(sql);
   try {
     await db.reads.get('SELECT 1 FROM devices LIMIT 1'); // a file that is not our database fails here, at start
   } catch (err) {
@@ -42,7 +38,6 @@ export async function openConnectReads(file: string): Promise<ConnectReads> {
   }
   return {
     findForConnect: (serial) => devices.findForConnect(serial),
-    pathOf: (groupId) => groups.pathOf(groupId),
     pendingRenewal: (serial) => findRenewal(db.reads, serial),
     close: () => db.close(),
   };

@@ -210,20 +210,31 @@ export class DevicesStore {
 
   /**
    * The device of a certificate serial with its highest stored outbox event
-   * sequence, in one statement: what a check-in upgrade needs (the event
-   * sequence goes into `welcome`), read once per connect. Only the columns
-   * the upgrade uses: the whole row costs some 13 µs more per connect.
+   * sequence and its group's path, in one statement: what a check-in
+   * upgrade needs (the event sequence and the path go into `welcome`), read
+   * once per connect. Only the columns the upgrade uses: the whole row costs
+   * some 13 µs more per connect, and reading the path in a second statement
+   * cost an agent worker a second trip to SQLite's thread per connect.
+   * The path is walked up from the device's group as GroupsStore.pathOf
+   * does (depth-bounded the same way); null when the group is missing.
    */
-  async findForConnect(serial: string): Promise<{ device: ConnectingDevice; lastEventSeq: number } | undefined> {
-    const row = await this.sql.get<Pick<DeviceRow, 'id' | 'group_id' | 'revoked_at' | 'last_seq' | 'fingerprint' | 'last_address'> & { last_event_seq: number | null }>(
+  async findForConnect(serial: string): Promise<{ device: ConnectingDevice; lastEventSeq: number; groupPath: string | null } | undefined> {
+    const row = await this.sql.get<
+      Pick<DeviceRow, 'id' | 'group_id' | 'revoked_at' | 'last_seq' | 'fingerprint' | 'last_address'> & { last_event_seq: number | null; group_path: string | null }
+    >(
       `SELECT d.id, d.group_id, d.revoked_at, d.last_seq, d.fingerprint, d.last_address,
-         (SELECT max(e.seq) FROM agent_events e WHERE e.device_id = d.id) AS last_event_seq
+         (SELECT max(e.seq) FROM agent_events e WHERE e.device_id = d.id) AS last_event_seq,
+         (WITH RECURSIVE chain(id, parent_id, name, depth) AS (
+            SELECT id, parent_id, name, 0 FROM groups WHERE id = d.group_id
+            UNION ALL
+            SELECT g.id, g.parent_id, g.name, chain.depth + 1 FROM groups g JOIN chain ON g.id = chain.parent_id WHERE chain.depth < 64
+          ) SELECT group_concat(name, '/' ORDER BY depth DESC) FROM chain) AS group_path
        FROM devices d WHERE d.cert_serial = ?`,
       [serial],
     );
     if (!row) return undefined;
     const device = { id: row.id, groupId: row.group_id, revokedAt: row.revoked_at, lastSeq: row.last_seq, fingerprint: row.fingerprint, lastAddress: row.last_address };
-    return { device, lastEventSeq: row.last_event_seq ?? 0 };
+    return { device, lastEventSeq: row.last_event_seq ?? 0, groupPath: row.group_path };
   }
 
   /** One device by id. */

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness } from '../../test/support/harness.js';
-import { ConnectRecorder } from '../connect-recorder.js';
+import { ConnectRecorder, type ConnectRecorderOptions } from '../connect-recorder.js';
 import { ROOT_GROUP_ID } from '../storage/migrations.js';
 import { openStorage, type Storage } from '../storage/index.js';
 import type { ConnectFacts } from '../storage/devices-store.js';
@@ -29,7 +29,7 @@ async function storageWith(devices: string[]): Promise<Storage> {
   return storage;
 }
 
-function recorderOn(storage: Storage, transactions: { count: number }): ConnectRecorder {
+function recorderOn(storage: Storage, transactions: { count: number }, opts?: ConnectRecorderOptions): ConnectRecorder {
   return new ConnectRecorder({
     db: {
       transaction: (work) => {
@@ -39,7 +39,7 @@ function recorderOn(storage: Storage, transactions: { count: number }): ConnectR
     },
     recordConnects: (batch, sql) => storage.devices.recordConnects(batch, sql),
     recordSightings: (list, sql) => storage.evidence.recordSightings(list.map((s) => ({ role: 'agent' as const, ...s })), sql),
-  });
+  }, opts);
 }
 
 const facts = (at: number, hostname: string): ConnectFacts => ({ at, address: '127.0.0.9', hostname, fingerprint: 'f'.repeat(64), agentVersion: '1', os: 'Linux', intervalSec: 60 });
@@ -82,6 +82,37 @@ describe('connect recorder', () => {
     expect(rec.stats.failedBatches).toBe(1);
     await rec.close();
     await expect(rec.recordConnect('dev_ok', facts(30, 'late'))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('connect recorder with a batch interval', () => {
+  it('holds the next batch until the interval after the last one started; flush and close write it at once', async () => {
+    const storage = await storageWith(['dev_a', 'dev_b', 'dev_c']);
+    const tx = { count: 0 };
+    let now = 1000;
+    const rec = recorderOn(storage, tx, { batchIntervalMs: 60_000, clock: () => now });
+    await rec.recordConnect('dev_a', facts(1, 'first')); // the first after a quiet spell goes at once
+    expect(tx.count).toBe(1);
+    let written = false;
+    const held = rec.recordConnect('dev_b', facts(2, 'held')).then(() => {
+      written = true;
+    });
+    for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r)); // many turns, far less than a minute
+    expect(written).toBe(false);
+    expect(tx.count).toBe(1);
+    await rec.flush();
+    await held;
+    expect(tx.count).toBe(2);
+    expect((await storage.devices.get('dev_b'))?.hostname).toBe('held');
+    // Once the interval has passed, a batch goes on the next turn again; close writes a held one.
+    now += 60_000;
+    await rec.recordConnect('dev_c', facts(3, 'after the interval'));
+    expect(tx.count).toBe(3);
+    const last = rec.recordSighting({ deviceId: 'dev_c', groupId: ROOT_GROUP_ID, address: '127.0.0.9', at: 4 });
+    await rec.close();
+    await last;
+    expect(tx.count).toBe(4);
+    expect(rec.stats).toMatchObject({ batches: 4, failedBatches: 0 });
   });
 });
 
@@ -133,5 +164,19 @@ describe('group path of a connecting agent', () => {
     expect(await storage.groups.pathOf(leaf.id)).toMatch(/Partners\/Acme Ltd\/Site 1$/);
     expect(await storage.groups.pathOf(ROOT_GROUP_ID)).toBe(all.find((g) => g.id === ROOT_GROUP_ID)?.path);
     expect(await storage.groups.pathOf('grp_missing')).toBeUndefined();
+  });
+
+  it('comes with the device in the connect lookup, the same path pathOf walks, after renames and moves too', async () => {
+    const storage = await storageWith(['dev_root']);
+    const leaf = await storage.groups.ensurePath('Customers/Acme/Site 1');
+    await storage.devices.insert({ id: 'dev_leaf', certSerial: 'serial_dev_leaf', certNotAfter: Date.now() + 86_400_000, groupId: leaf.id, placementReason: null, hostname: 'leaf', fingerprint: null, agentVersion: null, enrolledAt: Date.now(), tokenId: null });
+    expect((await storage.devices.findForConnect('serial_dev_leaf'))?.groupPath).toBe(leaf.path);
+    expect((await storage.devices.findForConnect('serial_dev_root'))?.groupPath).toBe(await storage.groups.pathOf(ROOT_GROUP_ID));
+    const acme = await storage.groups.resolve('Customers/Acme');
+    await storage.groups.rename(acme.id, 'Acme Ltd');
+    await storage.groups.move(acme.id, (await storage.groups.ensurePath('Partners')).id);
+    const moved = await storage.groups.pathOf(leaf.id);
+    expect(moved).toMatch(/Partners\/Acme Ltd\/Site 1$/);
+    expect((await storage.devices.findForConnect('serial_dev_leaf'))?.groupPath).toBe(moved);
   });
 });

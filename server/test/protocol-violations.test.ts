@@ -296,6 +296,8 @@ describe('one certificate on two channels', () => {
     expect(view.connected).toBe(true);
     expect(findLog(s, 'device connected again; older connection replaced', { deviceId: agent.deviceId, possibleClone: true })).toBeDefined();
     expect(s.server.registry.get(agent.deviceId)).toBeDefined();
+    // Connect facts are batched (within CONNECT_BATCH_INTERVAL_MS): nothing waits for them, so neither does this test.
+    await waitFor(async () => ((await storedDevice(s, agent.deviceId)).hostname === 'second-machine' ? true : undefined), 'the newer channel\'s connect facts stored');
     expect(await storedDevice(s, agent.deviceId)).toMatchObject({ lastSeq: 2, checkinCount: 2, hostname: 'second-machine' });
     await bystander.stillServed();
   });

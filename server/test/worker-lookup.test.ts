@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RollcallError } from '../../common/errors.js';
 import { normalizeSerial } from '../../common/pki.js';
 import { captureLogger, Harness, type EnrolledAgent } from '../../test/support/harness.js';
-import type { Refusal } from '../agent-backend.js';
+import { localAgentBackend, type Refusal } from '../agent-backend.js';
 import type { SessionDevice } from '../agent-session.js';
 import { workerDeviceLookup } from '../cluster/worker-lookup.js';
 import { openConnectReads } from '../storage/connect-reads.js';
@@ -84,5 +84,32 @@ describe('an agent worker\'s certificate lookup', () => {
     const notOurs = await openConnectReads(empty).catch((e: unknown) => e);
     expect((notOurs as RollcallError).code).toBe('STORAGE_ERROR');
     expect((notOurs as Error).message).toMatch(/no such table: devices/);
+  });
+});
+
+describe('one process\'s certificate lookup', () => {
+  it('reads through its connect reads, promotes a renewed certificate through the writer, and lets a failed read fail the lookup as before', async () => {
+    const s = await h.startServer();
+    const storage = s.server.storage;
+    const agent = await s.enrollAgent();
+    const reads = await openConnectReads(path.join(s.dataDir, 'rollcall.db'));
+    h.defer(() => reads.close());
+    const asked: string[] = [];
+    let failing = false;
+    const spy = {
+      findForConnect: (serial: string) => {
+        asked.push(serial);
+        return failing ? Promise.reject(new RollcallError('STORAGE_ERROR', 'storage error: read failed')) : reads.findForConnect(serial);
+      },
+    };
+    const backend = localAgentBackend({ storage, ca: () => s.server.pki.ca, now: Date.now, log: captureLogger().log, connectReads: spy });
+    expect(await backend.lookupDevice(serialOf(agent), agent.deviceId)).toMatchObject({ id: agent.deviceId, group: { path: expect.any(String) as string } });
+    expect(asked).toEqual([serialOf(agent)]);
+    // A renewed certificate's first use: not found by the read, promoted on the writer, then found there.
+    await storage.certRenewals.add({ serial: 'C0FFEE', deviceId: agent.deviceId, notAfter: Date.now() + 86_400_000, issuedAt: Date.now() });
+    expect(await backend.lookupDevice('C0FFEE', agent.deviceId)).toMatchObject({ id: agent.deviceId });
+    expect((await storage.devices.get(agent.deviceId))?.certSerial).toBe('C0FFEE');
+    failing = true;
+    await expect(backend.lookupDevice(serialOf(agent), agent.deviceId)).rejects.toThrow(/storage error/);
   });
 });
