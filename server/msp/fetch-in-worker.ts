@@ -21,9 +21,7 @@ import { Worker } from 'node:worker_threads';
 import { RollcallError } from '../../common/errors.js';
 import { BACKGROUND, Pacer } from '../cooperative.js';
 import { LOWEST_NICE, type PriorityOutcome } from '../thread-priority.js';
-import { fromWireError, unpackChunk, type CompanyChunks, type FetchWorkerData, type FromFetchWorker, type PlanChunks, type ToFetchWorker, type WorkerFetchOptions } from './fetch-worker-protocol.js';
-import type { PlannedCreate, PlannedGroupChange, SyncPlan } from './plan.js';
-import type { GroupOfCompany, PlannedSync } from './sync-planner.js';
+import { fromWireError, unpackChunk, type CompanyChunks, type FetchWorkerData, type FromFetchWorker, type ToFetchWorker, type WorkerFetchOptions } from './fetch-worker-protocol.js';
 import type { PortalCompany, PortalTree } from './tree.js';
 
 /** Options of {@link fetchPortalTreeInWorker}. */
@@ -87,19 +85,6 @@ export function fetchPortalTreeInWorker(opts: InWorkerOptions): Promise<PortalTr
       if (!fetched) finish({ err: workerFailed(`it exited with code ${code} before answering`) });
     });
   });
-}
-
-/** A plan back from its chunks, parsed between background rests. */
-export async function unpackPlan(p: PlanChunks): Promise<PlannedSync> {
-  const never = (): boolean => false;
-  const plan: SyncPlan = {
-    counts: p.counts,
-    creates: await unpackPaced<PlannedCreate>(p.creates, never),
-    groupChanges: await unpackPaced<PlannedGroupChange>(p.groupChanges, never),
-    companyUpdates: await unpackPaced<SyncPlan['companyUpdates'][number]>(p.companyUpdates, never),
-    unlinks: await unpackPaced<string>(p.unlinks, never),
-  };
-  return { plan, rootRenamed: p.rootRenamed, parents: await unpackPaced<GroupOfCompany>(p.parents, never) };
 }
 
 /** Parses the chunks one at a time, with background rests in between; stops early once `stop()` says so. */

@@ -6,7 +6,7 @@
 import { RollcallError } from '../../common/errors.js';
 import type { PolicyOutcome, PriorityOutcome } from '../thread-priority.js';
 import type { PortalApiOptions } from './portal-api.js';
-import type { SyncPlan } from './plan.js';
+import { createdParents, type SyncPlan } from './plan.js';
 import type { GroupOfCompany, PlanTarget, SyncLook } from './sync-planner.js';
 import type { PortalCompany } from './tree.js';
 
@@ -59,7 +59,7 @@ export interface CompanyChunks {
   readonly count: number;
 }
 
-/** A sync plan as it crosses: each list in chunks, as the companies are. */
+/** A sync plan as it crosses: each list in chunks, as the companies are; the parent keeps it so and decodes it as it applies it (packed-plan.ts). */
 export interface PlanChunks {
   readonly counts: SyncPlan['counts'];
   readonly rootRenamed: boolean;
@@ -68,6 +68,8 @@ export interface PlanChunks {
   readonly companyUpdates: CompanyChunks;
   readonly unlinks: CompanyChunks;
   readonly parents: CompanyChunks;
+  /** External ids of the new groups that other new or moved groups hang below (plan.ts, `createdParents`). */
+  readonly createdParents: CompanyChunks;
 }
 
 /**
@@ -96,8 +98,10 @@ export function packPlan(plan: SyncPlan, rootRenamed: boolean, parents: readonly
     companyUpdates: packItems(plan.companyUpdates, perChunk),
     unlinks: packItems(plan.unlinks, perChunk),
     parents: packItems(parents, perChunk),
+    createdParents: packItems(createdParents(plan), perChunk),
   };
-  return { plan: packed, transfer: [packed.creates, packed.groupChanges, packed.companyUpdates, packed.unlinks, packed.parents].map((c) => c.bytes) };
+  const lists = [packed.creates, packed.groupChanges, packed.companyUpdates, packed.unlinks, packed.parents, packed.createdParents];
+  return { plan: packed, transfer: lists.map((c) => c.bytes) };
 }
 
 /** Packs companies into {@link CompanyChunks} of `perChunk` companies. */

@@ -32,6 +32,12 @@ import { validateTree, type PortalTree } from './tree.js';
 
 /** Companies per chunk (the parent parses one chunk at a time: well under a millisecond). */
 const CHUNK = 250;
+/**
+ * Plan items per chunk: as many as the apply writes in one statement
+ * (msp-store.ts), so that the objects it decodes for one statement are
+ * garbage by the next (packed-plan.ts).
+ */
+const PLAN_CHUNK = 100;
 
 type Send = (m: FromFetchWorker, transfer?: ArrayBuffer[]) => void;
 
@@ -133,7 +139,7 @@ async function answerPlan(
     if (m.type === 'look') {
       send({ type: 'looked', id: m.id, look: { changes: !writesNothing(p), counts: p.plan.counts } });
     } else {
-      const { plan, transfer } = packPlan(p.plan, p.rootRenamed, parentsOf(p.plan, p.stored), CHUNK);
+      const { plan, transfer } = packPlan(p.plan, p.rootRenamed, parentsOf(p.plan, p.stored), PLAN_CHUNK);
       send({ type: 'planned', id: m.id, plan }, transfer);
     }
   } catch (err) {

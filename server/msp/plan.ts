@@ -58,9 +58,37 @@ export interface SyncPlan {
   readonly counts: { added: number; renamed: number; moved: number; unlinked: number; relinked: number; updated: number };
 }
 
+/** One list of a plan as the apply reads it: an array, or a packed list decoded a chunk at a time as it is iterated (packed-plan.ts). */
+export interface PlanList<T> extends Iterable<T> {
+  readonly length: number;
+}
+
+/** What the apply reads: a {@link SyncPlan}, or one kept packed as its worker thread sent it. */
+export interface PlanToApply {
+  readonly creates: PlanList<PlannedCreate>;
+  readonly groupChanges: PlanList<PlannedGroupChange>;
+  readonly companyUpdates: PlanList<SyncPlan['companyUpdates'][number]>;
+  readonly unlinks: PlanList<string>;
+  readonly counts: SyncPlan['counts'];
+  /**
+   * The new groups that other new or moved groups hang below (see
+   * {@link createdParents}): the apply remembers the ids of only these. When
+   * absent it remembers every new group's.
+   */
+  readonly createdParents?: PlanList<string>;
+}
+
 /** True when the plan changes nothing. */
-export function isEmptyPlan(p: SyncPlan): boolean {
+export function isEmptyPlan(p: Pick<PlanToApply, 'creates' | 'groupChanges' | 'companyUpdates' | 'unlinks'>): boolean {
   return p.creates.length + p.groupChanges.length + p.companyUpdates.length + p.unlinks.length === 0;
+}
+
+/** External ids of the created companies that are the parent of another created or moved one. */
+export function createdParents(p: Pick<SyncPlan, 'creates' | 'groupChanges'>): string[] {
+  const wanted = new Set<string>();
+  for (const c of p.creates) wanted.add(c.parentExternalId);
+  for (const ch of p.groupChanges) wanted.add(ch.parentExternalId);
+  return p.creates.filter((c) => wanted.has(c.externalId)).map((c) => c.externalId);
 }
 
 /** Computes the plan for one account. `rootGroupId` is the account's root group. */

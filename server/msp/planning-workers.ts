@@ -20,8 +20,9 @@
 import type { Worker } from 'node:worker_threads';
 import { RollcallError } from '../../common/errors.js';
 import { LOWEST_NICE, type PolicyOutcome, type PriorityOutcome } from '../thread-priority.js';
-import { startWorker, unpackPlan, workerFailed } from './fetch-in-worker.js';
+import { startWorker, workerFailed } from './fetch-in-worker.js';
 import { fromWireError, type FetchWorkerData, type FromFetchWorker, type ToFetchWorker, type WorkerFetchOptions } from './fetch-worker-protocol.js';
+import { packedPlan } from './packed-plan.js';
 import type { PlanTarget, SyncLook, TreePlanner } from './sync-planner.js';
 
 /** Options of {@link PlanningWorkers}. */
@@ -144,7 +145,7 @@ class PlanningThread {
         ...(m.portal ? { portal: m.portal } : {}),
         fetched: m.fetched,
         look: async (target) => ((await this.ask(s, 'look', target)) as Extract<FromFetchWorker, { type: 'looked' }>).look satisfies SyncLook,
-        plan: async (target) => unpackPlan(((await this.ask(s, 'plan', target)) as Extract<FromFetchWorker, { type: 'planned' }>).plan),
+        plan: async (target) => packedPlan(((await this.ask(s, 'plan', target)) as Extract<FromFetchWorker, { type: 'planned' }>).plan),
         close: () => {
           if (s.over) return;
           if (this.alive) this.worker.postMessage({ type: 'release', session: s.id } satisfies ToFetchWorker);

@@ -13,7 +13,7 @@
 import type { Sql } from '../storage/db.js';
 import { MspStore, type MspCompany } from '../storage/msp-store.js';
 import { BACKGROUND, Pacer } from '../cooperative.js';
-import { isEmptyPlan, planSync, planSyncSliced, type StoredCompany, type SyncPlan } from './plan.js';
+import { isEmptyPlan, planSync, planSyncSliced, type PlanList, type PlanToApply, type StoredCompany, type SyncPlan } from './plan.js';
 import type { PortalCompany, PortalTree } from './tree.js';
 
 /** Which account a plan is for. */
@@ -27,11 +27,12 @@ export type GroupOfCompany = Pick<StoredCompany, 'externalId' | 'groupId'>;
 
 /** A plan with what applying it needs. */
 export interface PlannedSync {
-  readonly plan: SyncPlan;
+  /** In process, a {@link SyncPlan}; from a worker thread, kept packed and decoded as the apply reads it (packed-plan.ts). */
+  readonly plan: PlanToApply;
   /** The account's root group no longer carries the account's name. */
   readonly rootRenamed: boolean;
   /** The stored companies that parents of new and moved groups resolve to (all of them, in process). */
-  readonly parents: readonly GroupOfCompany[];
+  readonly parents: PlanList<GroupOfCompany>;
 }
 
 /** What a first look found. */
@@ -72,7 +73,12 @@ function rootRenamed(rootName: string | undefined, accountName: string): boolean
  * stepped on libuv's thread pool, at normal priority, beside the check-in
  * journal's commits.
  */
-export async function planAgainstStore(tree: PortalTree, target: PlanTarget, sql: Pick<Sql, 'all' | 'get'>, sliced: boolean): Promise<PlannedSync & { stored: readonly MspCompany[] }> {
+export async function planAgainstStore(
+  tree: PortalTree,
+  target: PlanTarget,
+  sql: Pick<Sql, 'all' | 'get'>,
+  sliced: boolean,
+): Promise<{ plan: SyncPlan; rootRenamed: boolean; parents: readonly GroupOfCompany[]; stored: readonly MspCompany[] }> {
   const pacer = new Pacer(BACKGROUND);
   const stored = await new MspStore(sql as Sql).companies(target.accountId, sql, () => pacer.step());
   const plan = sliced ? await planSyncSliced(tree, stored, target.rootGroupId) : planSync(tree, stored, target.rootGroupId);

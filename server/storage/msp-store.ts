@@ -3,7 +3,7 @@
  * `applyPlan` writes a whole sync plan inside the caller's transaction.
  */
 import crypto from 'node:crypto';
-import type { StoredCompany, SyncPlan } from '../msp/plan.js';
+import type { PlanList, PlannedCreate, PlanToApply, StoredCompany } from '../msp/plan.js';
 import type { PortalCompany } from '../msp/tree.js';
 import type { Sql, SqlValue } from './db.js';
 
@@ -220,33 +220,31 @@ export class MspStore {
   /**
    * Writes a sync plan; call inside a transaction, with the stored companies
    * the plan was made from (at least those its new and moved groups' parents
-   * are). Rows are built and inserted a statement's worth
-   * at a time, so the event loop runs between statements; `pace` is awaited
-   * between them (background work yields the CPU there).
+   * are). Each list is read once, in order (twice for group changes), and
+   * rows are built and inserted a statement's worth at a time, so the event
+   * loop runs between statements and a packed plan's decoded items die
+   * young (packed-plan.ts); `pace` is awaited between them (background work
+   * yields the CPU there). The ids of new groups are remembered only for
+   * those that are parents, when the plan says which.
    */
-  async applyPlan(account: MspAccount, plan: SyncPlan, stored: readonly Pick<StoredCompany, 'externalId' | 'groupId'>[], now: number, sql: Sql, pace?: () => Promise<void>): Promise<void> {
+  async applyPlan(account: MspAccount, plan: PlanToApply, stored: PlanList<Pick<StoredCompany, 'externalId' | 'groupId'>>, now: number, sql: Sql, pace?: () => Promise<void>): Promise<void> {
     const groupOf = new Map<string, string>([[account.externalId, account.rootGroupId]]);
     for (const c of stored) groupOf.set(c.externalId, c.groupId);
+    const keep = plan.createdParents ? new Set(plan.createdParents) : null;
     // Park every changing group under a unique temporary name, so that swaps and moves never collide.
     for (const ch of plan.groupChanges) await sql.run('UPDATE groups SET name = ? WHERE id = ?', [`~sync~${ch.groupId}`, ch.groupId]);
     // New groups: ids are made here, parents come before children (the plan keeps the tree's depth order).
-    for (let i = 0; i < plan.creates.length; i += ROWS_PER_STATEMENT) {
-      const groupRows: SqlValue[][] = [];
-      const companyRows: SqlValue[][] = [];
-      const chunk = plan.creates.slice(i, i + ROWS_PER_STATEMENT);
-      const random = crypto.randomBytes(8 * chunk.length).toString('hex');
-      for (const [k, c] of chunk.entries()) {
-        const id = `grp_${random.slice(16 * k, 16 * (k + 1))}`; // as newGroupId, one random draw per statement
-        const parent = groupOf.get(c.parentExternalId);
-        if (!parent) throw new Error(`sync plan names an unknown parent ${c.parentExternalId}`);
-        groupRows.push([id, parent, c.name, 'static', now]);
-        companyRows.push([id, account.id, c.externalId, c.company.type, c.company.name, c.company.status, c.company.email, 1]);
-        groupOf.set(c.externalId, id);
-      }
-      await insertRows(sql, 'groups (id, parent_id, name, kind, created_at)', groupRows);
-      await insertRows(sql, 'msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)', companyRows);
+    let batch: PlannedCreate[] = [];
+    const writeBatch = async (): Promise<void> => {
+      await this.insertCreates(account, batch, groupOf, keep, now, sql);
+      batch = [];
       await pace?.();
+    };
+    for (const c of plan.creates) {
+      batch.push(c);
+      if (batch.length === ROWS_PER_STATEMENT) await writeBatch();
     }
+    if (batch.length > 0) await writeBatch();
     for (const ch of plan.groupChanges) {
       const parent = groupOf.get(ch.parentExternalId);
       if (!parent) throw new Error(`sync plan names an unknown parent ${ch.parentExternalId}`);
@@ -259,10 +257,36 @@ export class MspStore {
         [u.company.type, u.company.name, u.company.status, u.company.email, u.relink ? 1 : 0, u.groupId],
       );
     }
-    for (let i = 0; i < plan.unlinks.length; i += ROWS_PER_STATEMENT) {
-      const chunk = plan.unlinks.slice(i, i + ROWS_PER_STATEMENT);
-      await sql.run(`UPDATE msp_companies SET present = 0, removed_at = ? WHERE group_id IN (${chunk.map(() => '?').join(',')})`, [now, ...chunk]);
+    let unlinks: string[] = [];
+    for (const groupId of plan.unlinks) {
+      unlinks.push(groupId);
+      if (unlinks.length === ROWS_PER_STATEMENT) {
+        await this.markUnlinked(unlinks, now, sql);
+        unlinks = [];
+      }
     }
+    if (unlinks.length > 0) await this.markUnlinked(unlinks, now, sql);
+  }
+
+  /** Inserts one statement's worth of new groups and their companies; remembers the new ids that `keep` names (all without it). */
+  private async insertCreates(account: MspAccount, creates: readonly PlannedCreate[], groupOf: Map<string, string>, keep: ReadonlySet<string> | null, now: number, sql: Sql): Promise<void> {
+    const groupRows: SqlValue[][] = [];
+    const companyRows: SqlValue[][] = [];
+    const random = crypto.randomBytes(8 * creates.length).toString('hex');
+    for (const [k, c] of creates.entries()) {
+      const id = `grp_${random.slice(16 * k, 16 * (k + 1))}`; // as newGroupId, one random draw per statement
+      const parent = groupOf.get(c.parentExternalId);
+      if (!parent) throw new Error(`sync plan names an unknown parent ${c.parentExternalId}`);
+      groupRows.push([id, parent, c.name, 'static', now]);
+      companyRows.push([id, account.id, c.externalId, c.company.type, c.company.name, c.company.status, c.company.email, 1]);
+      if (!keep || keep.has(c.externalId)) groupOf.set(c.externalId, id);
+    }
+    await insertRows(sql, 'groups (id, parent_id, name, kind, created_at)', groupRows);
+    await insertRows(sql, 'msp_companies (group_id, account_id, external_id, entity_type, upstream_name, upstream_status, email, present)', companyRows);
+  }
+
+  private async markUnlinked(groupIds: readonly string[], now: number, sql: Sql): Promise<void> {
+    await sql.run(`UPDATE msp_companies SET present = 0, removed_at = ? WHERE group_id IN (${groupIds.map(() => '?').join(',')})`, [now, ...groupIds]);
   }
 
   /** Records a finished sync. */

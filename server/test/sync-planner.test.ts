@@ -35,9 +35,11 @@ async function portalFor(tree: PortalTree) {
 
 /** The plan with its parents as a map (the worker sends only the parents the plan needs; in process they are all stored companies). */
 function comparable(p: PlannedSync) {
-  const parents = new Map(p.parents.map((s) => [s.externalId, s.groupId]));
-  const needed = [...p.plan.creates.map((c) => c.parentExternalId), ...p.plan.groupChanges.map((c) => c.parentExternalId)];
-  return { plan: p.plan, rootRenamed: p.rootRenamed, parentGroups: [...new Set(needed)].sort().map((id) => [id, parents.get(id) ?? null]) };
+  const parents = new Map([...p.parents].map((s) => [s.externalId, s.groupId]));
+  const { counts, creates, groupChanges, companyUpdates, unlinks } = p.plan;
+  const plan = { counts, creates: [...creates], groupChanges: [...groupChanges], companyUpdates: [...companyUpdates], unlinks: [...unlinks] };
+  const needed = [...plan.creates.map((c) => c.parentExternalId), ...plan.groupChanges.map((c) => c.parentExternalId)];
+  return { plan, rootRenamed: p.rootRenamed, parentGroups: [...new Set(needed)].sort().map((id) => [id, parents.get(id) ?? null]) };
 }
 
 const edit = (c: PortalCompany, change: Partial<PortalCompany>): PortalCompany => ({ ...c, ...change });
