@@ -19,9 +19,9 @@
  * box and both stalled the return at about 17 % (over 230,000 attempts shed
  * before TLS): plain backoff from one second, and a quarter of the window
  * growing by a quarter per failure. A third, a new place in what was left
- * of the window (at least an eighth of it), brought 91 % back in five
- * minutes instead of 99.6-99.8 %: with the server barely faster than the
- * window's pace, the redraws piled up on the window's end and were shed. Retrying sooner than the fleet's pace
+ * of the window (at least an eighth of it), was tried together with a
+ * server change that broke the storm on its own, so its effect is not
+ * known; it was taken out again untested. Retrying sooner than the fleet's pace
  * only adds attempts that are shed. The jitter is drawn after the cap is
  * applied, never capped after.
  */
