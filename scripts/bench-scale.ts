@@ -206,12 +206,14 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     t = process.hrtime.bigint();
     await new Promise((r) => setTimeout(r, args.idleSec * 1000));
     const idleAfter = await target.sample('quick');
+    mark('idle', t);
     const idleWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     const idleCpuMs = cpuMsBetween(idleBefore, idleAfter);
     const steadyBefore = await target.sample('quick');
     t = process.hrtime.bigint();
     const steadyRuns = await Promise.all(loadgens.map((l) => l.steady(args.intervalSec * 1000, args.steadySec * 1000)));
     const steadyAfter = await target.sample('quick');
+    mark('steady', t);
     const steadyWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     const steadyConsole = probe ? await probe.take() : undefined;
     probe?.start();
@@ -225,6 +227,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     t = process.hrtime.bigint();
     const rateRuns = await Promise.all(loadgens.map((l) => l.steady(fleetIntervalMs, args.steadySec * 1000)));
     const rateAfter = await target.sample('quick');
+    mark('fleet check-in rate', t);
     const rateWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     const rateConsole = probe ? await probe.take() : undefined;
     const rateRtts = Float64Array.from(rateRuns.flatMap((r) => r.rttMs)).sort();
