@@ -38,6 +38,8 @@ export interface CheckinWriterOptions {
 interface Waiter {
   resolve(): void;
   reject(err: unknown): void;
+  /** Check-ins this waiter stands for. */
+  readonly checkins: number;
 }
 
 /** Coalesces check-ins and writes them in batches. */
@@ -61,15 +63,22 @@ export class CheckinWriter {
 
   /** Queues a check-in; resolves once it is durable, rejects if the write failed. */
   record(r: CheckinRecord): Promise<void> {
+    return this.recordAll([r]);
+  }
+
+  /** Queues several check-ins (an agent worker's batch); resolves once all are durable, rejects if the write failed. */
+  recordAll(records: readonly CheckinRecord[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('check-in writer is closed'));
-    const prev = this.pending.get(r.deviceId);
-    this.pending.set(r.deviceId, {
-      seq: Math.max(prev?.seq ?? 0, r.seq),
-      at: Math.max(prev?.at ?? 0, r.at),
-      address: r.address,
-      count: (prev?.count ?? 0) + r.count,
-    });
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    for (const r of records) {
+      const prev = this.pending.get(r.deviceId);
+      this.pending.set(r.deviceId, {
+        seq: Math.max(prev?.seq ?? 0, r.seq),
+        at: Math.max(prev?.at ?? 0, r.at),
+        address: r.address,
+        count: (prev?.count ?? 0) + r.count,
+      });
+    }
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject, checkins: records.length }));
     this.schedule();
     return done;
   }
@@ -132,7 +141,7 @@ export class CheckinWriter {
         for (const u of updates) this.written.set(u.deviceId, Math.max(this.written.get(u.deviceId) ?? 0, u.seq));
         this.stats.batches += 1;
         this.stats.rows += updates.length;
-        this.stats.checkins += waiters.length;
+        for (const w of waiters) this.stats.checkins += w.checkins;
         for (const w of waiters) w.resolve();
       },
       (err: unknown) => {

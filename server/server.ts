@@ -233,7 +233,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const services: PrimaryServices = {
     backend,
     admission,
-    recordCheckin: (r) => writer.record(r),
+    recordCheckins: (records) => writer.recordAll(records),
     recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
     recordEvents: async (events, ctx) => {
       const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, async (news, tx) => {
@@ -287,7 +287,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
           admit: (session, hello, sessionLog) => admitSession(session, hello, admission, sessionLog),
           release: (session, end) => localRegistry.unregister(session, end),
         },
-        recordCheckin: services.recordCheckin,
+        recordCheckin: (r) => writer.record(r),
         settings: config,
         now,
         onEvent,

@@ -5,7 +5,8 @@
  * busy worker sends at most one batch per window (or as soon as a batch
  * holds `maxBatch`), so at 100,000 agents' check-in rate each worker pays
  * one IPC message each way (and the primary one parse) per window rather
- * than per check-in, and a lone check-in is not held back. Each check-in's
+ * than per check-in, and a lone check-in is not held back. The window
+ * grows with the number of workers ({@link workerCheckinBatching}). Each check-in's
  * promise settles with its batch's answer, which the primary gives once
  * every record in it is durable.
  */
@@ -27,8 +28,28 @@ export interface CheckinBatchOptions {
   readonly now?: () => number;
 }
 
-/** What an agent worker uses: a check-in waits at most 10 ms for company; the ack latency goal is 50 ms. */
-export const WORKER_CHECKIN_BATCHING: CheckinBatchOptions = { windowMs: 10, maxBatch: 1000 };
+/** Most check-ins in one batch. */
+const WORKER_MAX_BATCH = 1000;
+/** A worker's window with few workers: a check-in waits at most this long for company. */
+export const WORKER_CHECKIN_WINDOW_MS = 10;
+/** The window grows by this much per agent worker, ... */
+export const WORKER_CHECKIN_WINDOW_PER_WORKER_MS = 2.5;
+/** ... up to this, well under the 50 ms ack latency goal with the primary's commit on top. */
+export const WORKER_MAX_CHECKIN_WINDOW_MS = 20;
+
+/**
+ * The batching of each of `workers` agent workers. Each worker sees 1/N of
+ * the box's check-ins, so with a fixed window its batches shrink as N grows
+ * until every check-in is an IPC message each way and a wakeup of the
+ * primary: at 100,000 agents' check-in rate (1,667 a second) on 9 workers a
+ * 10 ms window held about two check-ins. Measured with 6,000 agents on 9
+ * workers at that rate (one run each): 10 ms cost 0.317 ms of server CPU
+ * per check-in (ack p99 13.4 ms), 25 ms 0.263 ms (ack p99 34 ms).
+ */
+export function workerCheckinBatching(workers: number): CheckinBatchOptions {
+  const windowMs = Math.min(WORKER_MAX_CHECKIN_WINDOW_MS, Math.max(WORKER_CHECKIN_WINDOW_MS, WORKER_CHECKIN_WINDOW_PER_WORKER_MS * workers));
+  return { windowMs, maxBatch: WORKER_MAX_BATCH };
+}
 
 /** Coalesces check-ins into paced batches. */
 export class CheckinBatcher {

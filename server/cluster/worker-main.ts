@@ -26,7 +26,7 @@ import { quietPassesBeforePing, SessionRegistry } from '../session-registry.js';
 import { openConnectReads } from '../storage/connect-reads.js';
 import { AdmitBatcher } from './admit-batcher.js';
 import { describeError } from '../../common/errors.js';
-import { CheckinBatcher, WORKER_CHECKIN_BATCHING } from './checkin-batcher.js';
+import { CheckinBatcher, workerCheckinBatching } from './checkin-batcher.js';
 import { workerDeviceLookup, type LookupStats } from './worker-lookup.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
 import { RpcPeer, type RpcPort } from './rpc.js';
@@ -94,7 +94,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   state.registry = registry;
   const ids = state.ids;
   let caCertPem = init.tls.caCertPem;
-  const checkins = new CheckinBatcher((records) => rpc.call('checkins', { records }), WORKER_CHECKIN_BATCHING);
+  const checkins = new CheckinBatcher((records) => rpc.call('checkins', { records }), workerCheckinBatching(config.agentWorkers));
   const admits = new AdmitBatcher((items) => rpc.call('admit', { items }));
   state.admits = admits.stats;
   // Fails the start (with the file and SQLite's words) when the database cannot be read.

@@ -28,7 +28,8 @@ import { forwardWorkerOutput } from './worker-log.js';
 export interface PrimaryServices {
   readonly backend: AgentBackend;
   readonly admission: AdmissionDeps<AgentChannel>;
-  readonly recordCheckin: (r: CheckinRecord) => Promise<void>;
+  /** Resolves once every check-in of the batch is durable. */
+  readonly recordCheckins: (records: readonly CheckinRecord[]) => Promise<void>;
   readonly recordReport: (report: Report, ctx: ReportContext) => Promise<void>;
   readonly recordEvents: (events: readonly AgentEvent[], ctx: ReportContext) => Promise<{ fresh: number; dropped: number }>;
   readonly renewCertificate: (deviceId: string, csrPem: string) => Promise<string>;
@@ -307,7 +308,7 @@ export class AgentWorkerPool {
         lookupDevice: ({ serial, cn }) => services.backend.lookupDevice(serial, cn ?? undefined),
         admit: ({ items }) => this.admitAll(s, items, owner, log),
         checkins: async ({ records }) => {
-          await Promise.all(records.map((r) => services.recordCheckin(r)));
+          await services.recordCheckins(records);
           for (const r of records) if (r.count > 0) services.onEvent({ kind: 'checkin', deviceId: r.deviceId, seq: r.seq, at: r.at });
           return null;
         },

@@ -25,6 +25,13 @@ export const FOLDED_BATCH_KEY = 'checkin_journal_folded_batch';
 export const JOURNAL_FILE = 'checkins.db';
 /** Devices per journal statement (6 parameters each). */
 const ROWS_PER_STATEMENT = 500;
+/**
+ * Appends of at most this many devices run through statements prepared
+ * once (one per row count, so at most this many are kept): under load each
+ * commit carries a handful, and preparing the statement anew cost about as
+ * much main-thread time as running it, plus a thread-pool round trip.
+ */
+export const PREPARED_APPEND_ROWS = 32;
 
 /** What the journal folds into. */
 export interface FoldTarget {
@@ -108,7 +115,11 @@ export class CheckinJournal {
     }
     if (statements.length === 0) return Promise.resolve();
     // One statement is atomic by itself; more need a transaction. Either way it is queued now, before any later fold.
-    if (statements.length === 1) return this.db.run(statements[0]!.sql, statements[0]!.params).then(() => undefined);
+    if (statements.length === 1) {
+      const only = statements[0]!;
+      const done = updates.length <= PREPARED_APPEND_ROWS ? this.db.runPrepared(only.sql, only.params) : this.db.run(only.sql, only.params);
+      return done.then(() => undefined);
+    }
     return this.db.transaction(async (tx) => {
       for (const s of statements) await tx.run(s.sql, s.params);
     });

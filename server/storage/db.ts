@@ -22,6 +22,13 @@ export interface Sql {
 
 /** An open database. */
 export interface Database extends Sql {
+  /**
+   * `run` through a statement prepared once per SQL text and kept until
+   * close: for the few statements a caller repeats many times a second (a
+   * check-in journal's append), it saves the preparing and a thread-pool
+   * round trip per call. Keep the number of distinct texts small.
+   */
+  runPrepared(sql: string, params?: readonly SqlValue[]): Promise<{ changes: number; lastID: number }>;
   /** Runs `work` inside BEGIN IMMEDIATE … COMMIT, rolling back if it throws. */
   transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -70,6 +77,7 @@ export async function openDatabase(file: string, opts: OpenOptions = {}): Promis
   await sql.exec(
     `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous ?? 'FULL'}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;`,
   );
+  const statements = statementCache(db);
   let queue: Promise<unknown> = Promise.resolve();
   const enqueue = <T>(work: () => Promise<T>): Promise<T> => {
     const next = queue.then(work, work);
@@ -78,6 +86,16 @@ export async function openDatabase(file: string, opts: OpenOptions = {}): Promis
   };
   return {
     run: (s, p) => enqueue(() => sql.run(s, p)),
+    runPrepared: (s, p = []) =>
+      enqueue(async () => {
+        const stmt = await statements.prepare(s);
+        return new Promise<{ changes: number; lastID: number }>((resolve, reject) => {
+          stmt.run(p as unknown[], function (this: sqlite3.RunResult, err: Error | null) {
+            if (err) reject(wrapError(err, s));
+            else resolve({ changes: this.changes, lastID: this.lastID });
+          });
+        });
+      }),
     all: <T>(s: string, p?: readonly SqlValue[]) => enqueue(() => sql.all<T>(s, p)),
     get: <T>(s: string, p?: readonly SqlValue[]) => enqueue(() => sql.get<T>(s, p)),
     exec: (s) => enqueue(() => sql.exec(s)),
@@ -100,12 +118,12 @@ export async function openDatabase(file: string, opts: OpenOptions = {}): Promis
         }
       }),
     close: () =>
-      enqueue(
-        () =>
-          new Promise<void>((resolve, reject) => {
-            db.close((err: Error | null) => (err ? reject(wrapError(err, 'close')) : resolve()));
-          }),
-      ),
+      enqueue(async () => {
+        await statements.finalize(); // SQLite will not close a connection with statements open
+        await new Promise<void>((resolve, reject) => {
+          db.close((err: Error | null) => (err ? reject(wrapError(err, 'close')) : resolve()));
+        });
+      }),
   };
 }
 
@@ -122,6 +140,30 @@ export interface ReadOnlyDatabase {
   close(): Promise<void>;
 }
 
+/** Statements of one connection, prepared once per SQL text and kept until `finalize`. */
+function statementCache(db: sqlite3.Database): { prepare(sql: string): Promise<sqlite3.Statement>; finalize(): Promise<void> } {
+  const statements = new Map<string, Promise<sqlite3.Statement>>();
+  return {
+    prepare: (sql) => {
+      let ready = statements.get(sql);
+      if (!ready) {
+        ready = new Promise<sqlite3.Statement>((resolve, reject) => {
+          const stmt = db.prepare(sql, (err: Error | null) => (err ? reject(wrapError(err, sql)) : resolve(stmt)));
+        });
+        statements.set(sql, ready);
+        ready.catch(() => statements.delete(sql)); // not kept: the next call prepares it again
+      }
+      return ready;
+    },
+    finalize: async () => {
+      const open = [...statements.values()];
+      statements.clear();
+      const prepared = (await Promise.allSettled(open)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      await Promise.all(prepared.map((stmt) => new Promise<void>((resolve) => stmt.finalize(() => resolve()))));
+    },
+  };
+}
+
 /**
  * Reads through statements prepared once per SQL text and kept: a caller
  * that runs the same few reads over and over (an agent worker, per
@@ -130,32 +172,16 @@ export interface ReadOnlyDatabase {
  * statement holds a read transaction open between calls.
  */
 function preparedReads(db: sqlite3.Database): { reads: Pick<Sql, 'all' | 'get'>; finalize(): Promise<void> } {
-  const statements = new Map<string, Promise<sqlite3.Statement>>();
-  const prepare = (sql: string): Promise<sqlite3.Statement> => {
-    let ready = statements.get(sql);
-    if (!ready) {
-      ready = new Promise<sqlite3.Statement>((resolve, reject) => {
-        const stmt = db.prepare(sql, (err: Error | null) => (err ? reject(wrapError(err, sql)) : resolve(stmt)));
-      });
-      statements.set(sql, ready);
-      ready.catch(() => statements.delete(sql)); // not kept: the next read prepares it again
-    }
-    return ready;
-  };
+  const statements = statementCache(db);
   const all = async <T>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> => {
-    const stmt = await prepare(sql);
+    const stmt = await statements.prepare(sql);
     return new Promise<T[]>((resolve, reject) => {
       stmt.all(params as unknown[], (err: Error | null, rows: T[]) => (err ? reject(wrapError(err, sql)) : resolve(rows)));
     });
   };
   return {
     reads: { all, get: async <T>(sql: string, params?: readonly SqlValue[]) => (await all<T>(sql, params))[0] },
-    finalize: async () => {
-      const open = [...statements.values()];
-      statements.clear();
-      const prepared = (await Promise.allSettled(open)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      await Promise.all(prepared.map((stmt) => new Promise<void>((resolve) => stmt.finalize(() => resolve()))));
-    },
+    finalize: () => statements.finalize(),
   };
 }
 

@@ -59,6 +59,19 @@ describe('check-in journal', () => {
     expect(total?.n).toBe(1203);
   });
 
+  it('appends batches of every size around the prepared statements (1 to 40 devices) and folds each exactly', async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `d${i}`);
+    const { storage, file } = await setup(ids);
+    const j = await open(file, storage);
+    let seq = 0;
+    for (let size = 1; size <= 40; size += 1) await j.append(ids.slice(0, size).map((id) => up(id, ++seq)));
+    await j.append(ids.slice(0, 3).map((id) => up(id, ++seq))); // a size seen before: its kept statement runs again
+    await j.fold();
+    // Device d_k is in every batch of size > k: 40 - k batches, plus one for the first three.
+    for (const k of [0, 2, 3, 31, 32, 39]) expect((await state(storage, `d${k}`)).checkinCount).toBe(40 - k + (k < 3 ? 1 : 0));
+    expect((await state(storage, 'd0')).lastSeq).toBe(seq - 2);
+  });
+
   it('acks without waiting for the main database: an append completes while a long main transaction is open', async () => {
     const { storage, file } = await setup(['d1']);
     const j = await open(file, storage);

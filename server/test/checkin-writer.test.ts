@@ -48,6 +48,33 @@ describe('check-in write-behind', () => {
     expect(w.stats).toEqual({ batches: 2, checkins: 5, rows: 4 });
   });
 
+  it("takes a worker's batch with one waiter: coalesced with what is queued, settled with its write, counted per check-in", async () => {
+    const c = controllable();
+    const w = new CheckinWriter(c.apply, { flushDelayMs: 0 });
+    const first = w.record(rec('d1', 1)); // written at once
+    let durable = false;
+    const batch = w.recordAll([rec('d1', 2), rec('d2', 7), rec('d1', 3, 0)]).then(() => (durable = true));
+    const other = w.record(rec('d3', 1));
+    expect(c.calls).toHaveLength(1);
+    c.gates[0]!.resolve();
+    await first;
+    await new Promise((r) => setImmediate(r));
+    expect(c.calls[1]).toEqual([
+      { deviceId: 'd1', seq: 3, at: 3000, address: '127.0.0.1', count: 1 },
+      { deviceId: 'd2', seq: 7, at: 7000, address: '127.0.0.1', count: 1 },
+      { deviceId: 'd3', seq: 1, at: 1000, address: '127.0.0.1', count: 1 },
+    ]);
+    expect(durable).toBe(false);
+    c.gates[1]!.resolve();
+    await Promise.all([batch, other]);
+    expect(durable).toBe(true);
+    expect(w.stats).toEqual({ batches: 2, checkins: 5, rows: 4 });
+    // A failed write rejects the batch's one promise.
+    const failed = w.recordAll([rec('d1', 9), rec('d2', 9)]);
+    c.gates[2]!.reject(new Error('disk full'));
+    await expect(failed).rejects.toThrow('disk full');
+  });
+
   it('rejects every waiter of a failed batch, and keeps writing later batches', async () => {
     const c = controllable();
     const w = new CheckinWriter(c.apply, { flushDelayMs: 0 });

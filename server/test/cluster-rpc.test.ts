@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RollcallError } from '../../common/errors.js';
 import { captureLogger } from '../../test/support/harness.js';
 import type { CheckinRecord } from '../checkin-writer.js';
-import { CheckinBatcher } from '../cluster/checkin-batcher.js';
+import { CheckinBatcher, workerCheckinBatching, WORKER_CHECKIN_WINDOW_MS, WORKER_MAX_CHECKIN_WINDOW_MS } from '../cluster/checkin-batcher.js';
 import { RpcPeer, type RpcMessage, type RpcPort } from '../cluster/rpc.js';
 import { relogLine } from '../cluster/worker-log.js';
 
@@ -177,6 +177,14 @@ describe('check-in batches of an agent worker', () => {
     expect(calls.at(-1)).toEqual([30]);
     await late;
     expect(batcher.stats).toEqual({ batches: 4, checkins: 7 });
+  });
+
+  it("widens each worker's window as the workers share the box's check-ins, within its bounds", () => {
+    const windows = [1, 2, 4, 5, 6, 8, 9, 16, 64].map((n) => workerCheckinBatching(n).windowMs);
+    expect(windows).toEqual([10, 10, 10, 12.5, 15, 20, 20, 20, 20]);
+    expect(Math.min(...windows)).toBe(WORKER_CHECKIN_WINDOW_MS);
+    expect(Math.max(...windows)).toBe(WORKER_MAX_CHECKIN_WINDOW_MS);
+    expect(workerCheckinBatching(0).windowMs).toBe(WORKER_CHECKIN_WINDOW_MS); // no workers: never used, but sane
   });
 
   it('fails every check-in of a batch whose call failed, so their channels close and the agents resend', async () => {

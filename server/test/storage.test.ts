@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness } from '../../test/support/harness.js';
+import { openDatabase } from '../storage/db.js';
 import { openStorage, type Storage } from '../storage/index.js';
 import { LOST_FOUND_GROUP_ID, MIGRATIONS, ROOT_GROUP_ID } from '../storage/migrations.js';
 
@@ -107,6 +108,31 @@ describe('storage', () => {
       fingerprint: 'fp',
       lastAddress: '127.0.0.8',
     });
+  });
+
+  it('runs a kept prepared statement again and again in order with other statements, fails bad SQL clearly, and closes with it open', async () => {
+    const file = path.join(await h.tempDir(), 'prepared.db');
+    const db = await openDatabase(file);
+    await db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)');
+    const insert = 'INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v';
+    const runs = Array.from({ length: 200 }, (_, i) => db.runPrepared(insert, [`k${i % 7}`, 1]));
+    const between = db.run('UPDATE t SET v = v * 100 WHERE k = ?', ['k0']); // queued after the first 200, before the next
+    const more = db.runPrepared(insert, ['k0', 1]);
+    expect((await Promise.all(runs)).every((r) => r.changes === 1)).toBe(true);
+    await between;
+    expect((await more).changes).toBe(1);
+    expect(await db.get<{ v: number }>('SELECT v FROM t WHERE k = ?', ['k0'])).toEqual({ v: 29 * 100 + 1 });
+    expect(await db.get<{ n: number }>('SELECT sum(v) AS n FROM t WHERE k <> ?', ['k0'])).toEqual({ n: 200 - 29 });
+    // A constraint failure rejects that run only; the statement stays usable.
+    await expect(db.runPrepared('INSERT INTO t (k, v) VALUES (?, ?)', ['k1', 1])).rejects.toThrow(/UNIQUE constraint failed.*in: INSERT INTO t/);
+    expect((await db.runPrepared('INSERT INTO t (k, v) VALUES (?, ?)', ['new', 5])).changes).toBe(1);
+    // SQL that cannot be prepared fails with its text, and is not kept.
+    await expect(db.runPrepared('INSERT INTO missing VALUES (?)', [1])).rejects.toMatchObject({ code: 'STORAGE_ERROR', message: expect.stringMatching(/no such table: missing/) });
+    await expect(db.runPrepared('INSERT INTO missing VALUES (?)', [1])).rejects.toThrow(/no such table/);
+    await db.close(); // SQLite refuses to close with unfinalized statements: close finalizes them
+    const again = await openDatabase(file);
+    h.defer(() => again.close());
+    expect(await again.get<{ n: number }>('SELECT count(*) AS n FROM t')).toEqual({ n: 8 });
   });
 
   it('counts token uses atomically: a token with 3 uses allows exactly 3 of 10 concurrent consumers', async () => {
