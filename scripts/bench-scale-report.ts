@@ -388,7 +388,7 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
           '(1 s, doubling, 5 min cap).'
       : '- **Storm after a restart:** Rollcall tells each agent when to come back (its share of a window of 2.4 ms per agent, ' +
           'starting 2 s after a restart as long as its last measured start and stop; an agent whose moment fails draws a new one from ' +
-          'the window), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
+          'what is left of the window, at least an eighth of it), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
           "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
   );
   for (const r of input.results) {
@@ -401,7 +401,7 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
         `${r.storm.connectedAtEnd.toLocaleString('en-US')} of ${r.agents.toLocaleString('en-US')} agents were back at the deadline. ` +
         `The new process listened ${sec(r.storm.restartMs)} s after the stop began; ${c.tcpRefused.toLocaleString('en-US')} attempts came before that ` +
         `(refused by TCP) and ${c.shedBeforeTls.toLocaleString('en-US')} arrived faster than the server took them (shed before TLS); each such ` +
-        `failure sends an agent to a new place in the fleet window, which pushed the last ones past the deadline. With the load generators on the same ` +
+        `failure sends an agent to a new place later in the fleet window, and the last ones were still out at the deadline. With the load generators on the same ` +
         `two cores the server resumed about ${resumedPerSec} sessions a second here (phase 2), against the ` +
         `${Math.round(r.agents / window)} a second that spreading ${r.agents.toLocaleString('en-US')} agents over ${window.toFixed(0)} s asks for.`,
     );
