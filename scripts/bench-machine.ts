@@ -64,3 +64,83 @@ export function foreignLoad(busyBeforeMs: number, busyAfterMs: number, ownCpuMs:
   const otherCpuMs = Math.max(0, busyAfterMs - busyBeforeMs - ownCpuMs);
   return { otherCpuMs, wallMs, share: wallMs > 0 && cpuCount > 0 ? otherCpuMs / (wallMs * cpuCount) : 0 };
 }
+
+/**
+ * CPU time (ms) of a process and all its descendants, from /proc: each
+ * live one's user and system time plus what its reaped children used
+ * (cutime, cstime). Counted so, a child that exits between two readings is
+ * not lost and not counted twice: its parent's cutime takes over exactly
+ * what the child had. Undefined where there is no /proc.
+ */
+export async function treeCpuMs(rootPid: number = process.pid): Promise<number | undefined> {
+  let names: string[];
+  try {
+    names = await fs.readdir('/proc');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const children = new Map<number, number[]>();
+  const ticks = new Map<number, number>();
+  await Promise.all(
+    names
+      .filter((n) => /^[0-9]+$/.test(n))
+      .map(async (n) => {
+        let text: string;
+        try {
+          text = await fs.readFile(`/proc/${n}/stat`, 'utf8');
+        } catch {
+          return; // gone since the listing
+        }
+        const stat = parseProcStat(text);
+        if (!stat) return;
+        const pid = Number(n);
+        ticks.set(pid, stat.ticks);
+        const siblings = children.get(stat.ppid);
+        if (siblings) siblings.push(pid);
+        else children.set(stat.ppid, [pid]);
+      }),
+  );
+  if (!ticks.has(rootPid)) return undefined;
+  let total = 0;
+  const stack = [rootPid];
+  while (stack.length > 0) {
+    const pid = stack.pop()!;
+    total += ticks.get(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return (total * 1000) / USER_HZ;
+}
+
+/** The parent and the CPU ticks (own and reaped children's) of a /proc/<pid>/stat line; undefined when it does not parse. */
+export function parseProcStat(text: string): { ppid: number; ticks: number } | undefined {
+  // The command name (field 2) is in parentheses and may hold spaces or parentheses: fields restart after the last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).trim().split(/\s+/);
+  // rest[0] is field 3 (state): ppid is field 4, utime..cstime fields 14-17.
+  const nums = [rest[1], rest[11], rest[12], rest[13], rest[14]].map(Number);
+  if (rest.length < 15 || nums.some((v) => !Number.isFinite(v))) return undefined;
+  const [ppid, utime, stime, cutime, cstime] = nums as [number, number, number, number, number];
+  return { ppid, ticks: utime + stime + cutime + cstime };
+}
+
+/** Reads, over a stretch of a run, how much of the machine went to processes outside this one's tree. */
+export class ForeignMeter {
+  private constructor(
+    private readonly busyMs: number,
+    private readonly ownMs: number,
+    private readonly startedAt: number,
+  ) {}
+
+  /** Starts a stretch; undefined where /proc cannot tell. */
+  static async start(): Promise<ForeignMeter | undefined> {
+    const [busy, own] = await Promise.all([machineBusyMs(), treeCpuMs()]);
+    return busy === undefined || own === undefined ? undefined : new ForeignMeter(busy, own, performance.now());
+  }
+
+  /** Other processes' CPU since the start, as a share of the machine (0..1); undefined where /proc cannot tell. */
+  async share(cpuCount: number = os.cpus().length): Promise<number | undefined> {
+    const [busy, own] = await Promise.all([machineBusyMs(), treeCpuMs()]);
+    if (busy === undefined || own === undefined) return undefined;
+    return foreignLoad(this.busyMs, busy, own - this.ownMs, performance.now() - this.startedAt, cpuCount).share;
+  }
+}

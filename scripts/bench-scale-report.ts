@@ -85,7 +85,18 @@ export interface ScaleResult {
     readonly console: ConsoleLatency | undefined;
   };
   readonly storm: StormResult;
+  /** CPU of processes outside the bench (not the server, load generators or driver) per phase, as a share of the machine (0..1); undefined without /proc. */
+  readonly foreign: PhaseForeignLoad;
   readonly timeline: readonly TimelinePoint[];
+}
+
+/** Other processes' share of the machine in each phase of a run. */
+export interface PhaseForeignLoad {
+  readonly full: number | undefined;
+  readonly resumed: number | undefined;
+  /** The idle, steady and fleet-rate windows together. */
+  readonly steady: number | undefined;
+  readonly storm: number | undefined;
 }
 
 /** What the section is made of. */
@@ -322,6 +333,25 @@ export function renderScaleSection(input: ScaleReportInput): string {
       '',
       `The machine was ${((100 * b.machineBusyMs) / (b.wallMs * b.cpuCount)).toFixed(0)}% busy over the ${sec(b.wallMs)} s run ` +
         `(all processes: load generators, servers, driver, and other work on the machine).`,
+    );
+  }
+  const foreignLines = input.results.flatMap((r) => {
+    const f = r.foreign;
+    const parts = (
+      [
+        ['full connects', f.full],
+        ['resumed connects', f.resumed],
+        ['idle and steady windows', f.steady],
+        ['storm', f.storm],
+      ] as const
+    ).flatMap(([phase, share]) => (share === undefined ? [] : [`${phase} ${(share * 100).toFixed(0)} %`]));
+    return parts.length === 0 ? [] : [`${r.kind === 'ours' ? 'Rollcall' : 'bare ws+https'}: ${parts.join(', ')}`];
+  });
+  if (foreignLines.length > 0) {
+    lines.push(
+      '',
+      `Other work on the machine (processes outside this bench), as a share of all ${input.machine.cpuCount} cores in each phase: ${foreignLines.join('; ')}. ` +
+        'It takes CPU from the servers and load generators: the wall-clock rates and the storm suffer, the CPU per operation much less.',
     );
   }
   return lines.join('\n');

@@ -21,10 +21,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseCommandArgs, usageError, type CliIo } from '../common/cli-support.js';
 import { positiveInt } from './bench-args.js';
-import { describeMachine, foreignLoad, machineBusyMs } from './bench-machine.js';
+import { describeMachine, ForeignMeter, foreignLoad, machineBusyMs } from './bench-machine.js';
 import { cpuMsBetween, percentile } from './bench-measure.js';
 import { loadOrCreateBenchPki, type BenchPki } from './bench-pki.js';
-import { renderScaleSection, TARGET_FLEET, type ScaleResult, type StormResult } from './bench-scale-report.js';
+import { renderScaleSection, TARGET_FLEET, type PhaseForeignLoad, type ScaleResult, type StormResult } from './bench-scale-report.js';
 import { ConsoleProbe, diffStats, sumStats, Timeline, waitUntil } from './bench-scale-probes.js';
 import { writeSection } from './bench-sections.js';
 import { startTarget, type TargetHandle, type TargetKind, type TargetSample } from './bench-target-process.js';
@@ -168,15 +168,20 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     const before = await target.sample('full');
     tl.start('full connect', () => target);
     say(`[${kind}] 1/4 connecting ${n} agents (full TLS handshakes), ${args.concurrency} in flight`);
+    const foreign: { -readonly [K in keyof PhaseForeignLoad]: number | undefined } = { full: undefined, resumed: undefined, steady: undefined, storm: undefined };
+    // Other processes' share of the machine in a phase: a busy neighbour slows the wall-clock rates and can tip a storm.
+    const otherLoad = (share: number | undefined): string => (share === undefined ? '' : `; other processes ${(share * 100).toFixed(0)} % of the machine`);
+    let meter = await ForeignMeter.start();
     let t = process.hrtime.bigint();
     const s0 = await stats();
     await Promise.all(loadgens.map((l) => l.connect(perGen, false, phaseMs)));
     const fullWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     mark('full connect', t);
+    foreign.full = await meter?.share();
     const s1 = await stats();
     const afterConnect = await target.sample('full');
     if (afterConnect.openChannels !== n) throw new Error(`[${kind}] server holds ${afterConnect.openChannels} channels, expected ${n}`);
-    say(`[${kind}]   ${n} connected in ${(fullWallMs / 1000).toFixed(1)} s`);
+    say(`[${kind}]   ${n} connected in ${(fullWallMs / 1000).toFixed(1)} s${otherLoad(foreign.full)}`);
 
     // 2. Resumed connects.
     say(`[${kind}] 2/4 reconnecting every agent with its TLS session`);
@@ -186,13 +191,15 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     await waitUntil(async () => (await tgt.sample('quick')).openChannels === 0, 60_000, 'the server to see every channel closed');
     const beforeResume = await target.sample('full');
     const s2 = await stats();
+    meter = await ForeignMeter.start();
     t = process.hrtime.bigint();
     await Promise.all(loadgens.map((l) => l.connect(perGen, true, phaseMs)));
     const resumedWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     mark('resumed connect', t);
+    foreign.resumed = await meter?.share();
     const s3 = await stats();
     const afterResume = await target.sample('full');
-    say(`[${kind}]   ${n} reconnected in ${(resumedWallMs / 1000).toFixed(1)} s (${s3.resumedConnects - s2.resumedConnects} resumed)`);
+    say(`[${kind}]   ${n} reconnected in ${(resumedWallMs / 1000).toFixed(1)} s (${s3.resumedConnects - s2.resumedConnects} resumed)${otherLoad(foreign.resumed)}`);
 
     // 3. Steady state.
     say(`[${kind}] 3/4 idle for ${args.idleSec} s, then steady state: one check-in per agent per ${args.intervalSec} s, measured for ${args.steadySec} s`);
@@ -202,6 +209,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
       probe.start();
     }
     // An idle window first (channels open, no check-ins): what the server spends anyway (heartbeats, timers, sampling).
+    meter = await ForeignMeter.start();
     const idleBefore = await target.sample('quick');
     t = process.hrtime.bigint();
     await new Promise((r) => setTimeout(r, args.idleSec * 1000));
@@ -228,6 +236,8 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     const rateRuns = await Promise.all(loadgens.map((l) => l.steady(fleetIntervalMs, args.steadySec * 1000)));
     const rateAfter = await target.sample('quick');
     mark('fleet check-in rate', t);
+    foreign.steady = await meter?.share();
+    if (foreign.steady !== undefined) say(`[${kind}]   idle and steady windows: other processes ${(foreign.steady * 100).toFixed(0)} % of the machine`);
     const rateWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     const rateConsole = probe ? await probe.take() : undefined;
     const rateRtts = Float64Array.from(rateRuns.flatMap((r) => r.rttMs)).sort();
@@ -238,6 +248,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     await Promise.all(loadgens.map((l) => l.setAutoReconnect(true)));
     const s4 = await stats();
     tl.peakRssBytes = 0;
+    meter = await ForeignMeter.start();
     tl.start('storm', () => target);
     const killedAt = Date.now();
     if (args.storm === 'crash') target.kill();
@@ -278,6 +289,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
       await new Promise((r) => setTimeout(r, 250));
     }
     const s5 = await stats();
+    foreign.storm = await meter?.share();
     const stormConsole = probe ? await probe.take() : undefined;
     const afterStorm = await restarted.sample('full');
     tl.stop();
@@ -294,7 +306,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     };
     say(
       `[${kind}]   storm: ${backAt === undefined ? `NOT all back within ${args.stormTimeoutSec} s (${s5.connected}/${n})` : `all back ${((backAt - killedAt) / 1000).toFixed(1)} s after the kill`}; ` +
-        `${storm.clients.shedBeforeTls} shed before TLS, ${storm.clients.tcpRefused} refused by TCP, ${storm.clients.refused} refused after TLS, ${storm.clients.resumedConnects} resumed / ${storm.clients.fullConnects} full`,
+        `${storm.clients.shedBeforeTls} shed before TLS, ${storm.clients.tcpRefused} refused by TCP, ${storm.clients.refused} refused after TLS, ${storm.clients.resumedConnects} resumed / ${storm.clients.fullConnects} full${otherLoad(foreign.storm)}`,
     );
     const rss = (a: TargetSample, b: TargetSample): number => (b.rssBytes - a.rssBytes) / n;
     return {
@@ -346,6 +358,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
         console: rateConsole,
       },
       storm,
+      foreign,
       timeline: tl.points,
     };
   } finally {

@@ -8,6 +8,8 @@ import { Loadgen, loopbackSources, type LoadgenConfig } from '../loadgen.js';
 import { startLoadgen } from '../loadgen-process.js';
 import { parseScaleArgs } from '../bench-scale.js';
 import { renderScaleSection, type ScaleResult } from '../bench-scale-report.js';
+import { parseProcStat, treeCpuMs } from '../bench-machine.js';
+import { spawn } from 'node:child_process';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
@@ -132,7 +134,8 @@ describe('scale bench arguments and report', () => {
 
   it('renders ratios and goals from its input', () => {
     const zero = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
-    const result = (kind: 'ours' | 'bare', rssPerAgent: number, cpu: number): ScaleResult => ({
+    const none = { full: undefined, resumed: undefined, steady: undefined, storm: undefined };
+    const result = (kind: 'ours' | 'bare', rssPerAgent: number, cpu: number, foreign: ScaleResult['foreign'] = none): ScaleResult => ({
       kind,
       agents: 100,
       full: { wallMs: 1000, cpuMsPerConnect: cpu, clients: { ...zero, fullConnects: 100 } },
@@ -141,6 +144,7 @@ describe('scale bench arguments and report', () => {
       steady: { wallMs: 10_000, checkins: 16, unanswered: 0, cpuMs: 10, idleCpuMs: 0, checkinCpuMs: 10, cpuShareOfCore: 0.001, cpuMsPerCheckin: 0.5, p50Ms: 1, p99Ms: 2, maxMs: 3, eventLoopDelayMaxMs: 1, console: undefined },
       fleetRate: { intervalMs: 60, wallMs: 10_000, checkins: 1000, unanswered: 0, cpuMs: 300, cpuShareOfCore: 0.03, idleShareOfCore: 0.01, p50Ms: 1, p99Ms: 2, maxMs: 3, eventLoopDelayMaxMs: 1, console: undefined },
       storm: { restartMs: 500, backWithinMs: 4000, backAfterReadyMs: 3500, connectedAtEnd: 100, clients: zero, serverCpuMs: 100, peakRssBytes: 1, rssAfterBytes: 1, console: undefined },
+      foreign,
       timeline: [{ tMs: 1000, phase: 'storm', connected: 42 }],
     });
     const text = renderScaleSection({
@@ -148,11 +152,39 @@ describe('scale bench arguments and report', () => {
       machine: { cpuModel: 'test cpu', cpuCount: 2, totalMemoryBytes: 2 ** 34, nodeVersion: 'v20', os: 'Linux' },
       openFileLimit: 20_000,
       args: { agents: 100, concurrency: 10, loadgens: 1, workers: 0, sources: 2, intervalSec: 60, steadySec: 10, stormTimeoutSec: 300, storm: 'graceful' },
-      results: [result('ours', 60 * 1024, 3), result('bare', 50 * 1024, 2)],
+      results: [result('ours', 60 * 1024, 3, { full: 0.02, resumed: 0.314, steady: undefined, storm: 0.05 }), result('bare', 50 * 1024, 2)],
     });
     expect(text).toContain('| RSS per connected agent (KiB) | 60.0 | 50.0 | 1.20x | ✗ ≤ 64 KiB and ≤ 1.15x |');
     expect(text).toContain('| server CPU per full mTLS connect (ms) | 3.00 | 2.00 | 1.50x | ✗ ≤ 1.15x |');
     expect(text).toContain('storm: 1 s: 42');
+    // Other work on the machine, per phase, where /proc could tell (bare's run had none to show).
+    expect(text).toContain('as a share of all 2 cores in each phase: Rollcall: full connects 2 %, resumed connects 31 %, storm 5 %.');
+    expect(text).not.toContain('bare ws+https: full connects');
     expect(text).toContain('server CPU, all of it (% of one core) | 3.0 | 3.0 | 1.00x | ✓ ≤ 25% (includes the idle work of these channels) |');
+  });
+});
+
+describe("CPU of the bench's own processes", () => {
+  it('reads the parent and CPU ticks of a /proc stat line, whatever the command name holds', () => {
+    const fields = (name: string): string => `4242 (${name}) S 17 4242 4242 0 -1 4194560 500 0 0 0 120 30 7 3 20 0 1 0 100 1000 10`;
+    expect(parseProcStat(fields('node'))).toEqual({ ppid: 17, ticks: 160 });
+    expect(parseProcStat(fields('a) (b c) x'))).toEqual({ ppid: 17, ticks: 160 });
+    expect(parseProcStat('4242 (node) S 17')).toBeUndefined();
+    expect(parseProcStat('garbage')).toBeUndefined();
+  });
+
+  it('counts a child that burned CPU and exited once, through its parent\'s reaped-children time', async () => {
+    const before = await treeCpuMs();
+    if (before === undefined) return; // no /proc here: nothing to read
+    const burn = 'const s = process.cpuUsage(); while ((process.cpuUsage(s).user + process.cpuUsage(s).system) < 400_000) {}';
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, ['-e', burn], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`child exited ${code}`))));
+    });
+    const after = (await treeCpuMs())!;
+    // 400 ms of the child's own work (10 ms ticks), its start-up, and a little of ours; counted twice it would be over 800.
+    expect(after - before).toBeGreaterThanOrEqual(390);
+    expect(after - before).toBeLessThan(800);
   });
 });
