@@ -387,7 +387,10 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
         `every channel every 30 s (a thirtieth of them each second) and pings those quiet for 90 s (agents that check in on time never are), ` +
         `the check-in journal folds every second, health timers run; the idle window is a few seconds, so it is a sample of that ` +
         `periodic work, not its average. Scaled linearly to ${TARGET_FLEET.toLocaleString('en-US')} channels that is about ` +
-        `${((100 * idle * TARGET_FLEET) / n).toFixed(0)}% of a core on top of the check-ins (an upper bound: the timers' fixed part does not grow).`,
+        `${((100 * idle * TARGET_FLEET) / n).toFixed(0)}% of a core on top of the check-ins (an upper bound: the timers' fixed part does not grow). ` +
+        'A fleet that was quiet long enough to be pinged (after a long connect phase) first checks in for one interval, as agents do, so the ' +
+        "steady windows measure check-ins without those pings; the idle window's rate, pings included, is then more than the steady windows " +
+        'carry, and the per-check-in figure with it subtracted a lower bound (the "all of it" rows are the whole cost).',
     );
     notes.push(
       `- **Check-ins at the fleet's rate:** ${n.toLocaleString('en-US')} agents checking in every ${ours.fleetRate.intervalMs} ms make the ` +

@@ -20,6 +20,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseCommandArgs, usageError, type CliIo } from '../common/cli-support.js';
+import { DEFAULT_SERVER_CONFIG } from '../server/config.js';
+import { quietPassesBeforePing } from '../server/session-registry.js';
 import { positiveInt } from './bench-args.js';
 import { describeMachine, ForeignMeter, foreignLoad, machineBusyMs } from './bench-machine.js';
 import { cpuMsBetween, percentile } from './bench-measure.js';
@@ -107,6 +109,20 @@ export function parseScaleArgs(argv: string[]): ScaleArgs | { readonly help: tru
   };
 }
 
+/** Soonest the server's heartbeat pings a quiet channel at its defaults: one pass less than it lets a channel stay quiet (passes run at any phase). */
+const PING_AFTER_QUIET_MS =
+  (quietPassesBeforePing(DEFAULT_SERVER_CONFIG.pingIntervalMs, DEFAULT_SERVER_CONFIG.checkinIntervalSec) - 1) * DEFAULT_SERVER_CONFIG.pingIntervalMs;
+
+/**
+ * How long agents that were quiet for `quietMs` check in before the steady
+ * window is measured: one interval when the heartbeat may have started
+ * pinging them (then every one has checked in since, and none is pinged
+ * again), else none.
+ */
+export function checkinWarmupMs(quietMs: number, intervalSec: number): number {
+  return quietMs >= PING_AFTER_QUIET_MS ? intervalSec * 1000 : 0;
+}
+
 /** The soft and hard open-file limits of this process, from /proc (undefined elsewhere). */
 async function openFileLimit(): Promise<number | undefined> {
   try {
@@ -184,6 +200,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     say(`[${kind}]   ${n} connected in ${(fullWallMs / 1000).toFixed(1)} s${otherLoad(foreign.full)}`);
 
     // 2. Resumed connects.
+    const resumedStartedAt = Date.now();
     say(`[${kind}] 2/4 reconnecting every agent with its TLS session`);
     tl.start('resumed connect', () => target);
     await Promise.all(loadgens.map((l) => l.disconnect()));
@@ -217,6 +234,14 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     mark('idle', t);
     const idleWallMs = Number(process.hrtime.bigint() - t) / 1e6;
     const idleCpuMs = cpuMsBetween(idleBefore, idleAfter);
+    // A fleet quiet long enough for the heartbeat to ping it (as after 100,000 resumed connects) first checks in for one interval, as
+    // agents do: at a 60 s interval none is pinged then (server/session-registry.ts), and the window measures check-ins, not pings.
+    const quietMs = Date.now() - resumedStartedAt;
+    const warmupMs = checkinWarmupMs(quietMs, args.intervalSec);
+    if (warmupMs > 0) {
+      say(`[${kind}]   the agents were quiet for ${(quietMs / 1000).toFixed(0)} s, long enough to be pinged: checking in for ${warmupMs / 1000} s before measuring`);
+      await Promise.all(loadgens.map((l) => l.steady(args.intervalSec * 1000, warmupMs)));
+    }
     const steadyBefore = await target.sample('quick');
     t = process.hrtime.bigint();
     const steadyRuns = await Promise.all(loadgens.map((l) => l.steady(args.intervalSec * 1000, args.steadySec * 1000)));

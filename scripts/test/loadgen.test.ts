@@ -6,7 +6,7 @@ import { Harness, readTestCa, waitFor, type TestServer } from '../../test/suppor
 import { ROOT_GROUP_ID } from '../../server/storage/migrations.js';
 import { Loadgen, loopbackSources, type LoadgenConfig } from '../loadgen.js';
 import { startLoadgen } from '../loadgen-process.js';
-import { parseScaleArgs } from '../bench-scale.js';
+import { checkinWarmupMs, parseScaleArgs } from '../bench-scale.js';
 import { renderScaleSection, type ScaleResult } from '../bench-scale-report.js';
 import { parseProcStat, treeCpuMs } from '../bench-machine.js';
 import { spawn } from 'node:child_process';
@@ -130,6 +130,14 @@ describe('scale bench arguments and report', () => {
     const chosen = parseScaleArgs(['--agents', '100000', '--workers', '4']);
     expect('help' in chosen ? undefined : chosen.workers).toBe(4);
     expect(() => parseScaleArgs(['--workers', '65'])).toThrow(/--workers/);
+  });
+
+  it('lets a fleet quiet long enough to be pinged check in for one interval before the steady window, and no other', () => {
+    expect(checkinWarmupMs(15_000, 60)).toBe(0); // 5,000 agents resume in seconds: nobody pinged yet
+    expect(checkinWarmupMs(59_999, 60)).toBe(0);
+    expect(checkinWarmupMs(60_000, 60)).toBe(60_000); // at the defaults a pass may ping after 60-90 s of quiet
+    expect(checkinWarmupMs(215_000, 60)).toBe(60_000); // 100,000 agents: 212 s of resumed connects
+    expect(checkinWarmupMs(215_000, 30)).toBe(30_000);
   });
 
   it('renders ratios and goals from its input', () => {
