@@ -26,7 +26,7 @@ import { closeAgents, connectAgents, type BenchAgent } from './bench-clients.js'
 import { withDeadline } from './bench-deadline.js';
 import { cpuMsBetween } from './bench-measure.js';
 import type { BenchPki } from './bench-pki.js';
-import { slowestBySlice, startSteadyLoad, windowStats, type CheckinLog, type SteadyLoad, type TimeRange, type WindowStats } from './bench-steady-load.js';
+import { slowestBySlice, startSteadyLoad, stretchesOf, windowStats, type CheckinLog, type SteadyLoad, type TimeRange, type WindowStats } from './bench-steady-load.js';
 import { SYNC_GOALS } from './bench-sync-goals.js';
 import { startTarget, type TargetHandle, type TargetSample } from './bench-target-process.js';
 
@@ -116,6 +116,12 @@ export interface SyncBenchResult {
   readonly windows: Readonly<Record<WindowName, SyncWindow>>;
   /** Check-ins of both idle windows together: the baseline the goal compares against. */
   readonly withoutSync: WindowStats;
+  /**
+   * The p99 of each idle stretch as long as the first sync's window (the
+   * idle windows cut into back-to-back stretches): what a window that short
+   * shows against the pooled baseline with no sync at all.
+   */
+  readonly idleStretchesP99Ms: readonly number[];
   readonly firstSync: TimedSync;
   /** The slowest of the no-change re-syncs (by the API call). */
   readonly resync: TimedSync;
@@ -127,8 +133,8 @@ export interface SyncBenchResult {
   readonly serverCpuMs: number;
   /** Calls the portal stand-in answered, by call. */
   readonly portalCalls: Readonly<Record<string, number>>;
-  /** The portal stand-in's OS priority (nice value), or why it could not be lowered. */
-  readonly portalNice: number | string;
+  /** The portal stand-in's OS priority, in words, or why it could not be lowered. */
+  readonly portalPriority: string;
 }
 
 /** What the driver needs to call our console API. */
@@ -271,7 +277,10 @@ async function measureWindows(probe: Probe, api: ConsoleClient, portal: PortalPr
  * the syncs before the second decides it alone; `slower` counts against
  * the goal, 2x its p99.
  */
-function summarizeCheckins(timed: Record<WindowName, TimedWindow>, log: CheckinLog): { windows: Record<WindowName, SyncWindow>; withoutSync: WindowStats } {
+function summarizeCheckins(
+  timed: Record<WindowName, TimedWindow>,
+  log: CheckinLog,
+): { windows: Record<WindowName, SyncWindow>; withoutSync: WindowStats; idleStretchesP99Ms: number[] } {
   const idle = [...timed.idle.ranges, ...timed['idle after'].ranges];
   const threshold = SYNC_GOALS.p99Ratio * windowStats(log, idle).p99Ms;
   const summarize = (w: TimedWindow): SyncWindow => ({
@@ -283,6 +292,7 @@ function summarizeCheckins(timed: Record<WindowName, TimedWindow>, log: CheckinL
   return {
     windows: { idle: summarize(timed.idle), 'first sync': summarize(timed['first sync']), 're-sync': summarize(timed['re-sync']), 'idle after': summarize(timed['idle after']) },
     withoutSync: windowStats(log, idle, threshold),
+    idleStretchesP99Ms: stretchesOf(idle, timed['first sync'].wallMs).map((r) => windowStats(log, [r]).p99Ms),
   };
 }
 
@@ -312,7 +322,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
   driverLoop.enable();
   try {
     portal = await startPortalProcess({ managedMsps: opts.msps, customers: opts.customers }, opts.phaseDeadlineMs);
-    say(`portal stand-in on ${portal.url} (nice ${portal.nice}): 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
+    say(`portal stand-in on ${portal.url} (${portal.priority}): 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
     const execArgv = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`, `--cpu-prof-name=sync-${Date.now()}.cpuprofile`] : [];
     target = await startTarget('ours', pki, { dataDir, entry: opts.targetEntry, timeoutMs: opts.phaseDeadlineMs, execArgv });
     const atStart = await target.sample('quick');
@@ -329,7 +339,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
     const log = await load.stop(opts.phaseDeadlineMs);
     load = undefined;
     const atEnd = await target.sample('quick');
-    const { companies, nice: portalNice } = portal;
+    const { companies, priority: portalPriority } = portal;
     const portalCalls = await portal.stop();
     portal = undefined;
     return {
@@ -345,7 +355,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
       lateCheckins: log.late,
       serverCpuMs: cpuMsBetween(atStart, atEnd),
       portalCalls,
-      portalNice,
+      portalPriority,
     };
   } finally {
     driverLoop.disable();
