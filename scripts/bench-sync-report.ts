@@ -40,10 +40,16 @@ function windowName(w: SyncWindow): string {
   return w.ranges.length > 1 ? `${w.name} (${w.ranges.length} pooled)` : w.name;
 }
 
-function windowRow(w: SyncWindow): string {
+/** Other processes' CPU over a window, as a share of the machine (all its cores). */
+function otherCell(w: SyncWindow, cpuCount: number): string {
+  if (!Number.isFinite(w.otherCpuMs)) return 'n/a';
+  return `${int(w.otherCpuMs)} ms (${Math.round((w.otherCpuMs / (w.wallMs * cpuCount)) * 100)}%)`;
+}
+
+function windowRow(w: SyncWindow, cpuCount: number): string {
   return (
     `| ${windowName(w)} | ${s(w.wallMs)} | ${checkinCells(w.checkins)} | ${ms(w.eventLoopDelayMaxMs)} | ${ms(w.driverLoopDelayMaxMs)} ` +
-    `| ${int(w.writerBatches)} | ${int(w.serverCpuMs)} ms (${Math.round((w.serverCpuMs / w.wallMs) * 100)}%) |`
+    `| ${int(w.writerBatches)} | ${int(w.serverCpuMs)} ms (${Math.round((w.serverCpuMs / w.wallMs) * 100)}%) | ${otherCell(w, cpuCount)} |`
   );
 }
 
@@ -54,7 +60,7 @@ function tenthsLine(w: SyncWindow): string {
 function withoutSyncRow(r: SyncBenchResult): string {
   const idle = [r.windows.idle, r.windows['idle after']];
   const wall = idle.reduce((sum, w) => sum + w.wallMs, 0);
-  return `| **without a sync** (both idle windows) | ${s(wall)} | ${checkinCells(r.withoutSync)} | | | | |`;
+  return `| **without a sync** (both idle windows) | ${s(wall)} | ${checkinCells(r.withoutSync)} | | | | | |`;
 }
 
 /** A sync's row; the CPU cells are per window (the average of pooled windows). */
@@ -81,7 +87,7 @@ function eachResyncLines(r: SyncBenchResult): string[] {
   ];
 }
 
-function resultLines(r: SyncBenchResult): string[] {
+function resultLines(r: SyncBenchResult, cpuCount: number): string[] {
   const goals = syncGoals(r);
   const calls = Object.entries(r.portalCalls)
     .map(([call, n]) => `${call} ${n}`)
@@ -93,9 +99,9 @@ function resultLines(r: SyncBenchResult): string[] {
     '',
     'Check-in round trips by window, each counted in the window it was sent in:',
     '',
-    `| Window | Wall | Check-ins | p50 | p99 | Slowest | Slower than ${SYNC_GOALS.p99Ratio}x the p99 without a sync | Server event-loop delay, max | Driver event-loop delay, max | Check-in transactions | Server CPU (share of a core) |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...WINDOW_NAMES.map((name) => windowRow(r.windows[name])),
+    `| Window | Wall | Check-ins | p50 | p99 | Slowest | Slower than ${SYNC_GOALS.p99Ratio}x the p99 without a sync | Server event-loop delay, max | Driver event-loop delay, max | Check-in transactions | Server CPU (share of a core) | Other processes' CPU (share of the machine) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...WINDOW_NAMES.map((name) => windowRow(r.windows[name], cpuCount)),
     withoutSyncRow(r),
     '',
     'The slowest check-in sent in each tenth of a sync window, in order:',
@@ -276,7 +282,7 @@ export function renderSyncSection(input: SyncReportInput): string {
     '',
     '### Result',
     '',
-    ...resultLines(r),
+    ...resultLines(r, input.machine.cpuCount),
     '',
     '### Method',
     '',

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHRT_PATHS } from '../../server/thread-priority.js';
 import { parseBenchArgs } from '../bench.js';
-import { describeMachine } from '../bench-machine.js';
+import { describeMachine, processCpuMs } from '../bench-machine.js';
 import { loadOrCreateBenchPki, type BenchPki } from '../bench-pki.js';
 import { readSection, replaceSection, writeSection } from '../bench-sections.js';
 import { slowestBySlice, stretchesOf, windowStats } from '../bench-steady-load.js';
@@ -45,6 +45,7 @@ function expectSane(r: SyncBenchResult): void {
     expect(w.writerBatches).toBeGreaterThan(0);
     expect(w.driverLoopDelayMaxMs).toBeGreaterThanOrEqual(0);
     expect(w.slowestByTenth).toHaveLength(10);
+    expect(w.otherCpuMs).toBeGreaterThanOrEqual(0); // measured (Linux has /proc), and never negative
     expect(Math.max(...w.slowestByTenth.filter((v) => !Number.isNaN(v)))).toBe(w.checkins.maxMs);
   }
   // 20 agents, one check-in each per 200 ms: about 100 in each 1 s idle window.
@@ -81,6 +82,7 @@ describe('bench sync', () => {
     expect(md).toMatch(/\*\*[0-4] of 4 goals met\.\*\*/);
     expect(md).toContain('| first (link) |');
     expect(md).toContain('| re-sync (2 pooled) |');
+    expect(md).toContain("| Other processes' CPU (share of the machine) |");
     expect(md).toMatch(/The 2 no-change re-syncs one by one/);
   });
 
@@ -143,6 +145,14 @@ describe('bench sync', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain('4 stretches whose p99 is 0.4x to 2.5x of the p99 without a sync (1 of 4 over 2x)');
     expect(noiseLines({ idleStretchesP99Ms: [], withoutSync: { count: 0, p50Ms: NaN, p99Ms: NaN, maxMs: NaN, perSec: NaN, slower: 0 }, windows: { 'first sync': { wallMs } } as SyncBenchResult['windows'] })).toEqual([]);
+  });
+
+  it('reads a process\'s CPU time from procfs, and nothing for a process that is not there', async () => {
+    let spin = 0;
+    for (let i = 0; i < 5e6; i += 1) spin += i; // some CPU of our own to see
+    expect(spin).toBeGreaterThan(0);
+    expect(await processCpuMs(process.pid)).toBeGreaterThan(0);
+    expect(await processCpuMs(2 ** 22 + 1)).toBeUndefined(); // above Linux's largest pid
   });
 
   it('takes `sync` as a mode with the issue\'s defaults, and still refuses other arguments', () => {
