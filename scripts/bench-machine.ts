@@ -50,6 +50,20 @@ export async function machineBusyMs(): Promise<number | undefined> {
   return ((user + nice + system + irq + softirq + steal) * 1000) / USER_HZ;
 }
 
+/** CPU (user + system, all threads) one process has used so far, in milliseconds, from /proc/<pid>/stat; undefined where it cannot be read. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined; // no procfs, or the process is gone: the caller leaves the figure out
+  }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' '); // from the 3rd field (state) on
+  const utime = Number(fields[11]); // the 14th field
+  const stime = Number(fields[12]); // the 15th
+  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / USER_HZ : undefined;
+}
+
 /** How much CPU other processes took during the run. */
 export interface ForeignLoad {
   /** CPU milliseconds used by processes other than the driver and the two servers. */

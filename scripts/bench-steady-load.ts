@@ -155,3 +155,19 @@ export function slowestBySlice(log: CheckinLog, range: TimeRange, slices: number
   }
   return out;
 }
+
+/**
+ * Cuts each range into as many whole, back-to-back stretches of `lengthMs`
+ * as fit in it (the rest of each range is left out). Pure. `bench sync`
+ * uses it to time idle stretches as long as a sync window: how far their
+ * p99 strays from the pooled idle p99 is the noise a window of that length
+ * shows with no sync at all.
+ */
+export function stretchesOf(ranges: readonly TimeRange[], lengthMs: number): TimeRange[] {
+  if (!(lengthMs > 0)) return [];
+  const out: TimeRange[] = [];
+  for (const r of ranges) {
+    for (let from = r.fromMs; from + lengthMs <= r.toMs; from += lengthMs) out.push({ fromMs: from, toMs: from + lengthMs });
+  }
+  return out;
+}

@@ -24,9 +24,10 @@ import { FAKE_USER } from '../test/support/fake-portal.js';
 import { startPortalProcess, type PortalProcess } from './bench-portal-process.js';
 import { closeAgents, connectAgents, type BenchAgent } from './bench-clients.js';
 import { withDeadline } from './bench-deadline.js';
+import { machineBusyMs, processCpuMs } from './bench-machine.js';
 import { cpuMsBetween } from './bench-measure.js';
 import type { BenchPki } from './bench-pki.js';
-import { slowestBySlice, startSteadyLoad, windowStats, type CheckinLog, type SteadyLoad, type TimeRange, type WindowStats } from './bench-steady-load.js';
+import { slowestBySlice, startSteadyLoad, stretchesOf, windowStats, type CheckinLog, type SteadyLoad, type TimeRange, type WindowStats } from './bench-steady-load.js';
 import { SYNC_GOALS } from './bench-sync-goals.js';
 import { startTarget, type TargetHandle, type TargetSample } from './bench-target-process.js';
 
@@ -82,6 +83,13 @@ export interface TimedWindow {
   readonly driverLoopDelayMaxMs: number;
   /** Check-in transactions the server committed over the window. */
   readonly writerBatches: number;
+  /**
+   * CPU milliseconds that processes other than the server, the driver and
+   * the portal stand-in took over the window (the machine's busy time less
+   * theirs; NaN where /proc cannot say): a short window that another
+   * process's burst falls in is slower for it, whatever the sync does.
+   */
+  readonly otherCpuMs: number;
 }
 
 /** A window with its check-ins, summarised once the load has stopped and every ack is in. */
@@ -116,6 +124,12 @@ export interface SyncBenchResult {
   readonly windows: Readonly<Record<WindowName, SyncWindow>>;
   /** Check-ins of both idle windows together: the baseline the goal compares against. */
   readonly withoutSync: WindowStats;
+  /**
+   * The p99 of each idle stretch as long as the first sync's window (the
+   * idle windows cut into back-to-back stretches): what a window that short
+   * shows against the pooled baseline with no sync at all.
+   */
+  readonly idleStretchesP99Ms: readonly number[];
   readonly firstSync: TimedSync;
   /** The slowest of the no-change re-syncs (by the API call). */
   readonly resync: TimedSync;
@@ -127,8 +141,8 @@ export interface SyncBenchResult {
   readonly serverCpuMs: number;
   /** Calls the portal stand-in answered, by call. */
   readonly portalCalls: Readonly<Record<string, number>>;
-  /** The portal stand-in's OS priority (nice value), or why it could not be lowered. */
-  readonly portalNice: number | string;
+  /** The portal stand-in's OS priority, in words, or why it could not be lowered. */
+  readonly portalPriority: string;
 }
 
 /** What the driver needs to call our console API. */
@@ -167,11 +181,21 @@ interface Probe {
   readonly load: SteadyLoad;
   /** The driver's own event-loop delay. */
   readonly driverLoop: IntervalHistogram;
+  /** The portal stand-in's process id, for its CPU time. */
+  readonly portalPid: number | undefined;
+}
+
+/** The machine's busy time and our three processes' CPU so far (the server's is taken from its samples). */
+async function machineCpu(portalPid: number | undefined): Promise<{ busyMs: number | undefined; driverMs: number; portalMs: number | undefined }> {
+  const driver = process.cpuUsage();
+  const [busyMs, portalMs] = await Promise.all([machineBusyMs(), portalPid === undefined ? undefined : processCpuMs(portalPid)]);
+  return { busyMs, driverMs: (driver.user + driver.system) / 1000, portalMs };
 }
 
 /** Times one window: `work` runs between two quick samples of the server, under the steady load. */
 async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise<T>): Promise<{ window: TimedWindow; value: T }> {
   const { target, load, driverLoop } = probe;
+  const cpuBefore = await machineCpu(probe.portalPid);
   const before: TargetSample = await target.sample('quick');
   driverLoop.reset();
   const from = load.now();
@@ -179,6 +203,8 @@ async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise
   const to = load.now();
   const driverLoopDelayMaxMs = driverLoop.count > 0 ? driverLoop.max / 1e6 : 0;
   const after = await target.sample('quick');
+  const cpuAfter = await machineCpu(probe.portalPid);
+  const serverCpuMs = cpuMsBetween(before, after);
   load.assertHealthy();
   const window: TimedWindow = {
     name,
@@ -186,12 +212,23 @@ async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise
     toMs: to,
     ranges: [{ fromMs: from, toMs: to }],
     wallMs: to - from,
-    serverCpuMs: cpuMsBetween(before, after),
+    serverCpuMs,
     eventLoopDelayMaxMs: after.eventLoopDelayMaxMs,
     driverLoopDelayMaxMs,
     writerBatches: (after.counters.writerBatches ?? 0) - (before.counters.writerBatches ?? 0),
+    otherCpuMs: otherCpuBetween(cpuBefore, cpuAfter, serverCpuMs),
   };
   return { window, value };
+}
+
+/** The machine's busy time between two readings less the server's, the driver's and the portal's CPU; NaN where a reading is missing. */
+function otherCpuBetween(
+  a: { busyMs: number | undefined; driverMs: number; portalMs: number | undefined },
+  b: { busyMs: number | undefined; driverMs: number; portalMs: number | undefined },
+  serverCpuMs: number,
+): number {
+  if (a.busyMs === undefined || b.busyMs === undefined || a.portalMs === undefined || b.portalMs === undefined) return NaN;
+  return Math.max(0, b.busyMs - a.busyMs - serverCpuMs - (b.driverMs - a.driverMs) - (b.portalMs - a.portalMs));
 }
 
 /** Several windows of one name as one: their ranges, wall time, CPU and transactions added up, their delays' maximum. */
@@ -208,6 +245,7 @@ function pooled(windows: readonly TimedWindow[]): TimedWindow {
     eventLoopDelayMaxMs: max((w) => w.eventLoopDelayMaxMs),
     driverLoopDelayMaxMs: max((w) => w.driverLoopDelayMaxMs),
     writerBatches: sum((w) => w.writerBatches),
+    otherCpuMs: sum((w) => w.otherCpuMs),
   };
 }
 
@@ -271,7 +309,10 @@ async function measureWindows(probe: Probe, api: ConsoleClient, portal: PortalPr
  * the syncs before the second decides it alone; `slower` counts against
  * the goal, 2x its p99.
  */
-function summarizeCheckins(timed: Record<WindowName, TimedWindow>, log: CheckinLog): { windows: Record<WindowName, SyncWindow>; withoutSync: WindowStats } {
+function summarizeCheckins(
+  timed: Record<WindowName, TimedWindow>,
+  log: CheckinLog,
+): { windows: Record<WindowName, SyncWindow>; withoutSync: WindowStats; idleStretchesP99Ms: number[] } {
   const idle = [...timed.idle.ranges, ...timed['idle after'].ranges];
   const threshold = SYNC_GOALS.p99Ratio * windowStats(log, idle).p99Ms;
   const summarize = (w: TimedWindow): SyncWindow => ({
@@ -283,6 +324,7 @@ function summarizeCheckins(timed: Record<WindowName, TimedWindow>, log: CheckinL
   return {
     windows: { idle: summarize(timed.idle), 'first sync': summarize(timed['first sync']), 're-sync': summarize(timed['re-sync']), 'idle after': summarize(timed['idle after']) },
     withoutSync: windowStats(log, idle, threshold),
+    idleStretchesP99Ms: stretchesOf(idle, timed['first sync'].wallMs).map((r) => windowStats(log, [r]).p99Ms),
   };
 }
 
@@ -312,7 +354,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
   driverLoop.enable();
   try {
     portal = await startPortalProcess({ managedMsps: opts.msps, customers: opts.customers }, opts.phaseDeadlineMs);
-    say(`portal stand-in on ${portal.url} (nice ${portal.nice}): 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
+    say(`portal stand-in on ${portal.url} (${portal.priority}): 1 MSP Manager, ${opts.msps} managed MSPs, ${opts.customers} customers`);
     const execArgv = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`, `--cpu-prof-name=sync-${Date.now()}.cpuprofile`] : [];
     target = await startTarget('ours', pki, { dataDir, entry: opts.targetEntry, timeoutMs: opts.phaseDeadlineMs, execArgv });
     const atStart = await target.sample('quick');
@@ -325,11 +367,11 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
     load = startSteadyLoad(agents, { periodMs: opts.periodMs });
     say(`every agent checks in once per ${opts.periodMs} ms (${Math.round((n * 1000) / opts.periodMs)}/s); settling for ${(opts.settleMs / 1000).toFixed(0)} s`);
     await sleep(opts.settleMs);
-    const measured = await measureWindows({ target, load, driverLoop }, consoleClient(target, pki.ca.certPem, opts.phaseDeadlineMs), portal, opts);
+    const measured = await measureWindows({ target, load, driverLoop, portalPid: portal.pid }, consoleClient(target, pki.ca.certPem, opts.phaseDeadlineMs), portal, opts);
     const log = await load.stop(opts.phaseDeadlineMs);
     load = undefined;
     const atEnd = await target.sample('quick');
-    const { companies, nice: portalNice } = portal;
+    const { companies, priority: portalPriority } = portal;
     const portalCalls = await portal.stop();
     portal = undefined;
     return {
@@ -345,7 +387,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
       lateCheckins: log.late,
       serverCpuMs: cpuMsBetween(atStart, atEnd),
       portalCalls,
-      portalNice,
+      portalPriority,
     };
   } finally {
     driverLoop.disable();

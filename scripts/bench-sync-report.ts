@@ -40,10 +40,16 @@ function windowName(w: SyncWindow): string {
   return w.ranges.length > 1 ? `${w.name} (${w.ranges.length} pooled)` : w.name;
 }
 
-function windowRow(w: SyncWindow): string {
+/** Other processes' CPU over a window, as a share of the machine (all its cores). */
+function otherCell(w: SyncWindow, cpuCount: number): string {
+  if (!Number.isFinite(w.otherCpuMs)) return 'n/a';
+  return `${int(w.otherCpuMs)} ms (${Math.round((w.otherCpuMs / (w.wallMs * cpuCount)) * 100)}%)`;
+}
+
+function windowRow(w: SyncWindow, cpuCount: number): string {
   return (
     `| ${windowName(w)} | ${s(w.wallMs)} | ${checkinCells(w.checkins)} | ${ms(w.eventLoopDelayMaxMs)} | ${ms(w.driverLoopDelayMaxMs)} ` +
-    `| ${int(w.writerBatches)} | ${int(w.serverCpuMs)} ms (${Math.round((w.serverCpuMs / w.wallMs) * 100)}%) |`
+    `| ${int(w.writerBatches)} | ${int(w.serverCpuMs)} ms (${Math.round((w.serverCpuMs / w.wallMs) * 100)}%) | ${otherCell(w, cpuCount)} |`
   );
 }
 
@@ -54,7 +60,7 @@ function tenthsLine(w: SyncWindow): string {
 function withoutSyncRow(r: SyncBenchResult): string {
   const idle = [r.windows.idle, r.windows['idle after']];
   const wall = idle.reduce((sum, w) => sum + w.wallMs, 0);
-  return `| **without a sync** (both idle windows) | ${s(wall)} | ${checkinCells(r.withoutSync)} | | | | |`;
+  return `| **without a sync** (both idle windows) | ${s(wall)} | ${checkinCells(r.withoutSync)} | | | | | |`;
 }
 
 /** A sync's row; the CPU cells are per window (the average of pooled windows). */
@@ -81,7 +87,7 @@ function eachResyncLines(r: SyncBenchResult): string[] {
   ];
 }
 
-function resultLines(r: SyncBenchResult): string[] {
+function resultLines(r: SyncBenchResult, cpuCount: number): string[] {
   const goals = syncGoals(r);
   const calls = Object.entries(r.portalCalls)
     .map(([call, n]) => `${call} ${n}`)
@@ -93,9 +99,9 @@ function resultLines(r: SyncBenchResult): string[] {
     '',
     'Check-in round trips by window, each counted in the window it was sent in:',
     '',
-    `| Window | Wall | Check-ins | p50 | p99 | Slowest | Slower than ${SYNC_GOALS.p99Ratio}x the p99 without a sync | Server event-loop delay, max | Driver event-loop delay, max | Check-in transactions | Server CPU (share of a core) |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...WINDOW_NAMES.map((name) => windowRow(r.windows[name])),
+    `| Window | Wall | Check-ins | p50 | p99 | Slowest | Slower than ${SYNC_GOALS.p99Ratio}x the p99 without a sync | Server event-loop delay, max | Driver event-loop delay, max | Check-in transactions | Server CPU (share of a core) | Other processes' CPU (share of the machine) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...WINDOW_NAMES.map((name) => windowRow(r.windows[name], cpuCount)),
     withoutSyncRow(r),
     '',
     'The slowest check-in sent in each tenth of a sync window, in order:',
@@ -124,8 +130,9 @@ function methodLines(r: SyncBenchResult): string[] {
     '- **Portal**: the stand-in of the MSP portal API from the tests (`test/support/fake-portal.ts`, compiled with the bench), ' +
       'an HTTP server on 127.0.0.1 in a process of its own with a generated account (`buildPortalTree`). It stands for a ' +
       'third-party service on another machine, so its work must neither delay the driver that times the check-ins nor take ' +
-      `this machine's cores from our server: it runs at the lowest OS priority (${typeof r.portalNice === 'number' ? `nice ${r.portalNice}` : `not lowered: ${r.portalNice}`}), ` +
-      'and gets the CPU the others leave. The server fetches the tree with its own portal API client in its planning worker ' +
+      `this machine's cores from our server: it is started under the SCHED_IDLE policy through \`chrt\`, so that its helper threads (V8's collector, libuv's pool) ` +
+      `are lowered with its event loop (here: ${r.portalPriority}), and gets the CPU the others leave. ` +
+      'The server fetches the tree with its own portal API client in its planning worker ' +
       'thread (`server/msp/planning-workers.ts`, with its defaults: 100 companies per page, 6 calls in flight, the thread at ' +
       'nice 19 and SCHED_IDLE), which also validates the tree and plans the sync there; the link starts that thread, and the ' +
       're-syncs reuse it.',
@@ -140,16 +147,42 @@ function methodLines(r: SyncBenchResult): string[] {
       'starts steady.',
     `- **Windows**: idle (${s(r.windows.idle.wallMs)}), the first sync (from sending the link request to reading its answer), ` +
       `the re-sync${r.resyncs.length > 1 ? `s (${r.resyncs.length} windows, a few seconds apart, pooled into one)` : ''}, and idle again. ` +
-      'A no-change re-sync takes about 0.3 s, so its window holds only about 400 check-ins and its own p99 is its fourth or ' +
-      'fifth slowest; since one journal commit acks every check-in that came in while the previous one was syncing (often ' +
-      'ten or more at once), one slow commit decides it. Pooled, the p99 rests on enough check-ins to be one (the p99 of ' +
-      'each window alone is listed too). The goal on the re-sync\'s duration is checked on the slowest of them. ' +
+      'A no-change re-sync takes 0.6 to 0.8 s, so its window holds only about 1,000 check-ins; since one journal commit ' +
+      'acks every check-in that came in while the previous one was syncing (often ten or more at once), a stall of 15 ms ' +
+      '(a slow fsync, a collection in the driver, another process) moves the p99 of a few such windows by itself. The ' +
+      're-syncs are therefore pooled until their windows are about as long as the two idle windows together (20 ' +
+      're-syncs by default: about 14 s against 20 s), so that both p99s rest on samples of about the same size and a ' +
+      'stall weighs on each as much (with 5 re-syncs, idle stretches as long as their windows, pooled the same way, ' +
+      'already went over 2x of the idle p99 in 7 to 11% of draws; the p99 of each window alone is listed too). The goal on the re-sync\'s duration is checked on the slowest of them. ' +
       'The baseline "without a sync" pools both idle windows, so that neither the garbage ' +
       'left by the connects (before the first) nor that left by the syncs (before the second) decides it alone. The server takes a quick sample at each end of each window (its `process.cpuUsage()`, ' +
       'and the longest event-loop delay since the previous sample from `perf_hooks.monitorEventLoopDelay`), without ' +
-      'forcing a GC or waiting for its writes, so the load is not disturbed.',
+      'forcing a GC or waiting for its writes, so the load is not disturbed. The driver also reads the machine\'s busy ' +
+      'time (`/proc/stat`) and the portal stand-in\'s CPU (`/proc/<pid>/stat`) at each end: what is left after the ' +
+      'server\'s, the driver\'s and the stand-in\'s CPU is the other processes\' (the kernel counts the machine\'s busy ' +
+      'time by clock ticks, so the figure is good to a few hundred milliseconds and shows 0 when it comes out below).',
     '- One run, loopback only. The p99 without a sync is a few milliseconds and varies from run to run (4 to 28 ms in ' +
       'trials, the high end while other processes were busy), so the ratios do too; the sync windows are far from it either way.',
+  ];
+}
+
+/**
+ * What a window as short as the first sync's shows with no sync at all: the
+ * idle windows cut into stretches of its length, each stretch's p99 against
+ * the pooled baseline.
+ */
+export function noiseLines(r: Pick<SyncBenchResult, 'idleStretchesP99Ms' | 'withoutSync' | 'windows'>): string[] {
+  const base = r.withoutSync.p99Ms;
+  const ratios = r.idleStretchesP99Ms.map((p) => p / base).sort((a, b) => a - b);
+  if (ratios.length === 0 || !(base > 0)) return [];
+  const over = ratios.filter((x) => x > SYNC_GOALS.p99Ratio).length;
+  const x = (v: number): string => `${v.toFixed(1)}x`;
+  return [
+    `- **How far a short window strays with no sync**: cut into back-to-back stretches as long as the first sync's window ` +
+      `(${s(r.windows['first sync'].wallMs)}), the idle windows give ${ratios.length} stretches whose p99 is ` +
+      `${x(ratios[0]!)} to ${x(ratios[ratios.length - 1]!)} of the p99 without a sync (${over} of ${ratios.length} over ${SYNC_GOALS.p99Ratio}x): ` +
+      'the first sync\'s ratio carries that much noise before the sync adds anything. The re-syncs are pooled over about as ' +
+      'long as the idle windows for the same reason.',
   ];
 }
 
@@ -166,6 +199,7 @@ function noteLines(r: SyncBenchResult): string[] {
     `- **Check-in latency during a sync**: the slowest check-in of the first sync's window waited ${ms(first.checkins.maxMs)} and ` +
       `the re-syncs' ${ms(resync.checkins.maxMs)}; the server's event loop never stalled for more than ` +
       `${ms(first.eventLoopDelayMaxMs)} and ${ms(resync.eventLoopDelayMaxMs)}, and the driver's for more than ${ms(driverMax)}.`,
+    ...noiseLines(r),
     '- **How check-ins are kept out of the sync\'s way**: (1) a check-in is acked once it is durable in the check-in ' +
       'journal, its own SQLite file and connection (`checkins.db`), so the sync\'s transaction on `rollcall.db`, which ' +
       'stays one transaction (a failed sync changes nothing), delays only the journal\'s background fold into the ' +
@@ -251,7 +285,7 @@ export function renderSyncSection(input: SyncReportInput): string {
     '',
     '### Result',
     '',
-    ...resultLines(r),
+    ...resultLines(r, input.machine.cpuCount),
     '',
     '### Method',
     '',

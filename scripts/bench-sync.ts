@@ -9,7 +9,7 @@
  * each once per period (default 1.5 s). An account of 1 MSP Manager, M
  * managed MSPs (50) and C customers (10,000) is linked through the console
  * API from a portal stand-in on loopback, then synced again with nothing
- * changed, K times (default 5; their windows pooled); check-in latency is
+ * changed, K times (default 20; their windows pooled, about as long as the idle windows together); check-in latency is
  * timed during the syncs and in idle windows before and after. Writes its own section of the --out file and keeps the others.
  */
 import os from 'node:os';
@@ -77,7 +77,7 @@ export function parseSyncArgs(argv: string[]): SyncBenchArgs | { readonly help: 
     idleMs: positiveInt('idle', values.idle, 10, 600, SYNC_USAGE) * 1000,
     settleMs: positiveInt('settle', values.settle, 3, 600, SYNC_USAGE) * 1000,
     concurrency: positiveInt('concurrency', values.concurrency, 50, 1000, SYNC_USAGE),
-    resyncs: positiveInt('resyncs', values.resyncs, 5, 50, SYNC_USAGE),
+    resyncs: positiveInt('resyncs', values.resyncs, 20, 50, SYNC_USAGE),
     out: path.resolve(values.out ?? 'docs/benchmarks.md'),
     cacheDir: path.resolve(values['cache-dir'] ?? '.bench-cache'),
     phaseDeadlineMs: positiveInt('phase-timeout', values['phase-timeout'], 120, 3600, SYNC_USAGE) * 1000,

@@ -1,16 +1,18 @@
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHRT_PATHS } from '../../server/thread-priority.js';
 import { parseBenchArgs } from '../bench.js';
-import { describeMachine } from '../bench-machine.js';
+import { describeMachine, processCpuMs } from '../bench-machine.js';
 import { loadOrCreateBenchPki, type BenchPki } from '../bench-pki.js';
 import { readSection, replaceSection, writeSection } from '../bench-sections.js';
-import { slowestBySlice, windowStats } from '../bench-steady-load.js';
+import { slowestBySlice, stretchesOf, windowStats } from '../bench-steady-load.js';
 import { parseSyncArgs } from '../bench-sync.js';
 import { syncGoals } from '../bench-sync-goals.js';
 import { measureSync, WINDOW_NAMES, type SyncBenchResult } from '../bench-sync-measure.js';
-import { renderSyncSection } from '../bench-sync-report.js';
+import { noiseLines, renderSyncSection } from '../bench-sync-report.js';
 
 const AGENTS = 20;
 let tmp: string;
@@ -43,6 +45,7 @@ function expectSane(r: SyncBenchResult): void {
     expect(w.writerBatches).toBeGreaterThan(0);
     expect(w.driverLoopDelayMaxMs).toBeGreaterThanOrEqual(0);
     expect(w.slowestByTenth).toHaveLength(10);
+    expect(w.otherCpuMs).toBeGreaterThanOrEqual(0); // measured (Linux has /proc), and never negative
     expect(Math.max(...w.slowestByTenth.filter((v) => !Number.isNaN(v)))).toBe(w.checkins.maxMs);
   }
   // 20 agents, one check-in each per 200 ms: about 100 in each 1 s idle window.
@@ -50,6 +53,10 @@ function expectSane(r: SyncBenchResult): void {
   expect(r.windows.idle.checkins.count).toBeLessThanOrEqual(110);
   expect(r.portalCalls['Company/Children']).toBeGreaterThanOrEqual((1 + r.resyncs.length) * 3); // the account and 2 MSPs, every sync
   expect(r.serverCpuMs).toBeGreaterThan(r.windows.idle.serverCpuMs);
+  // The portal stand-in stands for another machine: every one of its threads is lowered, not only its event loop.
+  const chrt = CHRT_PATHS.some((p) => existsSync(p));
+  expect(r.portalPriority).toMatch(chrt ? /^SCHED_IDLE, every thread \(\d+\)$/ : /^nice 19, its main thread only/);
+  for (const p99 of r.idleStretchesP99Ms) expect(p99).toBeGreaterThan(0);
 }
 
 describe('bench sync', () => {
@@ -75,6 +82,7 @@ describe('bench sync', () => {
     expect(md).toMatch(/\*\*[0-4] of 4 goals met\.\*\*/);
     expect(md).toContain('| first (link) |');
     expect(md).toContain('| re-sync (2 pooled) |');
+    expect(md).toContain("| Other processes' CPU (share of the machine) |");
     expect(md).toMatch(/The 2 no-change re-syncs one by one/);
   });
 
@@ -121,8 +129,34 @@ describe('bench sync', () => {
     expect(slowestBySlice(log, { fromMs: 0, toMs: 100 }, 4)).toEqual([3, 50, NaN, NaN]);
   });
 
+  it('cuts idle windows into whole stretches as long as a sync window, and says how far their p99 strays', () => {
+    const idle = [{ fromMs: 0, toMs: 10 }, { fromMs: 20, toMs: 27 }];
+    expect(stretchesOf(idle, 3)).toEqual([
+      { fromMs: 0, toMs: 3 },
+      { fromMs: 3, toMs: 6 },
+      { fromMs: 6, toMs: 9 },
+      { fromMs: 20, toMs: 23 },
+      { fromMs: 23, toMs: 26 },
+    ]);
+    expect(stretchesOf(idle, 11)).toEqual([]);
+    expect(stretchesOf(idle, 0)).toEqual([]);
+    const wallMs = 2000;
+    const lines = noiseLines({ idleStretchesP99Ms: [4, 10, 25, 8], withoutSync: { count: 100, p50Ms: 1, p99Ms: 10, maxMs: 40, perSec: 10, slower: 0 }, windows: { 'first sync': { wallMs } } as SyncBenchResult['windows'] });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('4 stretches whose p99 is 0.4x to 2.5x of the p99 without a sync (1 of 4 over 2x)');
+    expect(noiseLines({ idleStretchesP99Ms: [], withoutSync: { count: 0, p50Ms: NaN, p99Ms: NaN, maxMs: NaN, perSec: NaN, slower: 0 }, windows: { 'first sync': { wallMs } } as SyncBenchResult['windows'] })).toEqual([]);
+  });
+
+  it('reads a process\'s CPU time from procfs, and nothing for a process that is not there', async () => {
+    let spin = 0;
+    for (let i = 0; i < 5e6; i += 1) spin += i; // some CPU of our own to see
+    expect(spin).toBeGreaterThan(0);
+    expect(await processCpuMs(process.pid)).toBeGreaterThan(0);
+    expect(await processCpuMs(2 ** 22 + 1)).toBeUndefined(); // above Linux's largest pid
+  });
+
   it('takes `sync` as a mode with the issue\'s defaults, and still refuses other arguments', () => {
-    expect(parseSyncArgs([])).toMatchObject({ agents: 2000, customers: 10_000, msps: 50, periodMs: 1500, idleMs: 10_000, resyncs: 5 });
+    expect(parseSyncArgs([])).toMatchObject({ agents: 2000, customers: 10_000, msps: 50, periodMs: 1500, idleMs: 10_000, resyncs: 20 });
     expect(parseSyncArgs(['--resyncs', '1'])).toMatchObject({ resyncs: 1 });
     expect(parseSyncArgs(['--agents', '20', '--customers', '200', '--msps', '2'])).toMatchObject({ agents: 20, customers: 200, msps: 2 });
     expect(() => parseSyncArgs(['--customers', '0'])).toThrow(/--customers must be a whole number/);
