@@ -58,10 +58,8 @@ export async function processCpuMs(pid: number): Promise<number | undefined> {
   } catch {
     return undefined; // no procfs, or the process is gone: the caller leaves the figure out
   }
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' '); // from the 3rd field (state) on
-  const utime = Number(fields[11]); // the 14th field
-  const stime = Number(fields[12]); // the 15th
-  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / USER_HZ : undefined;
+  const stat = parseProcStat(text);
+  return stat ? (stat.ownTicks * 1000) / USER_HZ : undefined;
 }
 
 /** How much CPU other processes took during the run. */
@@ -109,7 +107,7 @@ export async function treeCpuMs(rootPid: number = process.pid): Promise<number |
         const stat = parseProcStat(text);
         if (!stat) return;
         const pid = Number(n);
-        ticks.set(pid, stat.ticks);
+        ticks.set(pid, stat.ownTicks + stat.reapedTicks);
         const siblings = children.get(stat.ppid);
         if (siblings) siblings.push(pid);
         else children.set(stat.ppid, [pid]);
@@ -126,15 +124,19 @@ export async function treeCpuMs(rootPid: number = process.pid): Promise<number |
   return (total * 1000) / USER_HZ;
 }
 
-/** The parent and the CPU ticks (own and reaped children's) of a /proc/<pid>/stat line; undefined when it does not parse. */
-export function parseProcStat(text: string): { ppid: number; ticks: number } | undefined {
+/**
+ * The parent and the CPU ticks of a /proc/<pid>/stat line: the process's
+ * own (user + system, all threads) and its reaped children's; undefined
+ * when it does not parse.
+ */
+export function parseProcStat(text: string): { ppid: number; ownTicks: number; reapedTicks: number } | undefined {
   // The command name (field 2) is in parentheses and may hold spaces or parentheses: fields restart after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).trim().split(/\s+/);
   // rest[0] is field 3 (state): ppid is field 4, utime..cstime fields 14-17.
   const nums = [rest[1], rest[11], rest[12], rest[13], rest[14]].map(Number);
   if (rest.length < 15 || nums.some((v) => !Number.isFinite(v))) return undefined;
   const [ppid, utime, stime, cutime, cstime] = nums as [number, number, number, number, number];
-  return { ppid, ticks: utime + stime + cutime + cstime };
+  return { ppid, ownTicks: utime + stime, reapedTicks: cutime + cstime };
 }
 
 /** Reads, over a stretch of a run, how much of the machine went to processes outside this one's tree. */

@@ -175,8 +175,8 @@ describe('scale bench arguments and report', () => {
 describe("CPU of the bench's own processes", () => {
   it('reads the parent and CPU ticks of a /proc stat line, whatever the command name holds', () => {
     const fields = (name: string): string => `4242 (${name}) S 17 4242 4242 0 -1 4194560 500 0 0 0 120 30 7 3 20 0 1 0 100 1000 10`;
-    expect(parseProcStat(fields('node'))).toEqual({ ppid: 17, ticks: 160 });
-    expect(parseProcStat(fields('a) (b c) x'))).toEqual({ ppid: 17, ticks: 160 });
+    expect(parseProcStat(fields('node'))).toEqual({ ppid: 17, ownTicks: 150, reapedTicks: 10 });
+    expect(parseProcStat(fields('a) (b c) x'))).toEqual({ ppid: 17, ownTicks: 150, reapedTicks: 10 });
     expect(parseProcStat('4242 (node) S 17')).toBeUndefined();
     expect(parseProcStat('garbage')).toBeUndefined();
   });
