@@ -28,11 +28,11 @@
  * before TLS): plain backoff from one second, and a quarter of the window
  * growing by a quarter per failure. Retrying sooner than the fleet's pace
  * only adds attempts that are shed; what is left of the window keeps that
- * pace, since the agents still to come are spread over it. This redraw was
- * first tried in session 5 in the same 100,000-agent run as a server change
- * that broke the storm on its own (docs/architecture.md), so its own effect
- * was measured only later (docs/benchmarks.md). The jitter is drawn after
- * the cap is applied, never capped after.
+ * pace, since the agents still to come are spread over it. Its own effect
+ * at 100,000 agents is still unmeasured: session 5 tried it beside another
+ * change, and session 6's runs with it (docs/benchmarks.md, run 10) were on
+ * a machine too slow for the fleet window's pace with or without it. The
+ * jitter is drawn after the cap is applied, never capped after.
  */
 export interface BackoffPolicy {
   /** First window in milliseconds. */
