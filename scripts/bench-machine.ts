@@ -50,18 +50,6 @@ export async function machineBusyMs(): Promise<number | undefined> {
   return ((user + nice + system + irq + softirq + steal) * 1000) / USER_HZ;
 }
 
-/** CPU (user + system, all threads) one process has used so far, in milliseconds, from /proc/<pid>/stat; undefined where it cannot be read. */
-export async function processCpuMs(pid: number): Promise<number | undefined> {
-  let text: string;
-  try {
-    text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined; // no procfs, or the process is gone: the caller leaves the figure out
-  }
-  const stat = parseProcStat(text);
-  return stat ? (stat.ownTicks * 1000) / USER_HZ : undefined;
-}
-
 /** How much CPU other processes took during the run. */
 export interface ForeignLoad {
   /** CPU milliseconds used by processes other than the driver and the two servers. */
@@ -153,10 +141,15 @@ export class ForeignMeter {
     return busy === undefined || own === undefined ? undefined : new ForeignMeter(busy, own, performance.now());
   }
 
-  /** Other processes' CPU since the start, as a share of the machine (0..1); undefined where /proc cannot tell. */
-  async share(cpuCount: number = os.cpus().length): Promise<number | undefined> {
+  /** Other processes' CPU since the start, and its share of the machine; undefined where /proc cannot tell. */
+  async read(cpuCount: number = os.cpus().length): Promise<ForeignLoad | undefined> {
     const [busy, own] = await Promise.all([machineBusyMs(), treeCpuMs()]);
     if (busy === undefined || own === undefined) return undefined;
-    return foreignLoad(this.busyMs, busy, own - this.ownMs, performance.now() - this.startedAt, cpuCount).share;
+    return foreignLoad(this.busyMs, busy, own - this.ownMs, performance.now() - this.startedAt, cpuCount);
+  }
+
+  /** Other processes' CPU since the start, as a share of the machine (0..1); undefined where /proc cannot tell. */
+  async share(cpuCount?: number): Promise<number | undefined> {
+    return (await this.read(cpuCount))?.share;
   }
 }

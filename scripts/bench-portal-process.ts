@@ -22,8 +22,6 @@ import { buildPortalTree, startFakePortal } from '../test/support/fake-portal.js
 /** The stand-in as the driver sees it. */
 export interface PortalProcess {
   readonly url: string;
-  /** Its process id (for its CPU time). */
-  readonly pid: number | undefined;
   /** Companies below the account. */
   readonly companies: number;
   /** Its OS priority, said in words ("SCHED_IDLE, every thread", "nice 19, its main thread only"), or why it could not be lowered. */
@@ -57,7 +55,6 @@ export function startPortalProcess(tree: { managedMsps: number; customers: numbe
       child.removeAllListeners('exit');
       resolve({
         url: m.url,
-        pid: child.pid,
         companies: m.companies,
         priority: lowered ?? idlePolicyOf(child.pid),
         stop: () =>

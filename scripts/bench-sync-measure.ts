@@ -24,7 +24,7 @@ import { FAKE_USER } from '../test/support/fake-portal.js';
 import { startPortalProcess, type PortalProcess } from './bench-portal-process.js';
 import { closeAgents, connectAgents, type BenchAgent } from './bench-clients.js';
 import { withDeadline } from './bench-deadline.js';
-import { machineBusyMs, processCpuMs } from './bench-machine.js';
+import { ForeignMeter } from './bench-machine.js';
 import { cpuMsBetween } from './bench-measure.js';
 import type { BenchPki } from './bench-pki.js';
 import { slowestBySlice, startSteadyLoad, stretchesOf, windowStats, type CheckinLog, type SteadyLoad, type TimeRange, type WindowStats } from './bench-steady-load.js';
@@ -84,9 +84,9 @@ export interface TimedWindow {
   /** Check-in transactions the server committed over the window. */
   readonly writerBatches: number;
   /**
-   * CPU milliseconds that processes other than the server, the driver and
-   * the portal stand-in took over the window (the machine's busy time less
-   * theirs; NaN where /proc cannot say): a short window that another
+   * CPU milliseconds that processes outside the bench (not the server, the
+   * driver or the portal stand-in) took over the window (the machine's busy
+   * time less the bench's process tree; NaN where /proc cannot say): a short window that another
    * process's burst falls in is slower for it, whatever the sync does.
    */
   readonly otherCpuMs: number;
@@ -181,21 +181,12 @@ interface Probe {
   readonly load: SteadyLoad;
   /** The driver's own event-loop delay. */
   readonly driverLoop: IntervalHistogram;
-  /** The portal stand-in's process id, for its CPU time. */
-  readonly portalPid: number | undefined;
-}
-
-/** The machine's busy time and our three processes' CPU so far (the server's is taken from its samples). */
-async function machineCpu(portalPid: number | undefined): Promise<{ busyMs: number | undefined; driverMs: number; portalMs: number | undefined }> {
-  const driver = process.cpuUsage();
-  const [busyMs, portalMs] = await Promise.all([machineBusyMs(), portalPid === undefined ? undefined : processCpuMs(portalPid)]);
-  return { busyMs, driverMs: (driver.user + driver.system) / 1000, portalMs };
 }
 
 /** Times one window: `work` runs between two quick samples of the server, under the steady load. */
 async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise<T>): Promise<{ window: TimedWindow; value: T }> {
   const { target, load, driverLoop } = probe;
-  const cpuBefore = await machineCpu(probe.portalPid);
+  const others = await ForeignMeter.start();
   const before: TargetSample = await target.sample('quick');
   driverLoop.reset();
   const from = load.now();
@@ -203,8 +194,7 @@ async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise
   const to = load.now();
   const driverLoopDelayMaxMs = driverLoop.count > 0 ? driverLoop.max / 1e6 : 0;
   const after = await target.sample('quick');
-  const cpuAfter = await machineCpu(probe.portalPid);
-  const serverCpuMs = cpuMsBetween(before, after);
+  const otherCpuMs = (await others?.read())?.otherCpuMs ?? NaN;
   load.assertHealthy();
   const window: TimedWindow = {
     name,
@@ -212,23 +202,13 @@ async function timeWindow<T>(name: WindowName, probe: Probe, work: () => Promise
     toMs: to,
     ranges: [{ fromMs: from, toMs: to }],
     wallMs: to - from,
-    serverCpuMs,
+    serverCpuMs: cpuMsBetween(before, after),
     eventLoopDelayMaxMs: after.eventLoopDelayMaxMs,
     driverLoopDelayMaxMs,
     writerBatches: (after.counters.writerBatches ?? 0) - (before.counters.writerBatches ?? 0),
-    otherCpuMs: otherCpuBetween(cpuBefore, cpuAfter, serverCpuMs),
+    otherCpuMs,
   };
   return { window, value };
-}
-
-/** The machine's busy time between two readings less the server's, the driver's and the portal's CPU; NaN where a reading is missing. */
-function otherCpuBetween(
-  a: { busyMs: number | undefined; driverMs: number; portalMs: number | undefined },
-  b: { busyMs: number | undefined; driverMs: number; portalMs: number | undefined },
-  serverCpuMs: number,
-): number {
-  if (a.busyMs === undefined || b.busyMs === undefined || a.portalMs === undefined || b.portalMs === undefined) return NaN;
-  return Math.max(0, b.busyMs - a.busyMs - serverCpuMs - (b.driverMs - a.driverMs) - (b.portalMs - a.portalMs));
 }
 
 /** Several windows of one name as one: their ranges, wall time, CPU and transactions added up, their delays' maximum. */
@@ -367,7 +347,7 @@ export async function measureSync(pki: BenchPki, opts: SyncMeasureOptions): Prom
     load = startSteadyLoad(agents, { periodMs: opts.periodMs });
     say(`every agent checks in once per ${opts.periodMs} ms (${Math.round((n * 1000) / opts.periodMs)}/s); settling for ${(opts.settleMs / 1000).toFixed(0)} s`);
     await sleep(opts.settleMs);
-    const measured = await measureWindows({ target, load, driverLoop, portalPid: portal.pid }, consoleClient(target, pki.ca.certPem, opts.phaseDeadlineMs), portal, opts);
+    const measured = await measureWindows({ target, load, driverLoop }, consoleClient(target, pki.ca.certPem, opts.phaseDeadlineMs), portal, opts);
     const log = await load.stop(opts.phaseDeadlineMs);
     load = undefined;
     const atEnd = await target.sample('quick');

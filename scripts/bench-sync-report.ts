@@ -158,8 +158,8 @@ function methodLines(r: SyncBenchResult): string[] {
       'left by the connects (before the first) nor that left by the syncs (before the second) decides it alone. The server takes a quick sample at each end of each window (its `process.cpuUsage()`, ' +
       'and the longest event-loop delay since the previous sample from `perf_hooks.monitorEventLoopDelay`), without ' +
       'forcing a GC or waiting for its writes, so the load is not disturbed. The driver also reads the machine\'s busy ' +
-      'time (`/proc/stat`) and the portal stand-in\'s CPU (`/proc/<pid>/stat`) at each end: what is left after the ' +
-      'server\'s, the driver\'s and the stand-in\'s CPU is the other processes\' (the kernel counts the machine\'s busy ' +
+      'time (`/proc/stat`) and the CPU of its own process tree (driver, server and stand-in, from `/proc/<pid>/stat`) at each end: ' +
+      'what is left after the tree\'s CPU is the other processes\' (the kernel counts the machine\'s busy ' +
       'time by clock ticks, so the figure is good to a few hundred milliseconds and shows 0 when it comes out below).',
     '- One run, loopback only. The p99 without a sync is a few milliseconds and varies from run to run (4 to 28 ms in ' +
       'trials, the high end while other processes were busy), so the ratios do too; the sync windows are far from it either way.',

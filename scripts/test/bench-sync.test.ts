@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHRT_PATHS } from '../../server/thread-priority.js';
 import { parseBenchArgs } from '../bench.js';
-import { describeMachine, processCpuMs } from '../bench-machine.js';
+import { describeMachine } from '../bench-machine.js';
 import { loadOrCreateBenchPki, type BenchPki } from '../bench-pki.js';
 import { readSection, replaceSection, writeSection } from '../bench-sections.js';
 import { slowestBySlice, stretchesOf, windowStats } from '../bench-steady-load.js';
@@ -145,14 +145,6 @@ describe('bench sync', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain('4 stretches whose p99 is 0.4x to 2.5x of the p99 without a sync (1 of 4 over 2x)');
     expect(noiseLines({ idleStretchesP99Ms: [], withoutSync: { count: 0, p50Ms: NaN, p99Ms: NaN, maxMs: NaN, perSec: NaN, slower: 0 }, windows: { 'first sync': { wallMs } } as SyncBenchResult['windows'] })).toEqual([]);
-  });
-
-  it('reads a process\'s CPU time from procfs, and nothing for a process that is not there', async () => {
-    let spin = 0;
-    for (let i = 0; i < 5e6; i += 1) spin += i; // some CPU of our own to see
-    expect(spin).toBeGreaterThan(0);
-    expect(await processCpuMs(process.pid)).toBeGreaterThan(0);
-    expect(await processCpuMs(2 ** 22 + 1)).toBeUndefined(); // above Linux's largest pid
   });
 
   it('takes `sync` as a mode with the issue\'s defaults, and still refuses other arguments', () => {
