@@ -49,7 +49,37 @@ export interface JournalOptions {
   readonly onFoldError?: (err: unknown) => void;
 }
 
-type JournalRow = { batch: number; device_id: string; seq: number; at: number; address: string; n: number };
+/** A journal row as read back for a fold (checkins.db and the agent workers' journals). */
+export interface JournalRow {
+  readonly device_id: string;
+  readonly seq: number;
+  readonly at: number;
+  readonly address: string;
+  readonly n: number;
+}
+
+/**
+ * One update per device from journal rows: the highest sequence and time,
+ * the summed count, and the address of the latest row (by time; rows of one
+ * file come in the order they were written, so a tie goes to the later).
+ */
+export function mergeCheckinRows(rows: Iterable<JournalRow>): CheckinUpdate[] {
+  const byDevice = new Map<string, { deviceId: string; seq: number; at: number; address: string; count: number }>();
+  for (const r of rows) {
+    const prev = byDevice.get(r.device_id);
+    if (!prev) {
+      byDevice.set(r.device_id, { deviceId: r.device_id, seq: r.seq, at: r.at, address: r.address, count: r.n });
+      continue;
+    }
+    if (r.at >= prev.at) {
+      prev.at = r.at;
+      prev.address = r.address;
+    }
+    prev.seq = Math.max(prev.seq, r.seq);
+    prev.count += r.n;
+  }
+  return [...byDevice.values()];
+}
 
 /** The check-in journal of one server. */
 export class CheckinJournal {
@@ -160,24 +190,12 @@ export class CheckinJournal {
   private async foldOnce(): Promise<void> {
     const sealed = this.openBatch;
     this.openBatch += 1; // appends from now on go to the next batch
-    const rows = await this.db.all<JournalRow>('SELECT batch, device_id, seq, at, address, n FROM checkins WHERE batch > ? AND batch <= ?', [
+    const rows = await this.db.all<JournalRow>('SELECT device_id, seq, at, address, n FROM checkins WHERE batch > ? AND batch <= ?', [
       this.foldedBatch,
       sealed,
     ]);
     if (rows.length === 0) return;
-    const byDevice = new Map<string, { deviceId: string; seq: number; at: number; address: string; count: number }>();
-    for (const r of rows) {
-      // Rows come in batch order: the newest batch's address wins.
-      const prev = byDevice.get(r.device_id);
-      byDevice.set(r.device_id, {
-        deviceId: r.device_id,
-        seq: Math.max(prev?.seq ?? 0, r.seq),
-        at: Math.max(prev?.at ?? 0, r.at),
-        address: r.address,
-        count: (prev?.count ?? 0) + r.n,
-      });
-    }
-    const updates = [...byDevice.values()];
+    const updates = mergeCheckinRows(rows);
     await this.target.db.transaction(async (tx) => {
       await this.target.devices.applyCheckins(updates, tx);
       await this.target.meta.set(FOLDED_BATCH_KEY, sealed, tx);
