@@ -29,7 +29,7 @@ import { openConnectReads } from '../storage/connect-reads.js';
 import { AdmitBatcher } from './admit-batcher.js';
 import { describeError } from '../../common/errors.js';
 import { WorkerJournal, workerJournalFile } from '../storage/worker-journals.js';
-import { WorkerCheckins } from './worker-checkins.js';
+import { WorkerCheckins, workerCommitGapMs } from './worker-checkins.js';
 import { workerDeviceLookup, type LookupStats } from './worker-lookup.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
 import { RpcPeer, type RpcPort } from './rpc.js';
@@ -111,7 +111,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   state.closeReads = () => reads.close();
   // The primary made the file before forking (or moved an unreadable one aside); failing here fails the start with the file and SQLite's words.
   const journal = await WorkerJournal.open(workerJournalFile(path.dirname(init.databaseFile), init.slot), { synchronous: config.synchronous });
-  const checkins = new WorkerCheckins(journal, (items) => rpc.notify('checkinsSeen', { items }));
+  const checkins = new WorkerCheckins(journal, (items) => rpc.notify('checkinsSeen', { items }), { minGapMs: workerCommitGapMs(config.agentWorkers) });
   state.checkins = checkins;
   const app = await buildAgentListener({
     binaries: new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows }),

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RollcallError } from '../../common/errors.js';
 import { captureLogger, waitFor } from '../../test/support/harness.js';
 import type { CheckinRecord } from '../checkin-writer.js';
-import { CheckinsSeen, WorkerCheckins, type SeenCheckin } from '../cluster/worker-checkins.js';
+import { CheckinsSeen, WorkerCheckins, workerCommitGapMs, type SeenCheckin } from '../cluster/worker-checkins.js';
 import { RpcPeer, type RpcMessage, type RpcPort } from '../cluster/rpc.js';
 import { relogLine } from '../cluster/worker-log.js';
 
@@ -118,6 +118,10 @@ describe('agent worker log lines', () => {
 });
 
 describe('check-ins of an agent worker', () => {
+  it('spaces a busy worker\'s commits more the more workers share the check-ins, within 10 to 25 ms', () => {
+    expect([1, 2, 3, 4, 5, 9, 64].map(workerCommitGapMs)).toEqual([10, 10, 15, 20, 25, 25, 25]);
+  });
+
   const record = (seq: number, count: 0 | 1 = 1): CheckinRecord => ({ deviceId: 'dev_a', seq, at: 1000 + seq, address: '127.0.0.1', count });
 
   it('settles each check-in once its journal write is done, then tells the primary the new ones in one note per tick', async () => {
