@@ -121,17 +121,24 @@ function defaultWorkerEntry(): string {
 /** The file admin commands read when given --data-dir. */
 export const LOCAL_CLI_FILE = 'cli.json';
 
-/** Creates storage and PKI and wires the listeners; call start() to listen. */
 /**
  * Opens (and folds) the agent workers' check-in journals, this run's slots
  * and any left by an earlier run; an unreadable one is moved aside, logged,
  * and its worker starts with a new file.
  */
-function openWorkerJournals(config: ServerConfig, storage: Storage, log: Logger, seen: CheckinsSeen, foldEveryMs: number | undefined): Promise<WorkerJournalFolder> {
+function openWorkerJournals(
+  config: ServerConfig,
+  storage: Storage,
+  log: Logger,
+  seen: CheckinsSeen,
+  foldEveryMs: number | undefined,
+  handTrim: (slot: number, upTo: number) => boolean,
+): Promise<WorkerJournalFolder> {
   return WorkerJournalFolder.open(config.dataDir, storage, {
     slots: config.agentWorkers,
     synchronous: config.synchronous,
     foldEveryMs,
+    handTrim,
     onFolded: (updates) => seen.folded(updates),
     onFileError: (file, err) => log.error({ file, err: describeError(err) }, 'cannot fold an agent worker\'s check-in journal; the others are folded, this one is tried again'),
     onFoldError: (err) => log.warn({ err: describeError(err) }, 'agent worker check-in journal fold failed; retrying'),
@@ -140,6 +147,7 @@ function openWorkerJournals(config: ServerConfig, storage: Storage, log: Logger,
   });
 }
 
+/** Creates storage and PKI and wires the listeners; call start() to listen. */
 export async function buildServer(config: ServerConfig, opts: ServerOptions): Promise<RollcallServer> {
   const now = opts.now ?? Date.now;
   const log = opts.log;
@@ -191,7 +199,10 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   };
   // With agent workers, check-ins are journaled in the workers (checkins-w<slot>.db) and folded here; the primary hears of them in notes.
   const seen = new CheckinsSeen(onEvent);
-  const workerJournals = config.agentWorkers > 0 ? await openWorkerJournals(config, storage, log, seen, opts.workerJournalFoldMs) : undefined;
+  let pool: AgentWorkerPool | undefined;
+  // Each worker deletes what was folded from its own file (one writer per file); the primary only for a slot with no worker listening.
+  const workerJournals =
+    config.agentWorkers > 0 ? await openWorkerJournals(config, storage, log, seen, opts.workerJournalFoldMs, (slot, upTo) => pool?.trimJournal(slot, upTo) ?? false) : undefined;
   const writer = new CheckinWriter((updates) => journal.append(updates), {
     flushDelayMs: config.flushDelayMs,
     settle: async () => {
@@ -208,7 +219,6 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   }, { batchIntervalMs: CONNECT_BATCH_INTERVAL_MS });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
-  let pool: AgentWorkerPool | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
   const agentPort = (): number => (pool ? pool.port : portOf(agentApp));
   const workerTls = (p: ServerPki): WorkerTls => ({ keyPem: p.server.keyPem, certChainPem: p.server.certPem + p.ca.certPem, clientCaPems: clientCas(p), caCertPem: p.ca.certPem });

@@ -13,7 +13,8 @@
  * carries the database file and the worker's handshake share, the primary
  * sends `handshakeShare`, samples count lookups, admit batches and the gate's handshakes;
  * 3 (2026-11-21) the `checkins` call is gone: workers journal their check-ins
- * and send `checkinsSeen` notes, samples count their journal writes.
+ * and send `checkinsSeen` notes, the primary sends `trimJournal` after each
+ * fold, samples count their journal writes.
  * Primary and workers always run the same build.
  */
 import type { EnrollRequest, EnrollResponse } from '../../common/enroll-api.js';
@@ -137,4 +138,6 @@ export type WorkerNotes = {
   readonly blockAddress: { readonly address: string; readonly until: number };
   /** The worker's new part of the handshake budget (a worker started or stopped). */
   readonly handshakeShare: { readonly share: number };
+  /** The primary folded this worker's journal up to row `upTo`: delete those rows (the worker is its file's one writer). */
+  readonly trimJournal: { readonly upTo: number };
 };

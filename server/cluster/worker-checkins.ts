@@ -59,6 +59,8 @@ export function workerCommitGapMs(workers: number): number {
 /** The durable write a worker's check-ins go to. */
 export interface CheckinAppend {
   append(updates: readonly CheckinUpdate[]): Promise<void>;
+  /** Deletes the rows the primary folded (up to its watermark `upTo`); resolves with how many. */
+  trim(upTo: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,11 @@ export class WorkerCheckins {
       this.seen.push({ deviceId: r.deviceId, seq: r.seq, at: r.at });
       this.timer ??= setTimeout(() => this.flushNote(), this.noteEveryMs);
     });
+  }
+
+  /** Deletes what the primary has folded from this worker's journal (queued behind the appends; this worker stays the file's one writer). */
+  trim(upTo: number): Promise<number> {
+    return this.journal.trim(upTo);
   }
 
   /** Highest sequence accepted here for a device since this worker started (0 when none). */

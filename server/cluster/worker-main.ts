@@ -259,6 +259,9 @@ function main(): void {
           });
         },
         close: ({ sid, code, reason }) => state?.ids.bySid.get(sid)?.close(code, reason),
+        trimJournal: ({ upTo }) => {
+          state?.checkins?.trim(upTo).catch((err: unknown) => state?.log.warn({ err: describeError(err), upTo }, 'cannot trim folded check-ins from this worker\'s journal; the next trim takes them too'));
+        },
         trust: ({ cas, sid }) => {
           if (sid !== undefined) state?.ids.bySid.get(sid)?.sendTrust(cas);
           else for (const s of state?.registry?.values() ?? []) s.sendTrust(cas);

@@ -170,6 +170,18 @@ export class AgentWorkerPool {
     for (const s of this.slots) s.rpc?.notify('blockAddress', { address, until: now + blockedMs });
   }
 
+  /**
+   * Asks the worker on `slot` to delete its journal's rows up to `upTo`
+   * (folded); false when no worker is listening there (none, or one still
+   * starting or stopping), so the caller deletes them itself.
+   */
+  trimJournal(slot: number, upTo: number): boolean {
+    const s = this.slots[slot - 1];
+    if (!s?.rpc || !s.listening) return false;
+    s.rpc.notify('trimJournal', { upTo });
+    return true;
+  }
+
   /** Sends `trust` to every protocol-3 agent of every worker. */
   broadcastTrust(cas: string[]): void {
     for (const s of this.slots) s.rpc?.notify('trust', { cas });

@@ -33,6 +33,38 @@ const ROWS_PER_STATEMENT = 500;
  */
 export const PREPARED_APPEND_ROWS = 32;
 
+/**
+ * Writes check-ins as multi-row inserts of at most ROWS_PER_STATEMENT rows
+ * (`insertOf(n)` is the statement for n rows, `paramsOf` pushes one row's
+ * values). One statement is atomic by itself, and when it carries at most
+ * PREPARED_APPEND_ROWS rows it runs prepared once and kept; more statements
+ * go in one transaction. Either way the write is queued on the connection
+ * now, before anything asked of it later (a fold, a trim).
+ */
+export function insertCheckinRows(
+  db: Database,
+  updates: readonly CheckinUpdate[],
+  insertOf: (rows: number) => string,
+  paramsOf: (u: CheckinUpdate, into: SqlValue[]) => void,
+): Promise<void> {
+  const statements: { sql: string; params: SqlValue[] }[] = [];
+  for (let i = 0; i < updates.length; i += ROWS_PER_STATEMENT) {
+    const chunk = updates.slice(i, i + ROWS_PER_STATEMENT);
+    const params: SqlValue[] = [];
+    for (const u of chunk) paramsOf(u, params);
+    statements.push({ sql: insertOf(chunk.length), params });
+  }
+  if (statements.length === 0) return Promise.resolve();
+  if (statements.length === 1) {
+    const only = statements[0]!;
+    const done = updates.length <= PREPARED_APPEND_ROWS ? db.runPrepared(only.sql, only.params) : db.run(only.sql, only.params);
+    return done.then(() => undefined);
+  }
+  return db.transaction(async (tx) => {
+    for (const s of statements) await tx.run(s.sql, s.params);
+  });
+}
+
 /** What the journal folds into. */
 export interface FoldTarget {
   readonly db: Database;
@@ -131,28 +163,14 @@ export class CheckinJournal {
    */
   append(updates: readonly CheckinUpdate[]): Promise<void> {
     this.stats.appends += 1;
-    const statements: { sql: string; params: SqlValue[] }[] = [];
-    for (let i = 0; i < updates.length; i += ROWS_PER_STATEMENT) {
-      const chunk = updates.slice(i, i + ROWS_PER_STATEMENT);
-      const params: SqlValue[] = [];
-      for (const u of chunk) params.push(this.openBatch, u.deviceId, u.seq, u.at, u.address, u.count);
-      statements.push({
-        sql: `INSERT INTO checkins (batch, device_id, seq, at, address, n) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
+    return insertCheckinRows(
+      this.db,
+      updates,
+      (rows) => `INSERT INTO checkins (batch, device_id, seq, at, address, n) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?)').join(', ')}
               ON CONFLICT (batch, device_id) DO UPDATE SET seq = max(seq, excluded.seq), at = max(at, excluded.at),
                 address = excluded.address, n = n + excluded.n`,
-        params,
-      });
-    }
-    if (statements.length === 0) return Promise.resolve();
-    // One statement is atomic by itself; more need a transaction. Either way it is queued now, before any later fold.
-    if (statements.length === 1) {
-      const only = statements[0]!;
-      const done = updates.length <= PREPARED_APPEND_ROWS ? this.db.runPrepared(only.sql, only.params) : this.db.run(only.sql, only.params);
-      return done.then(() => undefined);
-    }
-    return this.db.transaction(async (tx) => {
-      for (const s of statements) await tx.run(s.sql, s.params);
-    });
+      (u, into) => into.push(this.openBatch, u.deviceId, u.seq, u.at, u.address, u.count),
+    );
   }
 
   /** Folds everything appended so far into the devices table; resolves when it is there. */

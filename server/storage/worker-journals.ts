@@ -9,10 +9,12 @@
  * reused, and a reader's snapshot holds every row up to some number, since
  * writers take turns). A fold reads the rows past the slot's watermark,
  * applies them to the devices table and moves the watermark (a meta key of
- * the main database) in one transaction, and only then deletes the rows up
- * to the watermark from the worker's file, as a second writer of that file
- * (WAL and a busy timeout let the worker's appends wait the few
- * milliseconds this takes). A fold cut short by a crash is neither lost nor
+ * the main database) in one transaction, and only then are the rows up to
+ * the watermark deleted from the worker's file: by the worker itself when
+ * one runs on that slot (`handTrim`: the primary tells it the watermark, and
+ * the delete queues behind its appends, so the file has one writer and an
+ * append never waits on another process's lock), by the primary otherwise
+ * (at start, at stop, for a slot without a worker). A fold cut short by a crash is neither lost nor
  * applied twice: the rows stay in the file until deleted, and rows at or
  * below the watermark are never read again. Each file carries a random
  * generation made when it was created; a watermark of another generation
@@ -25,13 +27,11 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../../common/errors.js';
-import { mergeCheckinRows, type FoldTarget, type JournalRow } from './checkin-journal.js';
-import { openDatabase, type Database, type SqlValue } from './db.js';
+import { insertCheckinRows, mergeCheckinRows, type FoldTarget, type JournalRow } from './checkin-journal.js';
+import { openDatabase, type Database } from './db.js';
 import type { CheckinUpdate } from './devices-store.js';
 
 const FILE_PATTERN = /^checkins-w([1-9][0-9]*)\.db$/;
-/** Rows per insert statement (6 parameters each). */
-const ROWS_PER_STATEMENT = 500;
 /** Rows read from one file per fold pass; a fold runs passes until the file is drained. */
 const ROWS_PER_PASS = 20_000;
 
@@ -86,18 +86,22 @@ export class WorkerJournal {
 
   /** Makes a batch of check-ins (one entry per device) durable: the check-in writer's `apply`. */
   append(updates: readonly CheckinUpdate[]): Promise<void> {
-    const statements: { sql: string; params: SqlValue[] }[] = [];
-    for (let i = 0; i < updates.length; i += ROWS_PER_STATEMENT) {
-      const chunk = updates.slice(i, i + ROWS_PER_STATEMENT);
-      const params: SqlValue[] = [];
-      for (const u of chunk) params.push(u.deviceId, u.seq, u.at, u.address, u.count);
-      statements.push({ sql: `INSERT INTO checkins (device_id, seq, at, address, n) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`, params });
-    }
-    if (statements.length === 0) return Promise.resolve();
-    if (statements.length === 1) return this.db.run(statements[0]!.sql, statements[0]!.params).then(() => undefined);
-    return this.db.transaction(async (tx) => {
-      for (const s of statements) await tx.run(s.sql, s.params);
-    });
+    return insertCheckinRows(
+      this.db,
+      updates,
+      (rows) => `INSERT INTO checkins (device_id, seq, at, address, n) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}`,
+      (u, into) => into.push(u.deviceId, u.seq, u.at, u.address, u.count),
+    );
+  }
+
+  /**
+   * Deletes the rows the primary has folded (ids up to `upTo`, its
+   * watermark). The worker does this itself, queued behind its appends on
+   * its own connection, so the file keeps one writer; resolves with the
+   * number of rows deleted.
+   */
+  async trim(upTo: number): Promise<number> {
+    return (await this.db.runPrepared('DELETE FROM checkins WHERE id <= ?', [upTo])).changes;
   }
 
   close(): Promise<void> {
@@ -114,6 +118,12 @@ export interface FolderOptions {
   readonly foldEveryMs?: number;
   /** Every update applied, after its transaction committed (the primary's latest sequence per device). */
   readonly onFolded?: (updates: readonly CheckinUpdate[]) => void;
+  /**
+   * Hands the trim of `slot`'s file up to `upTo` to the worker writing it;
+   * false when no worker runs on that slot (the folder then deletes the
+   * rows itself). Without it the folder always does.
+   */
+  readonly handTrim?: (slot: number, upTo: number) => boolean;
   /** A file that cannot be read or trimmed (reported once a minute per file while it lasts); the others are folded. */
   readonly onFileError: (file: string, err: unknown) => void;
   /** A background fold that failed in the main database (retried at the next period). */
@@ -141,7 +151,7 @@ export class WorkerJournalFolder {
   private queued = 0;
   private timer: NodeJS.Timeout | null = null;
   /** Totals, for tests and measurements. */
-  readonly stats = { folds: 0, foldedRows: 0 };
+  readonly stats = { folds: 0, foldedRows: 0, handedTrims: 0 };
 
   private constructor(
     private readonly files: OpenFile[],
@@ -243,10 +253,19 @@ export class WorkerJournalFolder {
     this.opts.onFileError(f.file, err);
   }
 
-  /** Deletes folded rows from the files (harmless when it fails: they are below the watermark). */
+  /**
+   * Deletes folded rows from the files, or has their workers do it
+   * (harmless when it fails or a worker dies first: the rows are below the
+   * watermark, and the next trim of that file takes them too).
+   */
   private async trim(): Promise<void> {
     for (const f of this.files) {
       if (f.trimmed >= f.folded) continue;
+      if (this.opts.handTrim?.(f.slot, f.folded)) {
+        f.trimmed = f.folded;
+        this.stats.handedTrims += 1;
+        continue;
+      }
       try {
         await f.db.run('DELETE FROM checkins WHERE id <= ?', [f.folded]);
         f.trimmed = f.folded;

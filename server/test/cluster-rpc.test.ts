@@ -134,6 +134,7 @@ describe('check-ins of an agent worker', () => {
           writes.push(updates.map((u) => u.seq));
           return new Promise<void>((resolve) => (commit = resolve));
         },
+        trim: () => Promise.resolve(0),
         close: () => Promise.resolve(),
       },
       (items) => notes.push(items),
@@ -160,7 +161,7 @@ describe('check-ins of an agent worker', () => {
 
   it('fails a check-in whose journal write failed, so its channel closes and the agent resends, and tells nothing of it', async () => {
     const notes: SeenCheckin[][] = [];
-    const checkins = new WorkerCheckins({ append: () => Promise.reject(new Error('disk I/O error')), close: () => Promise.resolve() }, (items) => notes.push(items), { noteEveryMs: 1 });
+    const checkins = new WorkerCheckins({ append: () => Promise.reject(new Error('disk I/O error')), trim: () => Promise.resolve(0), close: () => Promise.resolve() }, (items) => notes.push(items), { noteEveryMs: 1 });
     const results = await Promise.allSettled([checkins.record(record(1)), checkins.record(record(2))]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     await checkins.close();
@@ -169,7 +170,7 @@ describe('check-ins of an agent worker', () => {
 
   it('sends what is left in a last note when closed, and the primary raises each in the feed and keeps the latest sequence', async () => {
     const notes: SeenCheckin[][] = [];
-    const checkins = new WorkerCheckins({ append: () => Promise.resolve(), close: () => Promise.resolve() }, (items) => notes.push(items), { noteEveryMs: 60_000 });
+    const checkins = new WorkerCheckins({ append: () => Promise.resolve(), trim: () => Promise.resolve(0), close: () => Promise.resolve() }, (items) => notes.push(items), { noteEveryMs: 60_000 });
     await checkins.record(record(7));
     await checkins.close();
     expect(notes).toEqual([[{ deviceId: 'dev_a', seq: 7, at: 1007 }]]);

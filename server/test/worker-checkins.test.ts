@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloseCode } from '../../common/close-codes.js';
 import { Harness, waitFor, type EnrolledAgent, type RawClient, type TestServer } from '../../test/support/harness.js';
+import { openDatabase } from '../storage/db.js';
 import { WorkerJournal, workerJournalFile } from '../storage/worker-journals.js';
 
 // Agent workers run the compiled worker entry: `npm test` builds dist/ first.
@@ -117,5 +118,33 @@ describe('check-ins in the agent workers\' journals', () => {
     for (const a of agents) expect((await s.storedDevice(a.deviceId)).lastSeq).toBe(1);
     expect((await fs.readdir(dataDir)).filter((f) => f.includes('.unreadable-'))).toHaveLength(1);
     expect(path.basename(String(line!.movedTo)).startsWith('checkins-w1.db.unreadable-')).toBe(true);
+  });
+
+  it('has each worker delete what the primary folded from its own journal, behind its appends, and counts every check-in once', async () => {
+    // Background folds every 50 ms: the primary folds, then hands each trim to the file's worker.
+    const s = await h.startServer({ agentWorkers: 2 }, { workerJournalFoldMs: 50 });
+    const agents = await Promise.all([1, 2, 3, 4].map((n) => s.enrollAgent({ hostname: `t-${n}` })));
+    const channels = await Promise.all(agents.map((a) => openChannel(s, a)));
+    // Rows still in the workers' files; while a worker listens the primary never deletes from its file, so 0 means the workers trimmed.
+    const rowsLeft = async (): Promise<number> => {
+      let n = 0;
+      for (const slot of [1, 2]) {
+        const db = await openDatabase(workerJournalFile(s.dataDir, slot));
+        try {
+          n += (await db.get<{ n: number }>('SELECT count(*) AS n FROM checkins'))!.n;
+        } finally {
+          await db.close();
+        }
+      }
+      return n;
+    };
+    for (let seq = 1; seq <= 5; seq += 1) await Promise.all(channels.map((ch) => ch.checkin(seq)));
+    await waitFor(async () => {
+      for (const a of agents) if ((await rowNow(s, a.deviceId)).lastSeq !== 5) return undefined;
+      return (await rowsLeft()) === 0 ? true : undefined;
+    }, 'every check-in folded and trimmed from the workers\' files');
+    for (const a of agents) expect(await rowNow(s, a.deviceId)).toEqual({ lastSeq: 5, checkinCount: 5 });
+    expect(s.logs.filter((l) => /trim/.test(String(l.msg)))).toEqual([]);
+    await s.close();
   });
 });

@@ -161,4 +161,56 @@ describe('agent workers\' check-in journals', () => {
     expect(reports.fileErrors[0]!.err).toMatch(/no such table/);
     expect(await state(storage, 'd2')).toMatchObject({ lastSeq: 1, checkinCount: 1 });
   });
+
+  it('hands the trim of a file to the worker writing it, which deletes only what was folded, and trims a slot without a worker itself', async () => {
+    const { storage, dir } = await setup(['d1', 'd2']);
+    const handed: { slot: number; upTo: number }[] = [];
+    const reports: Reports = { fileErrors: [], movedAside: [], folded: [] };
+    const f = await WorkerJournalFolder.open(dir, storage, {
+      slots: 2,
+      handTrim: (slot, upTo) => slot === 1 && handed.push({ slot, upTo }) > 0, // a worker listens on slot 1 only
+      onFileError: (file, err) => reports.fileErrors.push({ file, err: String(err) }),
+      onFoldError: (err) => reports.fileErrors.push({ file: 'main', err: String(err) }),
+      onMovedAside: (file, movedTo, err) => reports.movedAside.push({ file, movedTo, err: String(err) }),
+    });
+    h.defer(() => f.close().catch(() => undefined));
+    const w1 = await journal(dir, 1);
+    const w2 = await journal(dir, 2);
+    await w1.append([up('d1', 1), up('d2', 1)]);
+    await w2.append([up('d2', 2)]);
+    await f.fold();
+    expect(handed).toEqual([{ slot: 1, upTo: 2 }]);
+    expect(f.stats.handedTrims).toBe(1);
+    expect(await rowsIn(workerJournalFile(dir, 1))).toBe(2); // left to its worker
+    expect(await rowsIn(workerJournalFile(dir, 2))).toBe(0); // no worker there: the folder deleted them
+    // The worker appends more before it gets to the trim: only the folded rows go.
+    await w1.append([up('d1', 2)]);
+    expect(await w1.trim(2)).toBe(2);
+    expect(await rowsIn(workerJournalFile(dir, 1))).toBe(1);
+    await f.fold();
+    expect(handed).toEqual([{ slot: 1, upTo: 2 }, { slot: 1, upTo: 3 }]);
+    expect(await state(storage, 'd1')).toMatchObject({ lastSeq: 2, checkinCount: 2 });
+    expect(await state(storage, 'd2')).toMatchObject({ lastSeq: 2, checkinCount: 2 });
+    // A trim the worker never did (it died first) is harmless: those rows are below the watermark and the next start deletes them.
+    await f.close();
+    await w1.close();
+    const { folder: again } = await folder(dir, storage, 2);
+    expect(await rowsIn(workerJournalFile(dir, 1))).toBe(0);
+    expect(await state(storage, 'd1')).toMatchObject({ lastSeq: 2, checkinCount: 2 });
+    expect(again.stats.foldedRows).toBe(0);
+    expect(reports.fileErrors).toEqual([]);
+  });
+
+  it('appends batches of every size exactly: single prepared statements, larger ones, and several statements in one transaction', async () => {
+    const ids = Array.from({ length: 1200 }, (_, i) => `d${i}`);
+    const { storage, dir } = await setup(ids);
+    const { folder: f } = await folder(dir, storage, 1);
+    const w1 = await journal(dir, 1);
+    for (const size of [1, 31, 32, 33, 499, 500, 501, 1200]) await w1.append(ids.slice(0, size).map((id) => up(id, size)));
+    await f.fold();
+    expect(await state(storage, 'd0')).toMatchObject({ lastSeq: 1200, checkinCount: 8 });
+    expect(await state(storage, 'd32')).toMatchObject({ lastSeq: 1200, checkinCount: 5 }); // in the batches of 33 and up
+    expect(await state(storage, 'd1199')).toMatchObject({ lastSeq: 1200, checkinCount: 1 });
+    expect(f.stats.foldedRows).toBe(1 + 31 + 32 + 33 + 499 + 500 + 501 + 1200);
+  });
 });
