@@ -7,11 +7,11 @@ import https from 'node:https';
 import { percentile } from './bench-measure.js';
 import type { TimelinePoint } from './bench-scale-report.js';
 import type { ConsoleAccess, TargetHandle } from './bench-target-process.js';
-import type { LoadgenStats } from './loadgen.js';
+import { emptyStats, type LoadgenStats } from './loadgen.js';
 import type { LoadgenHandle } from './loadgen-process.js';
 
 export function sumStats(all: readonly LoadgenStats[]): LoadgenStats {
-  const total: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
+  const total = emptyStats();
   for (const s of all) for (const k of Object.keys(total) as (keyof LoadgenStats)[]) total[k] += s[k];
   return total;
 }

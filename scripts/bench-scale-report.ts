@@ -231,7 +231,7 @@ function rows(ours: ScaleResult | undefined, bare: ScaleResult | undefined, n: n
   ];
 }
 
-function stormLine(r: ScaleResult): string {
+function stormLine(r: ScaleResult, intervalSec: number): string {
   const c = r.storm.clients;
   const name = r.kind === 'ours' ? 'Rollcall' : 'bare ws+https';
   return (
@@ -239,7 +239,7 @@ function stormLine(r: ScaleResult): string {
     (r.storm.backWithinMs === undefined ? `NOT all agents back within the deadline (${r.storm.connectedAtEnd}/${r.agents}); ` : `all ${r.agents} back ${sec(r.storm.backAfterReadyMs)} s after it listened; `) +
     `agents' attempts: ${c.resumedConnects} resumed and ${c.fullConnects} full TLS connects, ${c.shedBeforeTls} shed before TLS, ` +
     `${c.tcpRefused} refused by TCP (server not yet up), ${c.refused} refused after TLS, ${c.errors} other failures, ${c.retries} backoff waits, ` +
-    `${c.retryHints} retry hints received; ` +
+    `${c.retryHints} retry hints received; agents back sent ${c.returnCheckins} check-ins (at once after the welcome, then one per ${intervalSec} s), ${c.returnAcks} acked; ` +
     `RSS ${(r.storm.rssAfterBytes / 1048576).toFixed(0)} MiB afterwards.`
   );
 }
@@ -297,7 +297,7 @@ export function renderScaleSection(input: ScaleReportInput): string {
       `full-jitter exponential backoff (1 s base, 5 min cap, common/backoff.ts), the server's retry hint as a floor, never giving up; ` +
       `each offered the TLS session from its last connect. Deadline ${input.args.stormTimeoutSec} s.`,
     '',
-    ...input.results.map(stormLine),
+    ...input.results.map((r) => stormLine(r, input.args.intervalSec)),
     '',
     '### Connected agents over time',
     '',
@@ -422,7 +422,9 @@ export function scaleNotes(input: ScaleReportInput, ours: ScaleResult | undefine
       : '- **Storm after a restart:** Rollcall tells each agent when to come back (its share of a window of 2.4 ms per agent, ' +
           'starting 2 s after a restart as long as its last measured start and stop; an agent whose moment fails draws a new one from ' +
           'what is left of the window, at least an eighth of it), so the fleet returns at a pace the server can take instead of all at once; bare closes without notice and every agent ' +
-          "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it.",
+          "retries within a second. `--storm crash` measures the unannounced case, where only admission and the agents' backoff pace it. " +
+          'An agent that is back checks in at once and then once per interval, as the agent does (until session 7 the bench\'s agents ' +
+          'stayed silent after their welcome, which cost the server less per agent back than real agents do).',
   );
   for (const r of input.results) {
     if (r.storm.backWithinMs !== undefined) continue;

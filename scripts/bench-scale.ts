@@ -270,7 +270,8 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
 
     // 4. Reconnect storm.
     say(`[${kind}] 4/4 reconnect storm: ${args.storm === 'crash' ? 'killing' : 'stopping'} the server process and starting it again on port ${port}`);
-    await Promise.all(loadgens.map((l) => l.setAutoReconnect(true)));
+    // Agents back check in at once and then once per interval, as the agent does (before session 7 they stayed silent and were pinged).
+    await Promise.all(loadgens.map((l) => l.setAutoReconnect(true, args.intervalSec * 1000)));
     const s4 = await stats();
     tl.peakRssBytes = 0;
     meter = await ForeignMeter.start();

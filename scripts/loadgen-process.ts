@@ -17,7 +17,7 @@ type ToLoadgen =
   | { readonly type: 'init'; readonly id: number; readonly config: LoadgenConfig }
   | { readonly type: 'connect'; readonly id: number; readonly concurrency: number; readonly resume: boolean; readonly deadlineMs: number }
   | { readonly type: 'disconnect'; readonly id: number }
-  | { readonly type: 'auto'; readonly id: number; readonly on: boolean }
+  | { readonly type: 'auto'; readonly id: number; readonly on: boolean; readonly checkinIntervalMs?: number }
   | { readonly type: 'steady'; readonly id: number; readonly intervalMs: number; readonly durationMs: number }
   | { readonly type: 'stats'; readonly id: number }
   | { readonly type: 'stop'; readonly id: number };
@@ -32,7 +32,8 @@ export interface LoadgenHandle {
   readonly pid: number;
   connect(concurrency: number, resume: boolean, deadlineMs: number): Promise<LoadgenStats>;
   disconnect(): Promise<LoadgenStats>;
-  setAutoReconnect(on: boolean): Promise<LoadgenStats>;
+  /** Reconnect on drop (the storm); with `checkinIntervalMs` an agent back checks in at once and then once per interval. */
+  setAutoReconnect(on: boolean, checkinIntervalMs?: number): Promise<LoadgenStats>;
   steady(intervalMs: number, durationMs: number): Promise<{ stats: LoadgenStats; rttMs: number[]; unanswered: number }>;
   stats(): Promise<LoadgenStats>;
   stop(): Promise<void>;
@@ -85,7 +86,7 @@ export async function startLoadgen(config: LoadgenConfig, timeoutMs = 60_000): P
     pid: child.pid ?? -1,
     connect: async (concurrency, resume, deadlineMs) => (await call({ type: 'connect', concurrency, resume, deadlineMs } as ToLoadgen, deadlineMs + timeoutMs)).stats,
     disconnect: async () => (await call({ type: 'disconnect' } as ToLoadgen, timeoutMs)).stats,
-    setAutoReconnect: async (on) => (await call({ type: 'auto', on } as ToLoadgen, timeoutMs)).stats,
+    setAutoReconnect: async (on, checkinIntervalMs) => (await call({ type: 'auto', on, checkinIntervalMs } as ToLoadgen, timeoutMs)).stats,
     steady: async (intervalMs, durationMs) => {
       const r = await call({ type: 'steady', intervalMs, durationMs } as ToLoadgen, durationMs + timeoutMs);
       const result = r.result as { rttMs: number[]; unanswered: number };
@@ -129,7 +130,7 @@ function childMain(): void {
     const g = gen;
     if (msg.type === 'connect') reply(g.connectAll({ concurrency: msg.concurrency, resume: msg.resume, deadlineMs: msg.deadlineMs }));
     else if (msg.type === 'disconnect') reply(g.disconnectAll());
-    else if (msg.type === 'auto') reply(Promise.resolve(g.setAutoReconnect(msg.on)));
+    else if (msg.type === 'auto') reply(Promise.resolve(g.setAutoReconnect(msg.on, msg.checkinIntervalMs)));
     else if (msg.type === 'steady') reply(g.steady({ intervalMs: msg.intervalMs, durationMs: msg.durationMs }));
     else if (msg.type === 'stats') reply(Promise.resolve());
     else if (msg.type === 'stop') {

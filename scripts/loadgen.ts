@@ -64,6 +64,9 @@ export interface LoadgenStats {
   retries: number;
   /** Error frames with a retry delay received on open channels (the server's shutdown notice). */
   retryHints: number;
+  /** Check-ins sent by agents back after a drop (the storm: at once after the welcome, then once per interval), and their acks. */
+  returnCheckins: number;
+  returnAcks: number;
 }
 
 type Frame = { type: string; seq?: number; code?: string; retryAfterMs?: number; reconnectWindowMs?: number };
@@ -113,9 +116,11 @@ type Outcome = { ok: true; resumed: boolean } | { ok: false; kind: 'shed' | 'tcp
 
 /** Many simulated agents against one server. */
 export class Loadgen {
-  readonly stats: LoadgenStats = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
+  readonly stats: LoadgenStats = emptyStats();
   private readonly agents: SimAgent[];
   private auto = false;
+  /** While reconnecting on drop: the check-in interval of an agent that is back (undefined: it stays silent). */
+  private returnIntervalMs: number | undefined;
   private stopped = false;
   private lastError: string | undefined;
 
@@ -245,9 +250,28 @@ export class Loadgen {
     agent.retryTimer = setTimeout(() => {
       agent.retryTimer = undefined;
       void this.attempt(agent, true).then((ok) => {
-        if (!ok && this.auto && !this.stopped) this.scheduleRetry(agent, this.pendingAdvice.get(agent));
+        if (ok) this.checkInAfterReturn(agent);
+        else if (this.auto && !this.stopped) this.scheduleRetry(agent, this.pendingAdvice.get(agent));
       });
     }, delay);
+  }
+
+  /**
+   * As the agent does once it is back: a check-in at once after the
+   * welcome (what it has to report, or its heartbeat), then one per
+   * interval, while agents reconnect on drop and an interval was given.
+   */
+  private checkInAfterReturn(agent: SimAgent): void {
+    const interval = this.returnIntervalMs;
+    if (interval === undefined || !this.auto || this.stopped || !agent.open || !agent.ws) return;
+    agent.seq += 1;
+    const seq = agent.seq;
+    agent.ackWaiter = (f) => {
+      if (f.type === 'ack' && f.seq === seq) this.stats.returnAcks += 1;
+    };
+    agent.ws.send(encode({ type: 'checkin', seq, sentAt: Date.now(), uptimeSec: 1 }));
+    this.stats.returnCheckins += 1;
+    agent.checkinTimer = setTimeout(() => this.checkInAfterReturn(agent), interval);
   }
 
   private readonly pendingAdvice = new WeakMap<SimAgent, number | undefined>();
@@ -306,9 +330,15 @@ export class Loadgen {
     if (missing > 0) throw new Error(`${missing} of ${this.agents.length} agents not connected within ${Math.round(opts.deadlineMs / 1000)} s (last failure: ${this.lastError ?? 'none'})`);
   }
 
-  /** Turns reconnect-on-drop on or off (the storm). */
-  setAutoReconnect(on: boolean): void {
+  /**
+   * Turns reconnect-on-drop on or off (the storm). With `checkinIntervalMs`
+   * an agent that is back checks in at once and then once per interval, as
+   * the agent does; turning it off stops those check-ins.
+   */
+  setAutoReconnect(on: boolean, checkinIntervalMs?: number): void {
     this.auto = on;
+    this.returnIntervalMs = on ? checkinIntervalMs : undefined;
+    if (!on) for (const a of this.agents) this.stopCheckins(a);
   }
 
   /** Closes every open channel with 1000 and waits (bounded) until all are closed. */
@@ -396,6 +426,11 @@ export class Loadgen {
       a.ws = undefined;
     }
   }
+}
+
+/** Every counter at zero. */
+export function emptyStats(): LoadgenStats {
+  return { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0, returnCheckins: 0, returnAcks: 0 };
 }
 
 /** Loopback source addresses 127.0.0.1 … 127.0.0.count. */

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { generateKeyPair, issueClientCert } from '../../common/pki.js';
 import { Harness, readTestCa, waitFor, type TestServer } from '../../test/support/harness.js';
 import { ROOT_GROUP_ID } from '../../server/storage/migrations.js';
-import { Loadgen, loopbackSources, type LoadgenConfig } from '../loadgen.js';
+import { emptyStats, Loadgen, loopbackSources, type LoadgenConfig } from '../loadgen.js';
 import { startLoadgen } from '../loadgen-process.js';
 import { checkinWarmupMs, parseScaleArgs } from '../bench-scale.js';
 import { renderScaleSection, type ScaleResult } from '../bench-scale-report.js';
@@ -66,15 +66,21 @@ describe('load generator', () => {
     h.defer(() => gen.stop());
     await gen.connectAll({ concurrency: 6, resume: false, deadlineMs: 30_000 });
     await waitFor(() => gen.sessionsHeld === 6 || undefined, 'every agent to hold a TLS session');
-    gen.setAutoReconnect(true);
+    // As agents do: back, each checks in at once, then once per interval.
+    gen.setAutoReconnect(true, 150);
     await s.close();
     await waitFor(() => gen.stats.connected === 0 || undefined, 'every agent to see the server go');
     await waitFor(() => gen.stats.tcpRefused > 0 || undefined, 'agents retrying against the stopped server');
+    expect(gen.stats.returnCheckins).toBe(0);
     const again = await h.startServer({ agentPort: cfg.port }, { dataDir: s.dataDir });
     await waitFor(() => gen.stats.connected === 6 || undefined, 'every agent back', 20_000);
     expect(again.server.registry.size).toBe(6);
     expect(gen.stats.resumedConnects).toBe(6);
     expect(gen.stats.gaveUp).toBe(0);
+    await waitFor(() => (gen.stats.returnAcks >= 12 ? true : undefined), 'two acked check-ins per agent back');
+    gen.setAutoReconnect(false);
+    for (const a of cfg.agents) expect((await again.storedDevice(a.deviceId)).lastSeq).toBeGreaterThanOrEqual(1);
+    expect(gen.stats.returnAcks).toBeLessThanOrEqual(gen.stats.returnCheckins);
   });
 
   it('runs as a child process driven over IPC', async () => {
@@ -141,7 +147,7 @@ describe('scale bench arguments and report', () => {
   });
 
   it('renders ratios and goals from its input', () => {
-    const zero = { connected: 0, fullConnects: 0, resumedConnects: 0, shedBeforeTls: 0, tcpRefused: 0, refused: 0, errors: 0, drops: 0, gaveUp: 0, retries: 0, retryHints: 0 };
+    const zero = emptyStats();
     const none = { full: undefined, resumed: undefined, steady: undefined, storm: undefined };
     const result = (kind: 'ours' | 'bare', rssPerAgent: number, cpu: number, foreign: ScaleResult['foreign'] = none): ScaleResult => ({
       kind,
