@@ -21,6 +21,7 @@ import { Questions } from './questions.js';
 import type { AgentSession, SessionEvent } from './agent-session.js';
 import { localAgentBackend } from './agent-backend.js';
 import { AgentWorkerPool, type PrimaryServices } from './cluster/worker-pool.js';
+import { CheckinsSeen } from './cluster/worker-checkins.js';
 import type { WorkerTls } from './cluster/messages.js';
 import { admitSession, type AdmissionDeps } from './session-admission.js';
 import { CheckinWriter } from './checkin-writer.js';
@@ -48,6 +49,7 @@ import { loadOrCreateTicketKey, startTicketRotation, ticketKeyFile } from './tls
 import { CONNECT_BATCH_INTERVAL_MS, ConnectRecorder } from './connect-recorder.js';
 import { CheckinJournal, JOURNAL_FILE } from './storage/checkin-journal.js';
 import { openConnectReads } from './storage/connect-reads.js';
+import { WorkerJournalFolder } from './storage/worker-journals.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { randomPassword } from './storage/users-store.js';
 
@@ -67,6 +69,8 @@ export interface ServerOptions {
   readonly agentWorkerEntry?: string;
   /** Re-fork delay of a dead agent worker (default 500 ms doubling to 30 s). */
   readonly agentWorkerRestart?: { readonly baseMs: number; readonly capMs: number };
+  /** Background fold period of the agent workers' check-in journals (default 1000 ms; they are also folded on a worker's exit, on flush and on close). */
+  readonly workerJournalFoldMs?: number;
 }
 
 /** A running (or ready to run) server. */
@@ -117,6 +121,32 @@ function defaultWorkerEntry(): string {
 /** The file admin commands read when given --data-dir. */
 export const LOCAL_CLI_FILE = 'cli.json';
 
+/**
+ * Opens (and folds) the agent workers' check-in journals, this run's slots
+ * and any left by an earlier run; an unreadable one is moved aside, logged,
+ * and its worker starts with a new file.
+ */
+function openWorkerJournals(
+  config: ServerConfig,
+  storage: Storage,
+  log: Logger,
+  seen: CheckinsSeen,
+  foldEveryMs: number | undefined,
+  handTrim: (slot: number, upTo: number) => boolean,
+): Promise<WorkerJournalFolder> {
+  return WorkerJournalFolder.open(config.dataDir, storage, {
+    slots: config.agentWorkers,
+    synchronous: config.synchronous,
+    foldEveryMs,
+    handTrim,
+    onFolded: (updates) => seen.folded(updates),
+    onFileError: (file, err) => log.error({ file, err: describeError(err) }, 'cannot fold an agent worker\'s check-in journal; the others are folded, this one is tried again'),
+    onFoldError: (err) => log.warn({ err: describeError(err) }, 'agent worker check-in journal fold failed; retrying'),
+    onMovedAside: (file, movedTo, err) =>
+      log.error({ file, movedTo, err: describeError(err) }, 'agent worker check-in journal unreadable; moved aside (its check-ins are not folded) and made anew'),
+  });
+}
+
 /** Creates storage and PKI and wires the listeners; call start() to listen. */
 export async function buildServer(config: ServerConfig, opts: ServerOptions): Promise<RollcallServer> {
   const now = opts.now ?? Date.now;
@@ -162,12 +192,24 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     synchronous: config.synchronous,
     onFoldError: (err) => log.warn({ err: describeError(err) }, 'check-in journal fold failed; retrying'),
   });
-  const writer = new CheckinWriter((updates) => journal.append(updates), { flushDelayMs: config.flushDelayMs, settle: () => journal.fold() });
   const feed = new LiveFeed({ briefs: (ids) => storage.devices.briefs(ids), log: log.child({ component: 'feed' }) });
   const onEvent = (e: SessionEvent): void => {
     feed.publish(e);
     opts.onEvent?.(e);
   };
+  // With agent workers, check-ins are journaled in the workers (checkins-w<slot>.db) and folded here; the primary hears of them in notes.
+  const seen = new CheckinsSeen(onEvent);
+  let pool: AgentWorkerPool | undefined;
+  // Each worker deletes what was folded from its own file (one writer per file); the primary only for a slot with no worker listening.
+  const workerJournals =
+    config.agentWorkers > 0 ? await openWorkerJournals(config, storage, log, seen, opts.workerJournalFoldMs, (slot, upTo) => pool?.trimJournal(slot, upTo) ?? false) : undefined;
+  const writer = new CheckinWriter((updates) => journal.append(updates), {
+    flushDelayMs: config.flushDelayMs,
+    settle: async () => {
+      await journal.fold();
+      await workerJournals?.fold();
+    },
+  });
   const tls = { server: pki.server, caCertPem: pki.ca.certPem, handshakeTimeoutMs: config.handshakeTimeoutMs };
   const clientCas = (p: ServerPki): string[] => trustedCaPems(p) ?? [p.ca.certPem];
   const connects = new ConnectRecorder({
@@ -177,7 +219,6 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   }, { batchIntervalMs: CONNECT_BATCH_INTERVAL_MS });
   let agentApp: HttpsApp | undefined;
   let consoleApp: HttpsApp | undefined;
-  let pool: AgentWorkerPool | undefined;
   const portOf = (app: HttpsApp | undefined): number => (app?.server.address() as AddressInfo | null)?.port ?? 0;
   const agentPort = (): number => (pool ? pool.port : portOf(agentApp));
   const workerTls = (p: ServerPki): WorkerTls => ({ keyPem: p.server.keyPem, certChainPem: p.server.certPem + p.ca.certPem, clientCaPems: clientCas(p), caCertPem: p.ca.certPem });
@@ -225,7 +266,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     // Identity questions (clones, hardware changes) are raised on the way to storage; the facts go through the batching recorder.
     recordConnect: (id, f, stored) => questions.connected(id, f, stored),
     flagPossibleClone: (id, at) => questions.cloneSuspected(id, at),
-    latestSeq: (id) => writer.latestSeq(id),
+    latestSeq: (id) => Math.max(writer.latestSeq(id), seen.latestSeq(id)),
     lastEventSeq: (id) => storage.events.lastSeq(id),
     trustedCas: () => trustedCaPems(pki),
     recordSighting: (s) => connects.recordSighting(s),
@@ -233,7 +274,6 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
   const services: PrimaryServices = {
     backend,
     admission,
-    recordCheckins: (records) => writer.recordAll(records),
     recordReport: (report, ctx) => storage.evidence.record(reportToObservations(report, ctx)),
     recordEvents: async (events, ctx) => {
       const fresh = await storage.events.record(ctx.deviceId, events, ctx.now, async (news, tx) => {
@@ -245,6 +285,8 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
     },
     renewCertificate: (id, csr) => renewCertificate({ storage, ca: () => issuingCa(pki), now, validitySec: config.agentCertValiditySec }, id, csr),
     onEvent: (e) => (e.kind === 'reject' ? feed.publish(e) : onEvent(e)),
+    checkinsSeen: (items) => seen.noted(items),
+    workerExited: () => void workerJournals?.fold().catch((err: unknown) => log.warn({ err: describeError(err) }, 'agent worker check-in journal fold failed; retrying')),
   };
   const tickets = await loadOrCreateTicketKey(ticketKeyFile(config.dataDir), now());
   const ticketLog = log.child({ listener: 'agent' });
@@ -395,6 +437,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
         log: ticketLog,
       });
       journal.start();
+      workerJournals?.start();
       ca.start();
       msp.startScheduler();
       health.start();
@@ -417,6 +460,7 @@ export async function buildServer(config: ServerConfig, opts: ServerOptions): Pr
       await writer.close();
       await connects.close();
       await journal.close();
+      await workerJournals?.close(); // the workers have exited: every row they acked is in their files
       timing.shutdownMs = Math.round(performance.now() - closeStartedAt);
       await storage.meta.set(RESTART_TIMING_KEY, timing).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot record how long the stop took'));
       await storage.db.close();

@@ -3,14 +3,18 @@
  * field. Calls have an answer (see rpc.ts); notes do not. A worker reads
  * certificate lookups from the database itself (worker-lookup.ts) and
  * calls `lookupDevice` only for a renewed certificate's first use; the
- * hellos of one event-loop turn go in one `admit` call, the check-ins of
- * one turn in one `checkins` call whose answer means "all durable"; the
- * end of a channel is one `sessionClosed` note.
+ * hellos of one event-loop turn go in one `admit` call; check-ins are
+ * stored in the worker's own journal and told afterwards in a
+ * `checkinsSeen` note per 200 ms (worker-checkins.ts); the end of a
+ * channel is one `sessionClosed` note.
  *
  * CLUSTER_PROTOCOL_VERSION changes when a shape does: 1 (2026-11-21) first
  * version; 2 (2026-11-21) `admit` takes the hellos of one turn, init
  * carries the database file and the worker's handshake share, the primary
- * sends `handshakeShare`, samples count lookups, admit batches and the gate's handshakes.
+ * sends `handshakeShare`, samples count lookups, admit batches and the gate's handshakes;
+ * 3 (2026-11-21) the `checkins` call is gone: workers journal their check-ins
+ * and send `checkinsSeen` notes, the primary sends `trimJournal` after each
+ * fold, samples count their journal writes.
  * Primary and workers always run the same build.
  */
 import type { EnrollRequest, EnrollResponse } from '../../common/enroll-api.js';
@@ -19,15 +23,15 @@ import type { Refusal } from '../agent-backend.js';
 import type { RejectEvent } from '../agent-listener.js';
 import type { ReportContext } from '../agent-reports.js';
 import type { SessionDevice } from '../agent-session.js';
-import type { CheckinRecord } from '../checkin-writer.js';
 import type { ServerConfig } from '../config.js';
 import type { AdmitDecision, HelloFacts } from '../session-admission.js';
 import type { DisconnectFacts } from '../session-registry.js';
 import type { Observation } from '../storage/evidence-store.js';
+import type { SeenCheckin } from './worker-checkins.js';
 import type { EnrollmentToken } from '../storage/tokens-store.js';
 
 /** Version of the shapes below. */
-export const CLUSTER_PROTOCOL_VERSION = 2;
+export const CLUSTER_PROTOCOL_VERSION = 3;
 
 /** TLS material of the agent port (sent at start and after a CA rotation). */
 export interface WorkerTls {
@@ -77,6 +81,8 @@ export interface WorkerSample {
   /** This worker's handshake share now, and its gate's counters since it started (admission.ts). */
   readonly handshakeShare: number;
   readonly handshakes: { readonly admitted: number; readonly shed: number; readonly pending: number };
+  /** Check-ins stored in the worker's journal since it started: group commits, check-ins, rows. */
+  readonly checkins: { readonly batches: number; readonly checkins: number; readonly rows: number };
 }
 
 /** Calls a worker makes; the primary answers. */
@@ -85,8 +91,6 @@ export type PrimaryCalls = {
   readonly lookupDevice: { readonly args: { readonly serial: string; readonly cn: string | null }; readonly result: SessionDevice | Refusal };
   /** The hellos of one turn: registers each session globally (capacity, replacement), records connect facts and sighting; one decision per hello, in order. */
   readonly admit: { readonly args: { readonly items: readonly { readonly sid: number; readonly hello: HelloFacts }[] }; readonly result: readonly AdmitDecision[] };
-  /** A batch of check-ins (checkin-batcher.ts: one per window at most); answered once every one is durable. */
-  readonly checkins: { readonly args: { readonly records: readonly CheckinRecord[] }; readonly result: null };
   readonly report: { readonly args: { readonly report: Report; readonly ctx: ReportContext }; readonly result: null };
   readonly events: { readonly args: { readonly events: readonly AgentEvent[]; readonly ctx: ReportContext }; readonly result: { fresh: number; dropped: number } };
   readonly renew: { readonly args: { readonly deviceId: string; readonly csr: string }; readonly result: string };
@@ -109,6 +113,8 @@ export type PrimaryNotes = {
   readonly reject: RejectEvent;
   /** A failed enrollment or portcheck report from `address`, counted by the primary for the whole box. */
   readonly enrollFailed: { readonly address: string };
+  /** New check-ins the worker stored (in its journal) since its last note, in order: for the live feed and the latest sequence per device. */
+  readonly checkinsSeen: { readonly items: readonly SeenCheckin[] };
 };
 
 /** Calls the primary makes; a worker answers. */
@@ -132,4 +138,6 @@ export type WorkerNotes = {
   readonly blockAddress: { readonly address: string; readonly until: number };
   /** The worker's new part of the handshake budget (a worker started or stopped). */
   readonly handshakeShare: { readonly share: number };
+  /** The primary folded this worker's journal up to row `upTo`: delete those rows (the worker is its file's one writer). */
+  readonly trimJournal: { readonly upTo: number };
 };

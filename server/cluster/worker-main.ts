@@ -3,14 +3,16 @@
  *
  * Waits for `init`, then builds the same agent listener as a single
  * process. Certificate lookups are read here, from a read-only connection
- * to the main database (worker-lookup.ts); storage writes, the CA and the
- * global registry are reached through the primary over IPC: admission on
- * `hello` (one call per event-loop turn), check-ins (acked only once the
- * primary says they are durable), reports, events, renewals, enrollment
- * and portcheck reports. Pings, frame budgets, TLS, WebSocket framing and
+ * to the main database (worker-lookup.ts); check-ins go to the worker's own
+ * journal and are acked once committed there (worker-checkins.ts: the
+ * primary folds the journal and hears of them in a note per 200 ms); other
+ * storage writes, the CA and the global registry are reached through the
+ * primary over IPC: admission on `hello` (one call per event-loop turn),
+ * reports, events, renewals, enrollment and portcheck reports. Pings, frame budgets, TLS, WebSocket framing and
  * the handshake gate (with this worker's share of the box's budget) stay
  * here. Exits when the primary's channel goes.
  */
+import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { CloseCode } from '../../common/close-codes.js';
@@ -26,7 +28,8 @@ import { quietPassesBeforePing, SessionRegistry } from '../session-registry.js';
 import { openConnectReads } from '../storage/connect-reads.js';
 import { AdmitBatcher } from './admit-batcher.js';
 import { describeError } from '../../common/errors.js';
-import { CheckinBatcher, workerCheckinBatching } from './checkin-batcher.js';
+import { WorkerJournal, workerJournalFile } from '../storage/worker-journals.js';
+import { WorkerCheckins, workerCommitGapMs } from './worker-checkins.js';
 import { workerDeviceLookup, type LookupStats } from './worker-lookup.js';
 import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type WorkerCalls, type WorkerInit, type WorkerNotes, type WorkerSample } from './messages.js';
 import { RpcPeer, type RpcPort } from './rpc.js';
@@ -55,19 +58,24 @@ class SessionIds {
   }
 }
 
-/** Admission decided by the primary (the hellos of a turn in one call); this worker's registry keeps its own sessions for pings and shutdown. */
-function remoteAdmission(batcher: AdmitBatcher, local: SessionRegistry<AgentSession>, ids: SessionIds, rpc: ToPrimary): SessionAdmission {
+/**
+ * Admission decided by the primary (the hellos of a turn in one call); this worker's registry keeps its own sessions for pings and shutdown.
+ * The latest check-in sequence is the higher of the primary's (other workers' notes, folds) and this worker's own (its journal, not yet told).
+ */
+function remoteAdmission(batcher: AdmitBatcher, local: SessionRegistry<AgentSession>, ids: SessionIds, rpc: ToPrimary, checkins: WorkerCheckins): SessionAdmission {
   return {
     admit: (session, hello) => {
       const sid = ids.add(session);
       return batcher.admit({ sid, hello }).then((d) => {
-        if (d.admitted && ids.byIdentity.has(session)) local.register(session, CloseCode.REPLACED);
-        return d;
+        if (!d.admitted) return d;
+        if (ids.byIdentity.has(session)) local.register(session, CloseCode.REPLACED);
+        return { ...d, latestSeq: Math.max(d.latestSeq, checkins.latestSeq(hello.deviceId)) };
       });
     },
     release: (session, end) => {
       local.unregister(session, end);
       const sid = ids.remove(session);
+      checkins.flushNote(); // the primary hears of its last check-ins before of its end (worker-checkins.ts)
       if (sid !== undefined) rpc.notify('sessionClosed', { sid, facts: { at: end.at, clean: end.clean }, code: end.code, reason: end.reason, ready: end.ready });
     },
   };
@@ -94,7 +102,6 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   state.registry = registry;
   const ids = state.ids;
   let caCertPem = init.tls.caCertPem;
-  const checkins = new CheckinBatcher((records) => rpc.call('checkins', { records }), workerCheckinBatching(config.agentWorkers));
   const admits = new AdmitBatcher((items) => rpc.call('admit', { items }));
   state.admits = admits.stats;
   // Fails the start (with the file and SQLite's words) when the database cannot be read.
@@ -102,6 +109,10 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
   const lookups = workerDeviceLookup(reads, (serial, cn) => rpc.call('lookupDevice', { serial, cn: cn ?? null }), log);
   state.lookups = lookups.stats;
   state.closeReads = () => reads.close();
+  // The primary made the file before forking (or moved an unreadable one aside); failing here fails the start with the file and SQLite's words.
+  const journal = await WorkerJournal.open(workerJournalFile(path.dirname(init.databaseFile), init.slot), { synchronous: config.synchronous });
+  const checkins = new WorkerCheckins(journal, (items) => rpc.notify('checkinsSeen', { items }), { minGapMs: workerCommitGapMs(config.agentWorkers) });
+  state.checkins = checkins;
   const app = await buildAgentListener({
     binaries: new AgentBinaries({ 'linux-x64': config.agentBinary ?? defaultLinuxAgentBinary(), 'windows-x64': config.agentBinaryWindows }),
     // The chain comes whole from the primary (server certificate + CA), hence no separate CA part.
@@ -119,7 +130,7 @@ async function runWorker(rpc: ToPrimary, init: WorkerInit, state: WorkerState): 
     admission: state.gate,
     session: {
       decoder: agentMessageDecoder(),
-      admission: remoteAdmission(admits, registry, ids, rpc),
+      admission: remoteAdmission(admits, registry, ids, rpc, checkins),
       recordCheckin: (r) => checkins.record(r),
       settings: config,
       now,
@@ -162,6 +173,8 @@ interface WorkerState {
   lookups: Readonly<LookupStats>;
   admits: Readonly<{ batches: number; hellos: number }>;
   closeReads: () => Promise<void>;
+  /** The worker's check-in journal, once open. */
+  checkins: WorkerCheckins | undefined;
 }
 
 function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDelay>, gc: boolean): WorkerSample {
@@ -182,6 +195,7 @@ function sample(state: WorkerState, delay: ReturnType<typeof monitorEventLoopDel
     admits: { ...state.admits },
     handshakeShare: state.gate.maxPendingHandshakes,
     handshakes: { ...state.handshakes },
+    checkins: { ...(state.checkins?.stats ?? { batches: 0, checkins: 0, rows: 0 }) },
   };
 }
 
@@ -196,13 +210,17 @@ function main(): void {
     port,
     {
       calls: {
-        probe: ({ sid }) => state?.ids.bySid.get(sid)?.alive ?? false,
+        probe: ({ sid }) => {
+          state?.checkins?.flushNote(); // a replacement is being decided: the primary needs this worker's latest check-ins first
+          return state?.ids.bySid.get(sid)?.alive ?? false;
+        },
         stats: ({ gc }) => sample(state!, delay, gc),
         shutdown: async ({ fleetSize, expectedRestartMs }) => {
           if (!state) return null;
           state.expectedRestartMs = expectedRestartMs;
           state.registry?.closeAll(1001, 'server shutting down', fleetSize);
           await state.app?.close();
+          await state.checkins?.close(); // the last check-ins committed and told before the primary folds this journal
           await state.closeReads();
           return null;
         },
@@ -230,6 +248,7 @@ function main(): void {
             lookups: { local: 0, viaPrimary: 0, readErrors: 0 },
             admits: { batches: 0, hellos: 0 },
             closeReads: () => Promise.resolve(),
+            checkins: undefined,
           };
           runWorker(rpc, init, state).catch((err: unknown) => {
             const message = err instanceof Error ? err.message : String(err);
@@ -240,6 +259,9 @@ function main(): void {
           });
         },
         close: ({ sid, code, reason }) => state?.ids.bySid.get(sid)?.close(code, reason),
+        trimJournal: ({ upTo }) => {
+          state?.checkins?.trim(upTo).catch((err: unknown) => state?.log.warn({ err: describeError(err), upTo }, 'cannot trim folded check-ins from this worker\'s journal; the next trim takes them too'));
+        },
         trust: ({ cas, sid }) => {
           if (sid !== undefined) state?.ids.bySid.get(sid)?.sendTrust(cas);
           else for (const s of state?.registry?.values() ?? []) s.sendTrust(cas);

@@ -14,7 +14,6 @@ import type { RejectEvent } from '../agent-listener.js';
 import type { ReportContext } from '../agent-reports.js';
 import type { SessionEvent } from '../agent-session.js';
 import type { AgentEvent, Report } from '../../common/protocol.js';
-import type { CheckinRecord } from '../checkin-writer.js';
 import type { FailureLimiter } from '../failure-limiter.js';
 import { admitSession, type AdmissionDeps, type AdmitDecision, type HelloFacts } from '../session-admission.js';
 import type { AgentChannel, SessionRegistry } from '../session-registry.js';
@@ -23,18 +22,21 @@ import { CLUSTER_PROTOCOL_VERSION, type PrimaryCalls, type PrimaryNotes, type Wo
 import { RemoteSession, type SessionOwner } from './remote-session.js';
 import { handshakeShares } from './handshake-budget.js';
 import { forwardWorkerOutput } from './worker-log.js';
+import type { SeenCheckin } from './worker-checkins.js';
 
 /** The primary's implementations behind the workers' calls. */
 export interface PrimaryServices {
   readonly backend: AgentBackend;
   readonly admission: AdmissionDeps<AgentChannel>;
-  /** Resolves once every check-in of the batch is durable. */
-  readonly recordCheckins: (records: readonly CheckinRecord[]) => Promise<void>;
   readonly recordReport: (report: Report, ctx: ReportContext) => Promise<void>;
   readonly recordEvents: (events: readonly AgentEvent[], ctx: ReportContext) => Promise<{ fresh: number; dropped: number }>;
   readonly renewCertificate: (deviceId: string, csrPem: string) => Promise<string>;
-  /** The live feed (connect, check-in, disconnect, reject). */
+  /** The live feed (connect, disconnect, reject). */
   readonly onEvent: (e: SessionEvent | RejectEvent) => void;
+  /** A worker's note of the check-ins it stored in its journal. */
+  readonly checkinsSeen: (items: readonly SeenCheckin[]) => void;
+  /** A worker exited (died, or stopped): fold its journal now. */
+  readonly workerExited: (slot: number) => void;
 }
 
 /** What the pool needs. */
@@ -168,6 +170,18 @@ export class AgentWorkerPool {
     for (const s of this.slots) s.rpc?.notify('blockAddress', { address, until: now + blockedMs });
   }
 
+  /**
+   * Asks the worker on `slot` to delete its journal's rows up to `upTo`
+   * (folded); false when no worker is listening there (none, or one still
+   * starting or stopping), so the caller deletes them itself.
+   */
+  trimJournal(slot: number, upTo: number): boolean {
+    const s = this.slots[slot - 1];
+    if (!s?.rpc || !s.listening) return false;
+    s.rpc.notify('trimJournal', { upTo });
+    return true;
+  }
+
   /** Sends `trust` to every protocol-3 agent of every worker. */
   broadcastTrust(cas: string[]): void {
     for (const s of this.slots) s.rpc?.notify('trust', { cas });
@@ -239,6 +253,7 @@ export class AgentWorkerPool {
       this.deps.registry.unregister(rs, { at, clean: false });
       this.deps.services.onEvent({ kind: 'disconnect', deviceId: rs.deviceId, code: 1006, reason: 'agent worker exited', at });
     }
+    this.deps.services.workerExited(s.slot);
     const first = this.firstListen.get(s.slot);
     this.firstListen.delete(s.slot);
     if (this.stopping) {
@@ -307,11 +322,6 @@ export class AgentWorkerPool {
       calls: {
         lookupDevice: ({ serial, cn }) => services.backend.lookupDevice(serial, cn ?? undefined),
         admit: ({ items }) => this.admitAll(s, items, owner, log),
-        checkins: async ({ records }) => {
-          await services.recordCheckins(records);
-          for (const r of records) if (r.count > 0) services.onEvent({ kind: 'checkin', deviceId: r.deviceId, seq: r.seq, at: r.at });
-          return null;
-        },
         report: async ({ report, ctx }) => {
           await services.recordReport(report, ctx);
           return null;
@@ -346,6 +356,7 @@ export class AgentWorkerPool {
         },
         reject: (e) => services.onEvent(e),
         enrollFailed: ({ address }) => this.countEnrollFailure(address),
+        checkinsSeen: ({ items }) => services.checkinsSeen(items),
       },
     };
   }

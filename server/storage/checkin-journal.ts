@@ -33,6 +33,38 @@ const ROWS_PER_STATEMENT = 500;
  */
 export const PREPARED_APPEND_ROWS = 32;
 
+/**
+ * Writes check-ins as multi-row inserts of at most ROWS_PER_STATEMENT rows
+ * (`insertOf(n)` is the statement for n rows, `paramsOf` pushes one row's
+ * values). One statement is atomic by itself, and when it carries at most
+ * PREPARED_APPEND_ROWS rows it runs prepared once and kept; more statements
+ * go in one transaction. Either way the write is queued on the connection
+ * now, before anything asked of it later (a fold, a trim).
+ */
+export function insertCheckinRows(
+  db: Database,
+  updates: readonly CheckinUpdate[],
+  insertOf: (rows: number) => string,
+  paramsOf: (u: CheckinUpdate, into: SqlValue[]) => void,
+): Promise<void> {
+  const statements: { sql: string; params: SqlValue[] }[] = [];
+  for (let i = 0; i < updates.length; i += ROWS_PER_STATEMENT) {
+    const chunk = updates.slice(i, i + ROWS_PER_STATEMENT);
+    const params: SqlValue[] = [];
+    for (const u of chunk) paramsOf(u, params);
+    statements.push({ sql: insertOf(chunk.length), params });
+  }
+  if (statements.length === 0) return Promise.resolve();
+  if (statements.length === 1) {
+    const only = statements[0]!;
+    const done = updates.length <= PREPARED_APPEND_ROWS ? db.runPrepared(only.sql, only.params) : db.run(only.sql, only.params);
+    return done.then(() => undefined);
+  }
+  return db.transaction(async (tx) => {
+    for (const s of statements) await tx.run(s.sql, s.params);
+  });
+}
+
 /** What the journal folds into. */
 export interface FoldTarget {
   readonly db: Database;
@@ -49,7 +81,37 @@ export interface JournalOptions {
   readonly onFoldError?: (err: unknown) => void;
 }
 
-type JournalRow = { batch: number; device_id: string; seq: number; at: number; address: string; n: number };
+/** A journal row as read back for a fold (checkins.db and the agent workers' journals). */
+export interface JournalRow {
+  readonly device_id: string;
+  readonly seq: number;
+  readonly at: number;
+  readonly address: string;
+  readonly n: number;
+}
+
+/**
+ * One update per device from journal rows: the highest sequence and time,
+ * the summed count, and the address of the latest row (by time; rows of one
+ * file come in the order they were written, so a tie goes to the later).
+ */
+export function mergeCheckinRows(rows: Iterable<JournalRow>): CheckinUpdate[] {
+  const byDevice = new Map<string, { deviceId: string; seq: number; at: number; address: string; count: number }>();
+  for (const r of rows) {
+    const prev = byDevice.get(r.device_id);
+    if (!prev) {
+      byDevice.set(r.device_id, { deviceId: r.device_id, seq: r.seq, at: r.at, address: r.address, count: r.n });
+      continue;
+    }
+    if (r.at >= prev.at) {
+      prev.at = r.at;
+      prev.address = r.address;
+    }
+    prev.seq = Math.max(prev.seq, r.seq);
+    prev.count += r.n;
+  }
+  return [...byDevice.values()];
+}
 
 /** The check-in journal of one server. */
 export class CheckinJournal {
@@ -101,28 +163,14 @@ export class CheckinJournal {
    */
   append(updates: readonly CheckinUpdate[]): Promise<void> {
     this.stats.appends += 1;
-    const statements: { sql: string; params: SqlValue[] }[] = [];
-    for (let i = 0; i < updates.length; i += ROWS_PER_STATEMENT) {
-      const chunk = updates.slice(i, i + ROWS_PER_STATEMENT);
-      const params: SqlValue[] = [];
-      for (const u of chunk) params.push(this.openBatch, u.deviceId, u.seq, u.at, u.address, u.count);
-      statements.push({
-        sql: `INSERT INTO checkins (batch, device_id, seq, at, address, n) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
+    return insertCheckinRows(
+      this.db,
+      updates,
+      (rows) => `INSERT INTO checkins (batch, device_id, seq, at, address, n) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?)').join(', ')}
               ON CONFLICT (batch, device_id) DO UPDATE SET seq = max(seq, excluded.seq), at = max(at, excluded.at),
                 address = excluded.address, n = n + excluded.n`,
-        params,
-      });
-    }
-    if (statements.length === 0) return Promise.resolve();
-    // One statement is atomic by itself; more need a transaction. Either way it is queued now, before any later fold.
-    if (statements.length === 1) {
-      const only = statements[0]!;
-      const done = updates.length <= PREPARED_APPEND_ROWS ? this.db.runPrepared(only.sql, only.params) : this.db.run(only.sql, only.params);
-      return done.then(() => undefined);
-    }
-    return this.db.transaction(async (tx) => {
-      for (const s of statements) await tx.run(s.sql, s.params);
-    });
+      (u, into) => into.push(this.openBatch, u.deviceId, u.seq, u.at, u.address, u.count),
+    );
   }
 
   /** Folds everything appended so far into the devices table; resolves when it is there. */
@@ -160,24 +208,12 @@ export class CheckinJournal {
   private async foldOnce(): Promise<void> {
     const sealed = this.openBatch;
     this.openBatch += 1; // appends from now on go to the next batch
-    const rows = await this.db.all<JournalRow>('SELECT batch, device_id, seq, at, address, n FROM checkins WHERE batch > ? AND batch <= ?', [
+    const rows = await this.db.all<JournalRow>('SELECT device_id, seq, at, address, n FROM checkins WHERE batch > ? AND batch <= ?', [
       this.foldedBatch,
       sealed,
     ]);
     if (rows.length === 0) return;
-    const byDevice = new Map<string, { deviceId: string; seq: number; at: number; address: string; count: number }>();
-    for (const r of rows) {
-      // Rows come in batch order: the newest batch's address wins.
-      const prev = byDevice.get(r.device_id);
-      byDevice.set(r.device_id, {
-        deviceId: r.device_id,
-        seq: Math.max(prev?.seq ?? 0, r.seq),
-        at: Math.max(prev?.at ?? 0, r.at),
-        address: r.address,
-        count: (prev?.count ?? 0) + r.n,
-      });
-    }
-    const updates = [...byDevice.values()];
+    const updates = mergeCheckinRows(rows);
     await this.target.db.transaction(async (tx) => {
       await this.target.devices.applyCheckins(updates, tx);
       await this.target.meta.set(FOLDED_BATCH_KEY, sealed, tx);

@@ -333,7 +333,10 @@ export class DevicesStore {
 
   /**
    * Applies coalesced check-ins with multi-row statements (one per
-   * {@link CHECKIN_CHUNK} devices). Sequence numbers only move forward.
+   * {@link CHECKIN_CHUNK} devices). Sequence numbers and the check-in time
+   * only move forward, and the address is the latest check-in's: the agent
+   * workers' journals are folded one after another, so a device that moved
+   * from one worker to another may have its older check-in folded last.
    */
   async applyCheckins(updates: readonly CheckinUpdate[], sql: Sql = this.sql): Promise<void> {
     for (let i = 0; i < updates.length; i += CHECKIN_CHUNK) {
@@ -342,7 +345,8 @@ export class DevicesStore {
       for (const u of chunk) params.push(u.deviceId, u.seq, u.at, u.address, u.count);
       await sql.run(
         `WITH v(id, seq, at, addr, n) AS (VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')})
-         UPDATE devices SET last_seq = max(devices.last_seq, v.seq), last_checkin_at = v.at, last_address = v.addr,
+         UPDATE devices SET last_seq = max(devices.last_seq, v.seq), last_checkin_at = max(coalesce(devices.last_checkin_at, 0), v.at),
+           last_address = CASE WHEN v.at >= coalesce(devices.last_checkin_at, 0) THEN v.addr ELSE devices.last_address END,
            checkin_count = devices.checkin_count + v.n
          FROM v WHERE devices.id = v.id`,
         params,

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CheckinWriter } from '../checkin-writer.js';
 import type { CheckinUpdate } from '../storage/devices-store.js';
 
@@ -99,6 +99,29 @@ describe('check-in write-behind', () => {
     await p;
     await w.close();
     await expect(w.record(rec('d1', 2))).rejects.toThrow(/closed/);
+  });
+
+  it('keeps minGapMs between the starts of two writes when busy, and writes at once after a quiet gap', async () => {
+    const c = controllable();
+    let clock = 0;
+    const w = new CheckinWriter(c.apply, { flushDelayMs: 0, minGapMs: 30, now: () => clock });
+    const first = w.record(rec('d1', 1));
+    expect(c.calls).toHaveLength(1); // idle: at once
+    c.gates[0]!.resolve();
+    await first;
+    clock = 5;
+    const held = [w.record(rec('d2', 1)), w.record(rec('d3', 1))];
+    expect(c.calls).toHaveLength(1); // 5 ms after the last start: held for the rest of the gap, gathering
+    await vi.waitFor(() => expect(c.calls).toHaveLength(2), { timeout: 5000 }); // the gap's timer (25 ms real time)
+    expect(c.calls.map((b) => b.map((u) => u.deviceId))).toEqual([['d1'], ['d2', 'd3']]);
+    c.gates[1]!.resolve();
+    await Promise.all(held);
+    await new Promise((r) => setImmediate(r)); // the finished write lets go of the writer
+    clock = 1000;
+    const late = w.record(rec('d1', 2));
+    expect(c.calls).toHaveLength(3); // long after the last start: at once again
+    c.gates[2]!.resolve();
+    await late;
   });
 });
 

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RollcallError } from '../../common/errors.js';
-import { captureLogger } from '../../test/support/harness.js';
+import { captureLogger, waitFor } from '../../test/support/harness.js';
 import type { CheckinRecord } from '../checkin-writer.js';
-import { CheckinBatcher, workerCheckinBatching, WORKER_CHECKIN_WINDOW_MS, WORKER_MAX_CHECKIN_WINDOW_MS } from '../cluster/checkin-batcher.js';
+import { CheckinsSeen, WorkerCheckins, workerCommitGapMs, type SeenCheckin } from '../cluster/worker-checkins.js';
 import { RpcPeer, type RpcMessage, type RpcPort } from '../cluster/rpc.js';
 import { relogLine } from '../cluster/worker-log.js';
 
@@ -117,80 +117,68 @@ describe('agent worker log lines', () => {
   });
 });
 
-describe('check-in batches of an agent worker', () => {
-  const record = (seq: number): CheckinRecord => ({ deviceId: 'dev_a', seq, at: 1000 + seq, address: '127.0.0.1', count: 1 });
-
-  it('sends the check-ins of one event-loop turn in one call and settles each when that call is answered', async () => {
-    const calls: number[][] = [];
-    let answer: () => void = () => undefined;
-    const batcher = new CheckinBatcher((records) => {
-      calls.push(records.map((r) => r.seq));
-      return new Promise<void>((resolve) => (answer = resolve));
-    });
-    const settled: number[] = [];
-    const first = [1, 2, 3].map((seq) => batcher.record(record(seq)).then(() => void settled.push(seq)));
-    await new Promise((r) => setImmediate(r));
-    expect(calls).toEqual([[1, 2, 3]]);
-    expect(settled).toEqual([]); // not durable yet: nothing may be acked
-    answer();
-    await Promise.all(first);
-    expect(settled).toEqual([1, 2, 3]);
-    const later = batcher.record(record(4));
-    await new Promise((r) => setImmediate(r));
-    expect(calls).toEqual([[1, 2, 3], [4]]);
-    answer();
-    await later;
+describe('check-ins of an agent worker', () => {
+  it('spaces a busy worker\'s commits more the more workers share the check-ins, within 10 to 25 ms', () => {
+    expect([1, 2, 3, 4, 5, 9, 64].map(workerCommitGapMs)).toEqual([10, 10, 15, 20, 25, 25, 25]);
   });
 
-  it('paces a busy worker to one batch per window, sends a lone check-in at once, and sends a full batch without waiting', async () => {
-    let clock = 0;
-    const calls: number[][] = [];
-    const batcher = new CheckinBatcher(
-      (records) => {
-        calls.push(records.map((r) => r.seq));
-        return Promise.resolve();
+  const record = (seq: number, count: 0 | 1 = 1): CheckinRecord => ({ deviceId: 'dev_a', seq, at: 1000 + seq, address: '127.0.0.1', count });
+
+  it('settles each check-in once its journal write is done, then tells the primary the new ones in one note per tick', async () => {
+    const writes: number[][] = [];
+    let commit: () => void = () => undefined;
+    const notes: SeenCheckin[][] = [];
+    const checkins = new WorkerCheckins(
+      {
+        append: (updates) => {
+          writes.push(updates.map((u) => u.seq));
+          return new Promise<void>((resolve) => (commit = resolve));
+        },
+        trim: () => Promise.resolve(0),
+        close: () => Promise.resolve(),
       },
-      { windowMs: 25, maxBatch: 3, now: () => clock },
+      (items) => notes.push(items),
+      { noteEveryMs: 20, minGapMs: 0 },
     );
-    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-    // Idle: the first check-in goes at the end of its turn.
-    const first = batcher.record(record(1));
-    await turn();
-    expect(calls).toEqual([[1]]);
+    const settled: number[] = [];
+    const first = checkins.record(record(1)).then(() => void settled.push(1));
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([[1]]);
+    expect(settled).toEqual([]); // not durable yet: nothing may be acked
+    const second = [checkins.record(record(2)).then(() => void settled.push(2)), checkins.record(record(2, 0)).then(() => void settled.push(0))];
+    commit();
     await first;
-    // Within the window: held until the window ends, gathering the rest.
-    clock = 5;
-    const held = [batcher.record(record(2)), batcher.record(record(13))];
-    await turn();
-    expect(calls).toEqual([[1]]);
-    await Promise.all(held); // the timer for the rest of the window (20 ms real time) sent them
-    expect(calls).toEqual([[1], [2, 13]]);
-    // A full batch goes at once, even inside the window.
-    clock = 6;
-    const full = [20, 21, 22].map((seq) => batcher.record(record(seq)));
-    expect(calls).toEqual([[1], [2, 13], [20, 21, 22]]);
-    await Promise.all(full);
-    // Long after the last batch: at once again.
-    clock = 1000;
-    const late = batcher.record(record(30));
-    await turn();
-    expect(calls.at(-1)).toEqual([30]);
-    await late;
-    expect(batcher.stats).toEqual({ batches: 4, checkins: 7 });
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([[1], [2]]); // the two that came during the write, coalesced into one row
+    commit();
+    await Promise.all(second);
+    expect(settled).toEqual([1, 2, 0]);
+    expect(checkins.latestSeq('dev_a')).toBe(2);
+    await waitFor(() => notes.length > 0 || undefined, 'the note');
+    // The redelivery (count 0) is not news for the feed.
+    expect(notes).toEqual([[{ deviceId: 'dev_a', seq: 1, at: 1001 }, { deviceId: 'dev_a', seq: 2, at: 1002 }]]);
   });
 
-  it("widens each worker's window as the workers share the box's check-ins, within its bounds", () => {
-    const windows = [1, 2, 4, 5, 6, 8, 9, 16, 64].map((n) => workerCheckinBatching(n).windowMs);
-    expect(windows).toEqual([10, 10, 10, 12.5, 15, 20, 20, 20, 20]);
-    expect(Math.min(...windows)).toBe(WORKER_CHECKIN_WINDOW_MS);
-    expect(Math.max(...windows)).toBe(WORKER_MAX_CHECKIN_WINDOW_MS);
-    expect(workerCheckinBatching(0).windowMs).toBe(WORKER_CHECKIN_WINDOW_MS); // no workers: never used, but sane
-  });
-
-  it('fails every check-in of a batch whose call failed, so their channels close and the agents resend', async () => {
-    const batcher = new CheckinBatcher(() => Promise.reject(new RollcallError('RPC_CHANNEL_CLOSED', 'the IPC channel closed')));
-    const results = await Promise.allSettled([batcher.record(record(1)), batcher.record(record(2))]);
+  it('fails a check-in whose journal write failed, so its channel closes and the agent resends, and tells nothing of it', async () => {
+    const notes: SeenCheckin[][] = [];
+    const checkins = new WorkerCheckins({ append: () => Promise.reject(new Error('disk I/O error')), trim: () => Promise.resolve(0), close: () => Promise.resolve() }, (items) => notes.push(items), { noteEveryMs: 1 });
+    const results = await Promise.allSettled([checkins.record(record(1)), checkins.record(record(2))]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
-    expect(batcher.stats).toEqual({ batches: 1, checkins: 2 });
+    await checkins.close();
+    expect(notes).toEqual([]);
+  });
+
+  it('sends what is left in a last note when closed, and the primary raises each in the feed and keeps the latest sequence', async () => {
+    const notes: SeenCheckin[][] = [];
+    const checkins = new WorkerCheckins({ append: () => Promise.resolve(), trim: () => Promise.resolve(0), close: () => Promise.resolve() }, (items) => notes.push(items), { noteEveryMs: 60_000 });
+    await checkins.record(record(7));
+    await checkins.close();
+    expect(notes).toEqual([[{ deviceId: 'dev_a', seq: 7, at: 1007 }]]);
+    const events: unknown[] = [];
+    const seen = new CheckinsSeen((e) => events.push(e));
+    seen.noted(notes[0]!);
+    seen.folded([{ deviceId: 'dev_a', seq: 5, at: 1, address: 'x', count: 1 }, { deviceId: 'dev_b', seq: 3, at: 1, address: 'x', count: 1 }]);
+    expect(events).toEqual([{ kind: 'checkin', deviceId: 'dev_a', seq: 7, at: 1007 }]);
+    expect([seen.latestSeq('dev_a'), seen.latestSeq('dev_b'), seen.latestSeq('dev_c')]).toEqual([7, 3, 0]);
   });
 });

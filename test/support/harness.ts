@@ -115,7 +115,7 @@ export class Harness {
   /** Starts a server on 127.0.0.1 with ports 0, the test PKI and a temp data dir. */
   async startServer(
     overrides: Partial<Record<keyof ServerConfig, unknown>> = {},
-    opts: { dataDir?: string; now?: () => number; resolveHost?: HostResolver } = {},
+    opts: { dataDir?: string; now?: () => number; resolveHost?: HostResolver; workerJournalFoldMs?: number } = {},
   ): Promise<TestServer> {
     const dataDir = opts.dataDir ?? (await this.tempDir('rollcall-data-'));
     const pkiDir = path.join(dataDir, 'pki');
@@ -129,7 +129,7 @@ export class Harness {
     const config = resolveServerConfig({ dataDir, listenHost: '127.0.0.1', agentPort: 0, consolePort: 0, synchronous: 'NORMAL', ...overrides });
     const { log, lines } = captureLogger();
     // Tests never leave loopback: public host names resolve only through the seam (by default, to nothing).
-    const server = await buildServer(config, { log, now: opts.now, resolveHost: opts.resolveHost ?? noDns });
+    const server = await buildServer(config, { log, now: opts.now, resolveHost: opts.resolveHost ?? noDns, workerJournalFoldMs: opts.workerJournalFoldMs });
     await server.start();
     const adminToken = (await server.createInitialAdminToken()) ?? (await server.storage.apiTokens.create('test-admin', Date.now())).secret;
     let closed = false;
