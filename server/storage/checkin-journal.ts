@@ -65,6 +65,59 @@ export function insertCheckinRows(
   });
 }
 
+/**
+ * What the primary's journal and the agent workers' journals share: folds
+ * run one at a time in the order asked, and in the background once a
+ * period; a background fold is skipped while one is still waiting its turn
+ * (the main database is busy), so they never pile up.
+ */
+export abstract class ScheduledFolds {
+  private chain: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  /** Background fold period, ms. */
+  protected abstract readonly foldEveryMs: number;
+  /** Folds everything appended so far. */
+  protected abstract foldAll(): Promise<void>;
+  /** A background fold failed; it is tried again at the next period. */
+  protected abstract foldFailed(err: unknown): void;
+  /** Closes the files, after the last fold. */
+  protected abstract closeFiles(): Promise<void>;
+
+  /** Folds everything appended so far, after the folds already asked for; resolves when it is in the devices table. */
+  fold(): Promise<void> {
+    this.queued += 1;
+    const run = this.chain.then(() => {
+      this.queued -= 1;
+      return this.foldAll();
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Starts background folds. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (this.queued > 0) return; // one is waiting already: don't pile up
+      this.fold().catch((err: unknown) => this.foldFailed(err));
+    }, this.foldEveryMs);
+    this.timer.unref();
+  }
+
+  /** Stops background folds, folds what is left and closes the files. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    try {
+      await this.fold();
+    } finally {
+      await this.closeFiles();
+    }
+  }
+}
+
 /** What the journal folds into. */
 export interface FoldTarget {
   readonly db: Database;
@@ -114,13 +167,11 @@ export function mergeCheckinRows(rows: Iterable<JournalRow>): CheckinUpdate[] {
 }
 
 /** The check-in journal of one server. */
-export class CheckinJournal {
+export class CheckinJournal extends ScheduledFolds {
   private openBatch: number;
   /** Highest batch already in the devices table: never read again, even if trimming it failed. */
   private foldedBatch: number;
-  private chain: Promise<void> = Promise.resolve();
-  private queued = 0;
-  private timer: NodeJS.Timeout | null = null;
+  protected readonly foldEveryMs: number;
   /** Totals, for metrics and benchmarks. */
   readonly stats = { appends: 0, folds: 0, foldedRows: 0 };
 
@@ -131,6 +182,8 @@ export class CheckinJournal {
     foldedBatch: number,
     firstBatch: number,
   ) {
+    super();
+    this.foldEveryMs = opts.foldEveryMs ?? 1000;
     this.foldedBatch = foldedBatch;
     this.openBatch = firstBatch;
   }
@@ -173,39 +226,15 @@ export class CheckinJournal {
     );
   }
 
-  /** Folds everything appended so far into the devices table; resolves when it is there. */
-  fold(): Promise<void> {
-    this.queued += 1;
-    const run = this.chain.then(() => {
-      this.queued -= 1;
-      return this.foldOnce();
-    });
-    this.chain = run.catch(() => undefined);
-    return run;
+  protected foldFailed(err: unknown): void {
+    this.opts.onFoldError?.(err);
   }
 
-  /** Starts background folds. */
-  start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (this.queued > 0) return; // one is waiting already (the main database is busy): don't pile up
-      this.fold().catch((err: unknown) => this.opts.onFoldError?.(err));
-    }, this.opts.foldEveryMs ?? 1000);
-    this.timer.unref();
+  protected closeFiles(): Promise<void> {
+    return this.db.close();
   }
 
-  /** Stops background folds, folds what is left and closes the file. */
-  async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    try {
-      await this.fold();
-    } finally {
-      await this.db.close();
-    }
-  }
-
-  private async foldOnce(): Promise<void> {
+  protected async foldAll(): Promise<void> {
     const sealed = this.openBatch;
     this.openBatch += 1; // appends from now on go to the next batch
     const rows = await this.db.all<JournalRow>('SELECT device_id, seq, at, address, n FROM checkins WHERE batch > ? AND batch <= ?', [

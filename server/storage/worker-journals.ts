@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../../common/errors.js';
-import { insertCheckinRows, mergeCheckinRows, type FoldTarget, type JournalRow } from './checkin-journal.js';
+import { insertCheckinRows, ScheduledFolds, mergeCheckinRows, type FoldTarget, type JournalRow } from './checkin-journal.js';
 import { openDatabase, type Database } from './db.js';
 import type { CheckinUpdate } from './devices-store.js';
 
@@ -146,10 +146,8 @@ interface OpenFile {
 }
 
 /** The primary's side: folds every worker's journal into the main database. */
-export class WorkerJournalFolder {
-  private chain: Promise<void> = Promise.resolve();
-  private queued = 0;
-  private timer: NodeJS.Timeout | null = null;
+export class WorkerJournalFolder extends ScheduledFolds {
+  protected readonly foldEveryMs: number;
   /** Totals, for tests and measurements. */
   readonly stats = { folds: 0, foldedRows: 0, handedTrims: 0 };
 
@@ -157,7 +155,10 @@ export class WorkerJournalFolder {
     private readonly files: OpenFile[],
     private readonly target: FoldTarget,
     private readonly opts: FolderOptions,
-  ) {}
+  ) {
+    super();
+    this.foldEveryMs = opts.foldEveryMs ?? 1000;
+  }
 
   /**
    * Opens the files of this run's slots (creating them) and any other
@@ -185,37 +186,18 @@ export class WorkerJournalFolder {
     return folder;
   }
 
-  /** Folds every row committed to any worker's file so far; resolves when they are in the devices table. */
-  fold(): Promise<void> {
-    this.queued += 1;
-    const run = this.chain.then(async () => {
-      this.queued -= 1;
-      let more = true;
-      while (more) more = await this.foldPass();
-    });
-    this.chain = run.catch(() => undefined);
-    return run;
+  /** Folds every row committed to any worker's file so far, in passes until every file is drained (call close() once the workers have stopped). */
+  protected async foldAll(): Promise<void> {
+    let more = true;
+    while (more) more = await this.foldPass();
   }
 
-  /** Starts background folds. */
-  start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (this.queued > 0) return; // one is waiting already: don't pile up
-      this.fold().catch((err: unknown) => this.opts.onFoldError(err));
-    }, this.opts.foldEveryMs ?? 1000);
-    this.timer.unref();
+  protected foldFailed(err: unknown): void {
+    this.opts.onFoldError(err);
   }
 
-  /** Stops background folds, folds what is left (call once the workers have stopped) and closes the files. */
-  async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    try {
-      await this.fold();
-    } finally {
-      await Promise.allSettled(this.files.map((f) => f.db.close()));
-    }
+  protected async closeFiles(): Promise<void> {
+    await Promise.allSettled(this.files.map((f) => f.db.close()));
   }
 
   /** One pass over every file; true when a file had more rows than one pass reads. */

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness } from '../../test/support/harness.js';
+import { Harness, waitFor } from '../../test/support/harness.js';
 import { openDatabase } from '../storage/db.js';
-import { CheckinJournal, FOLDED_BATCH_KEY, JOURNAL_FILE, type FoldTarget } from '../storage/checkin-journal.js';
+import { CheckinJournal, FOLDED_BATCH_KEY, JOURNAL_FILE, ScheduledFolds, type FoldTarget } from '../storage/checkin-journal.js';
 import type { CheckinUpdate } from '../storage/devices-store.js';
 import { openStorage, type Storage } from '../storage/index.js';
 import { ROOT_GROUP_ID } from '../storage/migrations.js';
@@ -140,5 +140,94 @@ describe('check-in journal', () => {
     await j.append([up('d1', 2)]);
     await j.fold();
     expect(await state(storage, 'd1')).toMatchObject({ lastSeq: 2, checkinCount: 2 });
+  });
+});
+
+/** Folds that only run the given function: the schedule alone. */
+class TestFolds extends ScheduledFolds {
+  readonly errors: string[] = [];
+  closed = 0;
+
+  constructor(
+    private readonly run: () => Promise<void>,
+    protected readonly foldEveryMs = 5,
+  ) {
+    super();
+  }
+
+  protected foldAll(): Promise<void> {
+    return this.run();
+  }
+
+  protected foldFailed(err: unknown): void {
+    this.errors.push(String(err));
+  }
+
+  protected closeFiles(): Promise<void> {
+    this.closed += 1;
+    return Promise.resolve();
+  }
+}
+
+describe('scheduled folds', () => {
+  it('runs folds one at a time in the order asked, gives a failure to the caller that asked, and folds once more on close', async () => {
+    const log: string[] = [];
+    let release: () => void = () => undefined;
+    let n = 0;
+    const folds = new TestFolds(async () => {
+      n += 1;
+      const mine = n;
+      log.push(`start ${mine}`);
+      if (mine === 1) await new Promise<void>((r) => (release = r)); // the first fold is slow (a busy database)
+      log.push(`end ${mine}`);
+      if (mine === 2) throw new Error('disk I/O error');
+    });
+    const first = folds.fold();
+    const second = folds.fold();
+    await new Promise((r) => setImmediate(r));
+    expect(log).toEqual(['start 1']); // the second waits for the first
+    release();
+    await first;
+    await expect(second).rejects.toThrow('disk I/O error');
+    expect(log).toEqual(['start 1', 'end 1', 'start 2', 'end 2']);
+    await folds.close(); // never started: just the last fold, then the files
+    expect(log.filter((l) => l.startsWith('start'))).toHaveLength(3);
+    expect(folds.closed).toBe(1);
+  });
+
+  it('reports a failed background fold, folds again at the next period, and stops on close', async () => {
+    let tries = 0;
+    const folds = new TestFolds(async () => {
+      tries += 1;
+      if (tries === 1) throw new Error('database is locked');
+    });
+    folds.start();
+    await waitFor(() => (tries >= 2 ? true : undefined), 'a background fold after the failed one');
+    await folds.close(); // one last fold, then no more
+    const afterClose = tries;
+    expect(folds.errors).toEqual(['Error: database is locked']);
+    let checks = 0;
+    await waitFor(() => (++checks >= 5 ? true : undefined), 'several periods of the stopped timer', 1_000, 10);
+    expect(tries).toBe(afterClose);
+  });
+
+  it('skips a background fold while one is still waiting its turn, so they never pile up', async () => {
+    let release: () => void = () => undefined;
+    let runs = 0;
+    const folds = new TestFolds(async () => {
+      runs += 1;
+      if (runs === 1) await new Promise<void>((r) => (release = r));
+    }, 2);
+    const blocked = folds.fold(); // holds the chain
+    folds.start();
+    const waiting = folds.fold(); // one waiting: the timer must not add more
+    let ticks = 0;
+    await waitFor(() => (++ticks >= 20 ? true : undefined), 'a few dozen timer periods', 5_000, 5);
+    release();
+    await Promise.all([blocked, waiting]);
+    await folds.close();
+    // The held one, the waiting one and the close's; at most one timer fold between release and close.
+    expect(runs).toBeGreaterThanOrEqual(3);
+    expect(runs).toBeLessThanOrEqual(4);
   });
 });
