@@ -55,7 +55,7 @@ export interface ScaleArgs {
   readonly out: string;
   readonly cacheDir: string;
   readonly only: TargetKind | undefined;
-  /** When set, each server's first process (and its workers) writes V8 CPU profiles here; the phases' monotonic times are printed. */
+  /** When set, each server process (its workers, and the one started again for the storm) writes V8 CPU profiles here; the phases' monotonic times are printed. */
   readonly profileDir: string | undefined;
 }
 
@@ -281,7 +281,7 @@ async function runOne(kind: TargetKind, pki: BenchPki, args: ScaleArgs, say: (m:
     else await target.stop();
     await waitUntil(async () => (await stats()).connected === 0, 60_000, 'every agent to notice the server is gone');
     target = undefined;
-    const restarted = await startTarget(kind, pki, { dataDir, profile: { ...profile, restart: true, port }, timeoutMs: 180_000 });
+    const restarted = await startTarget(kind, pki, { dataDir, profile: { ...profile, restart: true, port }, timeoutMs: 180_000, execArgv }); // profiled too: its profiles cover the storm
     target = restarted;
     const readyAt = Date.now();
     const readySample = await restarted.sample('quick');
