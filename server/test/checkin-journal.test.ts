@@ -4,19 +4,13 @@ import { Harness, waitFor } from '../../test/support/harness.js';
 import { openDatabase } from '../storage/db.js';
 import { CheckinJournal, FOLDED_BATCH_KEY, JOURNAL_FILE, ScheduledFolds, type FoldTarget } from '../storage/checkin-journal.js';
 import type { CheckinUpdate } from '../storage/devices-store.js';
-import { openStorage, type Storage } from '../storage/index.js';
-import { ROOT_GROUP_ID } from '../storage/migrations.js';
+import type { Storage } from '../storage/index.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
 
 async function setup(devices: string[]): Promise<{ storage: Storage; file: string }> {
-  const dir = await h.tempDir();
-  const storage = await openStorage(path.join(dir, 'rollcall.db'));
-  h.defer(() => storage.db.close());
-  for (const id of devices) {
-    await storage.devices.insert({ id, certSerial: `S${id}`, certNotAfter: 1, groupId: ROOT_GROUP_ID, placementReason: null, hostname: id, fingerprint: null, agentVersion: null, enrolledAt: 1, tokenId: null });
-  }
+  const { storage, dir } = await h.storageWithDevices(devices);
   return { storage, file: path.join(dir, JOURNAL_FILE) };
 }
 

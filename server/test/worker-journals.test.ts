@@ -1,25 +1,15 @@
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness } from '../../test/support/harness.js';
 import { openDatabase } from '../storage/db.js';
 import type { CheckinUpdate } from '../storage/devices-store.js';
-import { openStorage, type Storage } from '../storage/index.js';
-import { ROOT_GROUP_ID } from '../storage/migrations.js';
+import type { Storage } from '../storage/index.js';
 import { foldedKey, WorkerJournal, WorkerJournalFolder, workerJournalFile, type FolderOptions } from '../storage/worker-journals.js';
 
 const h = new Harness();
 afterEach(() => h.cleanup());
 
-async function setup(devices: string[]): Promise<{ storage: Storage; dir: string }> {
-  const dir = await h.tempDir();
-  const storage = await openStorage(path.join(dir, 'rollcall.db'));
-  h.defer(() => storage.db.close());
-  for (const id of devices) {
-    await storage.devices.insert({ id, certSerial: `S${id}`, certNotAfter: 1, groupId: ROOT_GROUP_ID, placementReason: null, hostname: id, fingerprint: null, agentVersion: null, enrolledAt: 1, tokenId: null });
-  }
-  return { storage, dir };
-}
+const setup = (devices: string[]): Promise<{ storage: Storage; dir: string }> => h.storageWithDevices(devices);
 
 interface Reports {
   fileErrors: { file: string; err: string }[];

@@ -21,6 +21,8 @@ import { resolveServerConfig, type ServerConfig } from '../../server/config.js';
 import { buildServer, type RollcallServer } from '../../server/server.js';
 import type { HostResolver } from '../../server/health/public-hosts.js';
 import { requestJson } from '../../common/https-json.js';
+import { openStorage, type Storage } from '../../server/storage/index.js';
+import { ROOT_GROUP_ID } from '../../server/storage/migrations.js';
 
 /** The default resolver of test servers: every name is unknown, and nothing is asked of the network. */
 const noDns: HostResolver = async (host) => {
@@ -73,6 +75,17 @@ export class Harness {
   /** Registers something to close at cleanup (last registered, first closed). */
   defer(fn: () => Promise<unknown> | unknown): void {
     this.toClose.push(fn);
+  }
+
+  /** A database in a new temp dir (closed at cleanup) holding these devices in the root group; for storage tests. */
+  async storageWithDevices(devices: readonly string[]): Promise<{ storage: Storage; dir: string }> {
+    const dir = await this.tempDir();
+    const storage = await openStorage(path.join(dir, 'rollcall.db'));
+    this.defer(() => storage.db.close());
+    for (const id of devices) {
+      await storage.devices.insert({ id, certSerial: `S${id}`, certNotAfter: 1, groupId: ROOT_GROUP_ID, placementReason: null, hostname: id, fingerprint: null, agentVersion: null, enrolledAt: 1, tokenId: null });
+    }
+    return { storage, dir };
   }
 
   /**
